@@ -1,0 +1,270 @@
+/*
+ * mbx: per-thread mailboxes for Emscripten pthreads (and native pthreads).
+ *
+ * Every participating thread owns one mailbox. Any thread may send a message
+ * (run function, cancel function, argument) to a mailbox through a handle.
+ * The owner runs messages when it polls, waits, or (on Emscripten) when its
+ * JS event loop is woken. When the owner exits, its mailbox closes in one
+ * atomic step and every message still queued gets its cancel function called
+ * on the owner thread. See docs/design.md for the state machines and memory
+ * orders.
+ *
+ * The send contract: mbx_send() either returns MBX_OK, and then exactly one of
+ * run or cancel is called exactly once, or returns a negative MBX_E* code and
+ * calls nothing, so the caller still owns the argument.
+ *
+ * Thread safety: every function may be called from any thread unless its
+ * comment says "owner only" (the thread bound to the mailbox).
+ */
+#ifndef MBX_MAILBOX_H
+#define MBX_MAILBOX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Return codes. All errors are negative; MBX_OK is zero. */
+enum {
+  MBX_OK = 0,
+  MBX_ECLOSED = -1,   /* target mailbox is closed: its thread is exiting or
+                         has exited (record not yet recycled) */
+  MBX_ESTALE = -2,    /* handle names an earlier life of a recycled record:
+                         that thread exited long ago */
+  MBX_EINVAL = -3,    /* null or forged handle, null run function, bad value */
+  MBX_ENOMEM = -4,    /* allocation failed; nothing was queued */
+  MBX_EFULL = -5,     /* mailbox holds its capacity of pending messages */
+  MBX_EBUSY = -6,     /* a drain is already running on this thread
+                         (nested poll/wait from inside a handler) */
+  MBX_ETIMEDOUT = -7, /* wait timed out with nothing to run */
+  MBX_EPERM = -8,     /* calling thread is not the mailbox owner, or has no
+                         mailbox */
+  MBX_EAGAIN = -9,    /* too many holds on one record (limit MBX_MAX_HOLDS) */
+};
+
+/* Why a cancel function is being called. */
+enum {
+  MBX_CANCEL_THREAD_EXIT = 1,   /* owner is exiting; called on the owner */
+  MBX_CANCEL_ABNORMAL_EXIT = 2, /* owner died without running its exit path
+                                   (worker terminated); called on another
+                                   thread */
+  MBX_CANCEL_RUNTIME_EXIT = 3,  /* the program is exiting */
+};
+
+#define MBX_MAX_HOLDS 16383u
+
+/*
+ * A handle names (record, generation). It is a plain value: copy it freely,
+ * keep it forever. It never points at freed memory; a handle whose thread has
+ * exited is rejected with MBX_ECLOSED or MBX_ESTALE. The all-zero handle is
+ * the null handle.
+ */
+typedef struct mbx_handle {
+  uint64_t bits;
+} mbx_handle;
+
+#define MBX_NULL_HANDLE ((mbx_handle){0})
+
+typedef void (*mbx_run_fn)(void *arg);
+/* reason is one of MBX_CANCEL_*. Cancel functions should do trivial work
+ * (set a flag, notify a waiter, free the argument): they may run with
+ * arbitrary code on the stack during thread exit. */
+typedef void (*mbx_cancel_fn)(void *arg, int reason);
+
+/* Human-readable name of a return code. Never returns NULL. */
+const char *mbx_strerror(int code);
+
+/* 1 if h is the null handle. */
+static inline int mbx_handle_is_null(mbx_handle h) { return h.bits == 0; }
+static inline int mbx_handle_equal(mbx_handle a, mbx_handle b) {
+  return a.bits == b.bits;
+}
+
+/* ---------------------------------------------------------------- sending */
+
+/*
+ * Queue run(arg) on the mailbox named by `to`. Any thread.
+ * cancel may be NULL: a message canceled at shutdown is then just dropped
+ * (counted in mbx_stats.dropped).
+ * Returns MBX_OK (exactly one of run/cancel will be called exactly once),
+ * or, calling nothing: MBX_EINVAL (null/forged handle, run == NULL),
+ * MBX_ECLOSED, MBX_ESTALE, MBX_EFULL, MBX_ENOMEM.
+ */
+int mbx_send(mbx_handle to, mbx_run_fn run, mbx_cancel_fn cancel, void *arg);
+
+/* ---------------------------------------------------------------- receiving */
+
+/*
+ * Run the messages pending on the calling thread's mailbox: at most as many as
+ * were pending on entry, so a handler that re-sends to its own thread cannot
+ * make poll loop forever (such messages run on the next poll). Owner only.
+ * This is also the entry point the JS event-loop delivery calls.
+ * Returns the number of messages run (>= 0), MBX_EBUSY if called from inside
+ * a handler, MBX_EPERM if the calling thread has no mailbox.
+ */
+int mbx_poll(void);
+
+/*
+ * Block until at least one message is pending (or timeout_ms passes), then
+ * run pending messages as mbx_poll does. timeout_ms < 0 waits forever.
+ * Owner only. Returns the number run (>= 1), MBX_ETIMEDOUT, MBX_EBUSY,
+ * MBX_EPERM.
+ */
+int mbx_wait(double timeout_ms);
+
+/* ---------------------------------------------------------------- mailboxes */
+
+/*
+ * Handle of the calling thread's mailbox, or the null handle if it has none.
+ * Any thread.
+ */
+mbx_handle mbx_self(void);
+
+/*
+ * Create an open mailbox not yet bound to any thread. Messages sent to it
+ * wait until a thread binds it with mbx_thread_bind(). The new record carries
+ * one hold that belongs to its future owner and is released by
+ * mbx_thread_exit(). Any thread.
+ * Returns MBX_OK and *out, MBX_EINVAL (out == NULL), MBX_ENOMEM.
+ */
+int mbx_mailbox_create(mbx_handle *out);
+
+/*
+ * Make the calling thread the owner of a mailbox from mbx_mailbox_create().
+ * Returns MBX_OK, MBX_EINVAL (null/forged handle, mailbox already bound, or
+ * the calling thread already owns a mailbox), MBX_ECLOSED, MBX_ESTALE.
+ */
+int mbx_thread_bind(mbx_handle h);
+
+/*
+ * Create and bind a mailbox for the calling thread in one step (native
+ * threads, and the main thread). Returns MBX_OK and *out (may be NULL),
+ * MBX_EINVAL (already owns a mailbox), MBX_ENOMEM.
+ */
+int mbx_thread_attach(mbx_handle *out);
+
+/*
+ * Close the calling thread's mailbox and cancel what is queued: one atomic
+ * close (after it no send succeeds), a wait for sends already past the check
+ * to finish their few instructions, then every queued message's cancel(arg,
+ * reason) on this thread, in queue order. Then releases the owner's hold and
+ * unbinds the thread. Owner only. reason is an MBX_CANCEL_* value.
+ * Returns the number of messages canceled or dropped (>= 0), MBX_EPERM (no
+ * mailbox), MBX_EBUSY (called from inside a handler), MBX_EINVAL (bad reason).
+ */
+int mbx_thread_exit(int reason);
+
+/*
+ * Close a mailbox whose owner is known to be dead without having run
+ * mbx_thread_exit() (e.g. its worker was terminated), or that was created but
+ * never bound. Cancels queued messages on the calling thread with
+ * MBX_CANCEL_ABNORMAL_EXIT and releases the owner's hold. Must not be called
+ * while the owner may still run. Returns the number canceled (>= 0),
+ * MBX_ECLOSED (already closed), MBX_ESTALE, MBX_EINVAL.
+ */
+int mbx_mailbox_close_orphan(mbx_handle h);
+
+/*
+ * Set the soft capacity of a mailbox: sends fail with MBX_EFULL while at
+ * least `capacity` messages are pending. 0 means unbounded (the default).
+ * Concurrent senders may overshoot by at most (number of senders - 1).
+ * Any thread. Returns MBX_OK, MBX_EINVAL, MBX_ECLOSED, MBX_ESTALE.
+ */
+int mbx_set_capacity(mbx_handle h, uint32_t capacity);
+
+/* ---------------------------------------------------------------- holds */
+
+/*
+ * Keep the record named by h from being recycled (Node-API
+ * acquire_threadsafe_function semantics). While held, sends through h return
+ * MBX_ECLOSED after the thread exits, never MBX_ESTALE, and mbx_stats_get
+ * keeps working. Any thread.
+ * Returns MBX_OK, MBX_ECLOSED (already closed: no hold taken), MBX_ESTALE,
+ * MBX_EINVAL, MBX_EAGAIN (MBX_MAX_HOLDS reached).
+ */
+int mbx_hold(mbx_handle h);
+
+/*
+ * Release one hold taken with mbx_hold(). Releasing the last hold on a closed
+ * record lets it go to quarantine. The owner's own hold is separate and
+ * cannot be released this way. Any thread.
+ * Returns MBX_OK, MBX_EINVAL (no mbx_hold() hold outstanding, bad handle).
+ */
+int mbx_release(mbx_handle h);
+
+/* ---------------------------------------------------------------- stats */
+
+typedef struct mbx_stats {
+  uint64_t sent;     /* sends accepted (MBX_OK) */
+  uint64_t run;      /* run functions called */
+  uint64_t canceled; /* cancel functions called */
+  uint64_t dropped;  /* canceled messages that had no cancel function */
+  uint64_t pending;  /* accepted, not yet run/canceled/dropped */
+  uint64_t rejected_closed;
+  uint64_t rejected_stale;
+  uint64_t rejected_invalid;
+  uint64_t rejected_nomem;
+  uint64_t rejected_full;
+  uint64_t queue_high_water; /* most messages pending at once */
+  uint64_t wakeups;          /* notifications sent to sleeping receivers (global
+                                only; at most one per empty->non-empty transition) */
+} mbx_stats;
+
+/*
+ * Counters of one mailbox. `sent` is derived (run + canceled + dropped +
+ * pending); rejected_stale and rejected_invalid are always 0 here (such
+ * sends cannot be attributed to a mailbox). Any thread.
+ * Returns MBX_OK, MBX_ESTALE, MBX_EINVAL.
+ */
+int mbx_stats_get(mbx_handle h, mbx_stats *out);
+
+/*
+ * Process-wide counters. `sent` and the rejected_* counters are counted by
+ * senders, run/canceled/dropped by receivers, so sent - run - canceled -
+ * dropped - pending is an independent check that nothing was lost.
+ * A snapshot taken while messages are in flight is only approximately
+ * consistent. Any thread.
+ */
+void mbx_stats_global(mbx_stats *out);
+
+typedef struct mbx_memory_stats {
+  uint64_t records_total;      /* records ever allocated (never freed) */
+  uint64_t records_live;       /* bound or waiting to be bound, or held */
+  uint64_t records_quarantine; /* retired, waiting for reuse */
+  uint64_t record_bytes;       /* bytes per record */
+  uint64_t nodes_live;         /* message nodes allocated and not freed */
+  uint64_t bytes_live;         /* bytes the library holds now: record chunks
+                                  plus live message nodes */
+} mbx_memory_stats;
+
+/* Memory figures. Any thread. */
+void mbx_memory_stats_get(mbx_memory_stats *out);
+
+/* ---------------------------------------------------------------- config */
+
+/*
+ * Records retired beyond this many are reused (oldest first); below it a new
+ * record is allocated. Larger values delay reuse (stale handles keep getting
+ * MBX_ECLOSED instead of MBX_ESTALE for longer) at 1 record per unit.
+ * Default 64. Any thread; affects later retirements. Returns MBX_OK.
+ */
+int mbx_set_quarantine(uint32_t records);
+
+typedef void *(*mbx_alloc_fn)(size_t size, void *ctx);
+typedef void (*mbx_free_fn)(void *ptr, void *ctx);
+
+/*
+ * Replace the allocator used for message nodes and record chunks (e.g. to
+ * inject failures in tests). Call before any other mbx function, or while no
+ * message is in flight and no record is being created. NULL functions
+ * restore malloc/free. Returns MBX_OK, MBX_EINVAL (only one of the two NULL).
+ */
+int mbx_set_allocator(mbx_alloc_fn alloc, mbx_free_fn free_fn, void *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MBX_MAILBOX_H */

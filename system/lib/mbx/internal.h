@@ -1,0 +1,133 @@
+/* Internal layout shared by the core's translation units. Not installed. */
+#ifndef MBX_INTERNAL_H
+#define MBX_INTERNAL_H
+
+#include <mbx/mailbox.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+/* One queued message: an intrusive node of the MPSC queue. */
+typedef struct mbx_node {
+  _Atomic(struct mbx_node *) next;
+  mbx_run_fn run;
+  mbx_cancel_fn cancel;
+  void *arg;
+} mbx_node;
+
+/*
+ * The gate word packs everything a sender must check atomically:
+ *   bits 63..32  generation (0 = never opened; bumped at every reuse)
+ *   bit  31      OPEN
+ *   bit  30      OWNER: the owner's hold, released by its exit (kept apart
+ *                from counted holds so a stray mbx_release cannot drop it)
+ *   bits 29..16  mbx_hold() holds
+ *   bits 15..0   senders past the gate check and not yet done
+ * A record is retired when OPEN, OWNER and the hold count are all clear.
+ */
+#define GATE_INFLIGHT_ONE 1ull
+#define GATE_INFLIGHT_MASK 0xffffull
+#define GATE_HOLD_ONE (1ull << 16)
+#define GATE_HOLD_MASK (0x3fffull << 16)
+#define GATE_OWNER (1ull << 30)
+#define GATE_OPEN (1ull << 31)
+#define GATE_GEN_SHIFT 32
+
+static inline uint32_t gate_gen(uint64_t gate) {
+  return (uint32_t)(gate >> GATE_GEN_SHIFT);
+}
+static inline uint32_t gate_holds(uint64_t gate) {
+  return (uint32_t)((gate & GATE_HOLD_MASK) >> 16);
+}
+
+/*
+ * A thread record. Records are allocated in chunks that are never freed, so
+ * any index below the published record count names readable memory forever;
+ * the generation in the gate decides whether a handle still names the life
+ * it was made for. Keep this small: it is what a retired thread costs.
+ */
+typedef struct mbx_record {
+  _Atomic uint64_t gate;
+  /* Accepted and not yet consumed; also the futex word owners sleep on and
+   * the JS event loop waits on. May dip to -1 briefly (a message popped
+   * before its sender counted it). */
+  _Atomic int32_t pending;
+  /* Non-zero while the owner sleeps (or the JS loop is armed) on pending. */
+  _Atomic int32_t waiting;
+  _Atomic uint32_t capacity;   /* 0 = unbounded */
+  _Atomic uint32_t bound;      /* 1 while a thread owns it */
+  _Atomic(mbx_node *) tail;    /* producers exchange here */
+  mbx_node *head;              /* owner only */
+  uint32_t index;              /* immutable after chunk creation */
+  uint32_t quarantine_next;    /* index + 1 of the next record; registry lock */
+  int32_t consumed_unflushed;  /* owner only: popped, not yet subtracted */
+  _Atomic uint32_t high_water; /* CAS-max by senders */
+  mbx_node stub;               /* queue sentinel */
+  /* Counters of the current life; folded into the global totals at reuse. */
+  _Atomic uint64_t run;      /* single writer: the owner */
+  _Atomic uint64_t canceled; /* single writer: whoever drains at close */
+  _Atomic uint64_t dropped;  /* single writer: whoever drains at close */
+  _Atomic uint32_t rejected_closed;
+  _Atomic uint32_t rejected_full;
+} mbx_record;
+
+/* ---- record.c */
+/* Resolve a handle to its record without trusting any of its bits. Returns
+ * MBX_OK and *out, or MBX_EINVAL for null/out-of-range/forged handles. The
+ * generation is NOT checked here (callers check it against the gate). */
+int mbx__lookup(mbx_handle h, mbx_record **out);
+static inline uint32_t handle_gen(mbx_handle h) {
+  return (uint32_t)(h.bits >> 32);
+}
+static inline mbx_handle make_handle(uint32_t index, uint32_t gen) {
+  mbx_handle h = {((uint64_t)gen << 32) | (uint64_t)(index + 1)};
+  return h;
+}
+/* Classify a generation mismatch: a generation newer than the record's
+ * current one can only come from a forged handle. */
+static inline int gen_mismatch_code(uint32_t handle_generation,
+                                    uint32_t record_generation) {
+  return (int32_t)(handle_generation - record_generation) > 0 ? MBX_EINVAL
+                                                              : MBX_ESTALE;
+}
+/* Allocate (or reuse from quarantine) a record, open it with one hold. */
+int mbx__record_open(mbx_record **out, uint32_t *gen_out);
+/* Drop the owner's hold (closed records only); retire if nothing else holds
+ * the record. */
+void mbx__record_release_owner(mbx_record *r);
+
+/* ---- mailbox.c */
+/* mbx_thread_exit, but also allowed from inside a handler (nested_ok), for
+ * the pthread exit hook. */
+int mbx__thread_exit(int reason, int nested_ok);
+
+/* ---- alloc.c */
+void *mbx__alloc(size_t size);
+void mbx__free(void *ptr);
+mbx_node *mbx__node_alloc(void);
+void mbx__node_free(mbx_node *n);
+
+/* Process-wide counters, sharded by thread to keep senders off each other's
+ * cache lines. */
+enum {
+  MBX_STAT_SENT,
+  MBX_STAT_REJ_CLOSED,
+  MBX_STAT_REJ_STALE,
+  MBX_STAT_REJ_INVALID,
+  MBX_STAT_REJ_NOMEM,
+  MBX_STAT_REJ_FULL,
+  MBX_STAT_NODE_ALLOC,
+  MBX_STAT_NODE_FREE,
+  MBX_STAT_WAKEUP,
+  MBX_STAT_COUNT
+};
+void mbx__stat_add(int which, uint64_t n);
+uint64_t mbx__stat_sum(int which);
+
+/* Relaxed single-writer increment: cheaper than an RMW, race-free for
+ * readers because the counter is atomic. */
+static inline void counter_bump(_Atomic uint64_t *c, uint64_t n) {
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                        memory_order_relaxed);
+}
+
+#endif

@@ -1,0 +1,427 @@
+/*
+ * Mailboxes: sending, receiving and closing.
+ *
+ * The queue is Vyukov's intrusive multi-producer single-consumer list:
+ * producers exchange the tail and then link the previous node, the owner
+ * pops from the head. Closing is one RMW on the gate (clear OPEN); senders
+ * that got past the gate before it are counted in the gate and finish their
+ * push in a few instructions, so the closer waits for that count to reach
+ * zero and then drains a queue that can no longer grow.
+ */
+#include "internal.h"
+#include "platform.h"
+
+#include <stddef.h>
+
+static _Thread_local mbx_record *tls_self;
+static _Thread_local mbx_handle tls_self_handle;
+static _Thread_local int tls_draining;
+
+const char *mbx_strerror(int code) {
+  switch (code) {
+  case MBX_OK:
+    return "ok";
+  case MBX_ECLOSED:
+    return "mailbox closed: target thread is exiting or has exited";
+  case MBX_ESTALE:
+    return "stale handle: target thread exited and its record was reused";
+  case MBX_EINVAL:
+    return "invalid argument or handle";
+  case MBX_ENOMEM:
+    return "out of memory";
+  case MBX_EFULL:
+    return "mailbox full";
+  case MBX_EBUSY:
+    return "already draining on this thread";
+  case MBX_ETIMEDOUT:
+    return "timed out";
+  case MBX_EPERM:
+    return "calling thread does not own a mailbox";
+  case MBX_EAGAIN:
+    return "too many holds";
+  default:
+    return "unknown error";
+  }
+}
+
+/* ---- queue */
+
+static void queue_push(mbx_record *r, mbx_node *n) {
+  // Relaxed: published by the exchange's release below.
+  atomic_store_explicit(&n->next, NULL, memory_order_relaxed);
+  // Acq_rel: release publishes n; acquire orders our store into prev after
+  // prev's own initialisation by the producer that pushed it.
+  mbx_node *prev = atomic_exchange_explicit(&r->tail, n, memory_order_acq_rel);
+  // Release: the owner's acquire load of prev->next sees n's contents.
+  atomic_store_explicit(&prev->next, n, memory_order_release);
+}
+
+/* Owner only. Returns NULL when empty, or when a producer is between its
+ * exchange and its link (it then still has its gate count and has not yet
+ * counted the message in pending, so nothing is lost by stopping). */
+static mbx_node *queue_pop(mbx_record *r) {
+  mbx_node *head = r->head;
+  // Acquire (all loads of next): pairs with the release link in queue_push.
+  mbx_node *next = atomic_load_explicit(&head->next, memory_order_acquire);
+  if (head == &r->stub) {
+    if (!next)
+      return NULL;
+    r->head = head = next;
+    next = atomic_load_explicit(&head->next, memory_order_acquire);
+  }
+  if (next) {
+    r->head = next;
+    return head;
+  }
+  // Acquire: pairs with queue_push's exchange.
+  if (atomic_load_explicit(&r->tail, memory_order_acquire) != head)
+    return NULL;
+  queue_push(r, &r->stub);
+  next = atomic_load_explicit(&head->next, memory_order_acquire);
+  if (next) {
+    r->head = next;
+    return head;
+  }
+  return NULL;
+}
+
+/* Owner only: subtract what was popped from pending. */
+static int32_t flush_consumed(mbx_record *r) {
+  int32_t n = r->consumed_unflushed;
+  r->consumed_unflushed = 0;
+  // Relaxed would do for the count, but seq_cst keeps the owner's
+  // "pending == 0 -> set waiting -> re-check" sequence totally ordered with
+  // senders' increments (see wait_for_messages).
+  return atomic_fetch_sub_explicit(&r->pending, n, memory_order_seq_cst) - n;
+}
+
+/* ---- sending */
+
+static void reject(mbx_record *r, int code) {
+  switch (code) {
+  case MBX_ECLOSED:
+    mbx__stat_add(MBX_STAT_REJ_CLOSED, 1);
+    // Relaxed: a counter.
+    atomic_fetch_add_explicit(&r->rejected_closed, 1, memory_order_relaxed);
+    break;
+  case MBX_EFULL:
+    mbx__stat_add(MBX_STAT_REJ_FULL, 1);
+    // Relaxed: a counter.
+    atomic_fetch_add_explicit(&r->rejected_full, 1, memory_order_relaxed);
+    break;
+  case MBX_ESTALE:
+    mbx__stat_add(MBX_STAT_REJ_STALE, 1);
+    break;
+  default:
+    mbx__stat_add(MBX_STAT_REJ_INVALID, 1);
+    break;
+  }
+}
+
+/* Classify a gate snapshot for a send through handle generation gen. */
+static int gate_refusal(uint64_t gate, uint32_t gen) {
+  if (gate_gen(gate) != gen)
+    return gen_mismatch_code(gen, gate_gen(gate));
+  if (!(gate & GATE_OPEN))
+    return MBX_ECLOSED;
+  return MBX_OK;
+}
+
+int mbx_send(mbx_handle to, mbx_run_fn run, mbx_cancel_fn cancel, void *arg) {
+  mbx_record *r;
+  if (!run || mbx__lookup(to, &r) != MBX_OK) {
+    mbx__stat_add(MBX_STAT_REJ_INVALID, 1);
+    return MBX_EINVAL;
+  }
+  uint32_t gen = handle_gen(to);
+  // Fast refusal without touching the in-flight count, so that a closer
+  // waiting for that count is not held up by senders to a dead thread.
+  // Relaxed: the authoritative check is the RMW below.
+  int rc =
+      gate_refusal(atomic_load_explicit(&r->gate, memory_order_relaxed), gen);
+  if (rc != MBX_OK) {
+    reject(r, rc);
+    return rc;
+  }
+  // Allocate before entering the gate: a closer waits for senders inside
+  // it, and must not wait on the allocator.
+  mbx_node *n = mbx__node_alloc();
+  if (!n) {
+    mbx__stat_add(MBX_STAT_REJ_NOMEM, 1);
+    return MBX_ENOMEM;
+  }
+  n->run = run;
+  n->cancel = cancel;
+  n->arg = arg;
+  // Acquire: if we see the current generation open, we see the queue that
+  // record_open reset before publishing it.
+  uint64_t gate = atomic_fetch_add_explicit(&r->gate, GATE_INFLIGHT_ONE,
+                                            memory_order_acquire);
+  rc = gate_refusal(gate, gen);
+  // Relaxed: a soft bound (documented overshoot).
+  uint32_t capacity = atomic_load_explicit(&r->capacity, memory_order_relaxed);
+  if (rc == MBX_OK && capacity &&
+      // Relaxed: a soft bound.
+      atomic_load_explicit(&r->pending, memory_order_relaxed) >=
+          (int32_t)capacity)
+    rc = MBX_EFULL;
+  if (rc != MBX_OK) {
+    // Release: pairs with the closer's acquire wait (nothing published).
+    atomic_fetch_sub_explicit(&r->gate, GATE_INFLIGHT_ONE,
+                              memory_order_release);
+    mbx__node_free(n);
+    reject(r, rc);
+    return rc;
+  }
+  queue_push(r, n);
+  // Seq_cst: Dekker pair with the owner, which sets waiting and then
+  // re-reads pending; one of us must see the other's write.
+  int32_t before =
+      atomic_fetch_add_explicit(&r->pending, 1, memory_order_seq_cst);
+  // Seq_cst: the other half of the Dekker pair above.
+  int wake =
+      before == 0 && atomic_load_explicit(&r->waiting, memory_order_seq_cst);
+  // Relaxed: statistics.
+  uint32_t high_water =
+      atomic_load_explicit(&r->high_water, memory_order_relaxed);
+  while ((int64_t)before + 1 > (int64_t)high_water &&
+         // Relaxed: statistics.
+         !atomic_compare_exchange_weak_explicit(
+             &r->high_water, &high_water, (uint32_t)(before + 1),
+             memory_order_relaxed, memory_order_relaxed)) {
+  }
+  // Release: the closer's acquire load of a zero in-flight count sees our
+  // push and our pending increment.
+  atomic_fetch_sub_explicit(&r->gate, GATE_INFLIGHT_ONE, memory_order_release);
+  mbx__stat_add(MBX_STAT_SENT, 1);
+  // Only the sender that made pending leave zero wakes, so a burst costs one
+  // notification. After leaving the gate the record may already serve a new
+  // thread; a wake there is spurious and harmless (records are never freed).
+  if (wake) {
+    mbx__stat_add(MBX_STAT_WAKEUP, 1);
+    mbx_platform_wake_all(&r->pending);
+  }
+  return MBX_OK;
+}
+
+/* ---- receiving */
+
+/* Owner only, tls_draining set. Runs at most budget messages. */
+static int run_pending(mbx_record *r, int32_t budget) {
+  int count = 0;
+  while (count < budget) {
+    mbx_node *n = queue_pop(r);
+    if (!n)
+      break;
+    mbx_run_fn run = n->run;
+    void *arg = n->arg;
+    mbx__node_free(n);
+    r->consumed_unflushed++;
+    count++;
+    counter_bump(&r->run, 1);
+    run(arg);
+  }
+  flush_consumed(r);
+  return count;
+}
+
+static int begin_drain(mbx_record **out) {
+  mbx_record *r = tls_self;
+  if (!r)
+    return MBX_EPERM;
+  if (tls_draining)
+    return MBX_EBUSY;
+  tls_draining = 1;
+  *out = r;
+  return MBX_OK;
+}
+
+int mbx_poll(void) {
+  mbx_record *r;
+  int rc = begin_drain(&r);
+  if (rc != MBX_OK)
+    return rc;
+  // Relaxed: pending is only a budget here; the pops synchronise.
+  int32_t budget = atomic_load_explicit(&r->pending, memory_order_relaxed);
+  int count = budget > 0 ? run_pending(r, budget) : 0;
+  tls_draining = 0;
+  return count;
+}
+
+int mbx_wait(double timeout_ms) {
+  mbx_record *r;
+  int rc = begin_drain(&r);
+  if (rc != MBX_OK)
+    return rc;
+  double deadline = timeout_ms >= 0 ? mbx_platform_now_ms() + timeout_ms : 0;
+  int count = 0;
+  for (;;) {
+    // Seq_cst: see flush_consumed.
+    int32_t pending = atomic_load_explicit(&r->pending, memory_order_seq_cst);
+    if (pending > 0) {
+      count = run_pending(r, pending);
+      if (count > 0)
+        break;
+      mbx_platform_yield(); /* a sender is mid-push: a few instructions */
+      continue;
+    }
+    if (pending < 0) {
+      mbx_platform_yield(); /* a sender is about to count a popped message */
+      continue;
+    }
+    double remaining = -1;
+    if (timeout_ms >= 0) {
+      remaining = deadline - mbx_platform_now_ms();
+      if (remaining <= 0) {
+        count = MBX_ETIMEDOUT;
+        break;
+      }
+    }
+    // Seq_cst: Dekker pair with mbx_send (set waiting, then re-read
+    // pending; the sender increments pending, then reads waiting).
+    atomic_store_explicit(&r->waiting, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&r->pending, memory_order_seq_cst) == 0)
+      mbx_platform_wait(&r->pending, 0, remaining);
+    // Relaxed: only an optimisation hint for senders.
+    atomic_store_explicit(&r->waiting, 0, memory_order_relaxed);
+  }
+  tls_draining = 0;
+  return count;
+}
+
+/* ---- lifecycle */
+
+mbx_handle mbx_self(void) { return tls_self_handle; }
+
+int mbx_mailbox_create(mbx_handle *out) {
+  if (!out)
+    return MBX_EINVAL;
+  mbx_record *r;
+  uint32_t gen;
+  int rc = mbx__record_open(&r, &gen);
+  if (rc != MBX_OK)
+    return rc;
+  *out = make_handle(r->index, gen);
+  return MBX_OK;
+}
+
+int mbx_thread_bind(mbx_handle h) {
+  mbx_record *r;
+  if (tls_self)
+    return MBX_EINVAL;
+  int rc = mbx__lookup(h, &r);
+  if (rc != MBX_OK)
+    return rc;
+  // Acquire: we will read the queue the creator initialised.
+  uint64_t gate = atomic_load_explicit(&r->gate, memory_order_acquire);
+  rc = gate_refusal(gate, handle_gen(h));
+  if (rc != MBX_OK)
+    return rc;
+  uint32_t unbound = 0;
+  // Acquire: see the gate load above. Relaxed on failure: we only report.
+  if (!atomic_compare_exchange_strong_explicit(
+          &r->bound, &unbound, 1, memory_order_acquire, memory_order_relaxed))
+    return MBX_EINVAL;
+  tls_self = r;
+  tls_self_handle = h;
+  return MBX_OK;
+}
+
+int mbx_thread_attach(mbx_handle *out) {
+  if (tls_self)
+    return MBX_EINVAL;
+  mbx_handle h;
+  int rc = mbx_mailbox_create(&h);
+  if (rc != MBX_OK)
+    return rc;
+  rc = mbx_thread_bind(h);
+  if (rc != MBX_OK) { /* cannot happen: fresh, open, unbound */
+    mbx_mailbox_close_orphan(h);
+    return rc;
+  }
+  if (out)
+    *out = h;
+  return MBX_OK;
+}
+
+/*
+ * Close r and cancel everything queued, on the calling thread. The caller
+ * owns the right to drain r (its owner, or the closer of an orphan).
+ * Returns the number canceled or dropped, or MBX_ECLOSED if already closed.
+ */
+static int close_and_cancel(mbx_record *r, uint32_t gen, int reason) {
+  // Relaxed load: the CAS re-validates.
+  uint64_t gate = atomic_load_explicit(&r->gate, memory_order_relaxed);
+  do {
+    int refusal = gate_refusal(gate, gen);
+    if (refusal != MBX_OK)
+      return refusal;
+    // Acq_rel: the linearisation point of close. After it every sender's
+    // gate RMW sees OPEN clear; release orders our earlier consumption.
+  } while (!atomic_compare_exchange_weak_explicit(
+      &r->gate, &gate, gate & ~GATE_OPEN, memory_order_acq_rel,
+      memory_order_relaxed));
+  // Wait for senders that passed the gate before the close: each is a few
+  // instructions from leaving it. Acquire: pairs with their release exit,
+  // so their pushes are visible to the drain below.
+  while (atomic_load_explicit(&r->gate, memory_order_acquire) &
+         GATE_INFLIGHT_MASK)
+    mbx_platform_yield();
+  int count = 0;
+  mbx_node *n;
+  while ((n = queue_pop(r)) != NULL) {
+    mbx_cancel_fn cancel = n->cancel;
+    void *arg = n->arg;
+    mbx__node_free(n);
+    r->consumed_unflushed++;
+    count++;
+    if (cancel) {
+      counter_bump(&r->canceled, 1);
+      cancel(arg, reason);
+    } else {
+      counter_bump(&r->dropped, 1);
+    }
+  }
+  flush_consumed(r);
+  return count;
+}
+
+/* Owner only. nested_ok lets the thread-exit hook close the mailbox even
+ * when the thread is ending from inside a handler. */
+int mbx__thread_exit(int reason, int nested_ok) {
+  mbx_record *r = tls_self;
+  if (!r)
+    return MBX_EPERM;
+  if (reason < MBX_CANCEL_THREAD_EXIT || reason > MBX_CANCEL_RUNTIME_EXIT)
+    return MBX_EINVAL;
+  if (tls_draining && !nested_ok)
+    return MBX_EBUSY;
+  /* A handler that ends its thread (pthread_exit inside run) leaves its own
+   * message counted as run; account for what the interrupted drain popped. */
+  tls_draining = 1;
+  flush_consumed(r);
+  int count = close_and_cancel(r, handle_gen(tls_self_handle), reason);
+  // Relaxed: only the owner reads bound; it is reset at reuse anyway.
+  atomic_store_explicit(&r->bound, 0, memory_order_relaxed);
+  tls_self = NULL;
+  tls_self_handle = MBX_NULL_HANDLE;
+  tls_draining = 0;
+  mbx__record_release_owner(r);
+  return count < 0 ? 0 : count;
+}
+
+int mbx_thread_exit(int reason) { return mbx__thread_exit(reason, 0); }
+
+int mbx_mailbox_close_orphan(mbx_handle h) {
+  mbx_record *r;
+  int rc = mbx__lookup(h, &r);
+  if (rc != MBX_OK)
+    return rc;
+  int count = close_and_cancel(r, handle_gen(h), MBX_CANCEL_ABNORMAL_EXIT);
+  if (count < 0)
+    return count; /* stale, or someone else closed it first */
+  // Relaxed: the record is closed; nobody binds a closed record.
+  atomic_store_explicit(&r->bound, 0, memory_order_relaxed);
+  mbx__record_release_owner(r); /* the dead owner's hold */
+  return count;
+}

@@ -1,0 +1,64 @@
+/* Shared helpers for the C tests: assertions that survive NDEBUG, a seeded
+ * RNG, argument parsing and memory figures. Header-only. */
+#ifndef MBX_TEST_CHECK_H
+#define MBX_TEST_CHECK_H
+
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L /* barriers under -std=c11 */
+#endif
+
+#include <mbx/mailbox.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);          \
+      fflush(stderr);                                                          \
+      abort();                                                                 \
+    }                                                                          \
+  } while (0)
+
+#define CHECK_EQ(a, b)                                                         \
+  do {                                                                         \
+    long long check_a_ = (long long)(a), check_b_ = (long long)(b);            \
+    if (check_a_ != check_b_) {                                                \
+      fprintf(stderr, "FAIL %s:%d: %s == %s (%lld vs %lld)\n", __FILE__,       \
+              __LINE__, #a, #b, check_a_, check_b_);                           \
+      fflush(stderr);                                                          \
+      abort();                                                                 \
+    }                                                                          \
+  } while (0)
+
+/* xorshift64*: reproducible from the seed printed on failure. */
+typedef struct rng {
+  uint64_t s;
+} rng;
+static inline void rng_seed(rng *r, uint64_t seed) {
+  r->s = seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
+  if (!r->s)
+    r->s = 1;
+}
+static inline uint64_t rng_next(rng *r) {
+  r->s ^= r->s >> 12;
+  r->s ^= r->s << 25;
+  r->s ^= r->s >> 27;
+  return r->s * 0x2545F4914F6CDD1Dull;
+}
+static inline uint32_t rng_below(rng *r, uint32_t n) {
+  return n ? (uint32_t)(rng_next(r) % n) : 0;
+}
+
+/* --name N (or default). */
+static inline long arg_long(int argc, char **argv, const char *name,
+                            long fallback) {
+  for (int i = 1; i + 1 < argc; i++)
+    if (strcmp(argv[i], name) == 0)
+      return strtol(argv[i + 1], NULL, 10);
+  return fallback;
+}
+
+#endif

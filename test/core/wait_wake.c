@@ -1,0 +1,134 @@
+// mbx-test-args: --rounds 2000
+// mbx-test-args-wasm-asan: --rounds 300
+/*
+ * Blocking receivers: mbx_wait times out when idle, wakes on a send from
+ * another thread, and notifications are coalesced: a burst sent while the
+ * receiver is busy costs no wakeup, and each wakeup is matched by a return
+ * from mbx_wait. Ping-pong rounds between two waiting threads check that no
+ * wakeup is ever lost (a lost one hangs the test and the watchdog fails it).
+ */
+#include "check.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <time.h>
+
+static _Atomic long g_runs;
+static void on_run(void *arg) {
+  (void)arg;
+  atomic_fetch_add(&g_runs, 1);
+}
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+static mbx_handle g_receiver;
+static _Atomic int g_burst_go;
+#define BURST 1000
+
+static void *burst_sender(void *arg) {
+  (void)arg;
+  while (!atomic_load(&g_burst_go))
+    sched_yield();
+  sleep_ms(30); /* let the receiver fall asleep */
+  for (int i = 0; i < BURST; i++)
+    CHECK_EQ(mbx_send(g_receiver, on_run, NULL, NULL), MBX_OK);
+  return NULL;
+}
+
+static void check_timeout_and_coalescing(void) {
+  CHECK_EQ(mbx_thread_attach(&g_receiver), MBX_OK);
+  double t0 = now_ms();
+  CHECK_EQ(mbx_wait(50), MBX_ETIMEDOUT);
+  double waited = now_ms() - t0;
+  CHECK(waited >= 45);
+  CHECK_EQ(mbx_wait(0), MBX_ETIMEDOUT);
+
+  /* Nobody waiting: a burst makes no wakeup at all. */
+  mbx_stats before, after;
+  mbx_stats_global(&before);
+  for (int i = 0; i < BURST; i++)
+    CHECK_EQ(mbx_send(g_receiver, on_run, NULL, NULL), MBX_OK);
+  mbx_stats_global(&after);
+  CHECK_EQ(after.wakeups, before.wakeups);
+  CHECK_EQ(mbx_wait(1000), BURST); /* one wait runs the whole burst */
+
+  /* Receiver asleep: the burst wakes it, and every wakeup is matched by a
+   * return from mbx_wait (no notification per message). */
+  pthread_t t;
+  CHECK_EQ(pthread_create(&t, NULL, burst_sender, NULL), 0);
+  mbx_stats_global(&before);
+  atomic_store(&g_burst_go, 1);
+  long ran = 0, returns = 0;
+  while (ran < BURST) {
+    int n = mbx_wait(10000);
+    CHECK(n > 0);
+    ran += n;
+    returns++;
+  }
+  pthread_join(t, NULL);
+  mbx_stats_global(&after);
+  long wakeups = (long)(after.wakeups - before.wakeups);
+  printf("burst messages=%d wait_returns=%ld wakeups=%ld waited_ms=%.1f\n",
+         BURST, returns, wakeups, waited);
+  CHECK(wakeups >= 1);
+  CHECK(wakeups <= returns);
+  CHECK_EQ(mbx_thread_exit(MBX_CANCEL_THREAD_EXIT), 0);
+}
+
+/* Ping-pong between two blocking receivers. */
+static mbx_handle g_ping, g_pong;
+static _Atomic int g_pong_ready;
+static long g_rounds;
+static void pong_reply(void *arg) {
+  CHECK_EQ(mbx_send(g_ping, on_run, NULL, arg), MBX_OK);
+}
+static void *pong_main(void *arg) {
+  (void)arg;
+  CHECK_EQ(mbx_thread_attach(&g_pong), MBX_OK);
+  atomic_store(&g_pong_ready, 1);
+  for (long i = 0; i < g_rounds;) {
+    int n = mbx_wait(-1);
+    CHECK(n > 0);
+    i += n;
+  }
+  CHECK_EQ(mbx_thread_exit(MBX_CANCEL_THREAD_EXIT), 0);
+  return NULL;
+}
+
+static void check_ping_pong(void) {
+  CHECK_EQ(mbx_thread_attach(&g_ping), MBX_OK);
+  pthread_t t;
+  CHECK_EQ(pthread_create(&t, NULL, pong_main, NULL), 0);
+  while (!atomic_load(&g_pong_ready))
+    sched_yield();
+  atomic_store(&g_runs, 0);
+  double t0 = now_ms();
+  for (long i = 0; i < g_rounds; i++) {
+    CHECK_EQ(mbx_send(g_pong, pong_reply, NULL, NULL), MBX_OK);
+    CHECK_EQ(mbx_wait(-1), 1);
+  }
+  double elapsed = now_ms() - t0;
+  pthread_join(t, NULL);
+  CHECK_EQ(atomic_load(&g_runs), g_rounds);
+  CHECK_EQ(mbx_thread_exit(MBX_CANCEL_THREAD_EXIT), 0);
+  printf("ping_pong rounds=%ld us_per_round=%.2f\n", g_rounds,
+         elapsed * 1000 / (double)g_rounds);
+}
+
+int main(int argc, char **argv) {
+  g_rounds = arg_long(argc, argv, "--rounds", 2000);
+  check_timeout_and_coalescing();
+  check_ping_pong();
+  printf("PASS wait_wake\n");
+  return 0;
+}
