@@ -1,8 +1,8 @@
-// mbx-test-args: --iterations 3000
-// mbx-test-args-native-tsan: --iterations 1500
-// mbx-test-args-native-asan: --iterations 1500
-// mbx-test-args-wasm: --iterations 2000
-// mbx-test-args-wasm-asan: --iterations 500
+// mbx-test-args: --iterations 40000 --seed 11
+// mbx-test-args-native-tsan: --iterations 10000 --seed 12
+// mbx-test-args-native-asan: --iterations 20000 --seed 13
+// mbx-test-args-wasm: --iterations 10000 --seed 14
+// mbx-test-args-wasm-asan: --iterations 2000 --seed 15
 /*
  * Exactly-once accounting under a racing close.
  *

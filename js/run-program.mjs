@@ -1,0 +1,37 @@
+// Runs one built program of a flavour with a watchdog.
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { ROOT, FLAVORS, toolEnv } from './build.mjs';
+
+export function programCommand(flavor, name, args = []) {
+  const dir = path.join(ROOT, 'build', flavor);
+  if (FLAVORS[flavor].wasm) {
+    // Emscripten 3.1.6 + Node 20 needs --no-experimental-fetch to load .wasm.
+    return { cmd: process.execPath, args: ['--no-experimental-fetch', path.join(dir, `${name}.js`), ...args] };
+  }
+  return { cmd: path.join(dir, name), args };
+}
+
+export function sanitizerEnv() {
+  return {
+    ...toolEnv(),
+    TSAN_OPTIONS: 'halt_on_error=1:second_deadlock_stack=1',
+    ASAN_OPTIONS: 'detect_leaks=1:halt_on_error=1:abort_on_error=0',
+    UBSAN_OPTIONS: 'halt_on_error=1:print_stacktrace=1',
+  };
+}
+
+export function runProgram(flavor, name, args = [], { timeoutMs = 300000 } = {}) {
+  const { cmd, args: full } = programCommand(flavor, name, args);
+  return new Promise((resolve) => {
+    const child = spawn(cmd, full, { env: sanitizerEnv(), cwd: ROOT });
+    let stdout = '', stderr = '', timedOut = false;
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, timeoutMs);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr, timedOut });
+    });
+  });
+}

@@ -1,0 +1,46 @@
+// Runs every C test program under test/core/ in every built flavour, one
+// named test each. A C file may set its arguments and timeout in leading
+// comments:
+//   // mbx-test-args: --iterations 2000
+//   // mbx-test-args-<flavor>: --iterations 500
+//   // mbx-test-timeout: 300
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { ROOT, selectedFlavors } from '../js/build.mjs';
+import { runProgram } from '../js/run-program.mjs';
+
+const dir = path.join(ROOT, 'test', 'core');
+const programs = readdirSync(dir).filter((f) => f.endsWith('.c')).sort();
+
+function directives(file, flavor) {
+  const text = readFileSync(path.join(dir, file), 'utf8');
+  const pick = (key) => {
+    const m = text.match(new RegExp(`^// ${key}:(.*)$`, 'm'));
+    return m ? m[1].trim() : undefined;
+  };
+  const args = pick(`mbx-test-args-${flavor}`) ?? pick('mbx-test-args') ?? '';
+  const timeout = Number(pick('mbx-test-timeout') ?? 300);
+  return { args: args.split(/\s+/).filter(Boolean), timeoutMs: timeout * 1000 };
+}
+
+const tail = (s) => s.split('\n').slice(-25).join('\n');
+
+for (const flavor of selectedFlavors([])) {
+  describe(flavor, { concurrency: 2 }, () => {
+    for (const file of programs) {
+      const name = path.basename(file, '.c');
+      it(`${flavor} ${name}`, async () => {
+        const { args, timeoutMs } = directives(file, flavor);
+        const r = await runProgram(flavor, name, args, { timeoutMs });
+        const where = `\n--- stdout ---\n${tail(r.stdout)}\n--- stderr ---\n${tail(r.stderr)}`;
+        assert.equal(r.timedOut, false, `watchdog: no exit within ${timeoutMs / 1000}s${where}`);
+        assert.equal(r.code, 0, `exit code ${r.code} signal ${r.signal}${where}`);
+        assert.match(r.stdout, /^PASS/m, `no PASS line${where}`);
+        // The summary lines are the test's evidence: show them.
+        for (const line of r.stdout.trim().split('\n').slice(-3)) console.log(`    ${flavor} ${name}: ${line}`);
+      });
+    }
+  });
+}
