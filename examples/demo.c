@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #define WORKER_SLOTS 4
 #define GENERATIONS 3
@@ -60,6 +61,10 @@ static void *worker_main(void *p) {
     if (n > 0)
       ran += n;
   }
+  /* Stop serving for a moment before exiting, as a busy thread would: the
+   * senders keep queueing, and the exit cancels what they queued. */
+  struct timespec pause = {0, 2000000};
+  nanosleep(&pause, NULL);
   int canceled = mbx_thread_exit(MBX_CANCEL_THREAD_EXIT);
   printf("worker %d.%d exits: ran %ld, canceled %d still queued\n", a->slot,
          a->generation, ran, canceled);

@@ -21,10 +21,11 @@ export function sanitizerEnv() {
   };
 }
 
-export function runProgram(flavor, name, args = [], { timeoutMs = 300000 } = {}) {
-  const { cmd, args: full } = programCommand(flavor, name, args);
+// Spawns a command with a watchdog: killed and reported as timedOut if it
+// has not exited after timeoutMs.
+export function runCommand(cmd, args, { timeoutMs = 300000, env = sanitizerEnv() } = {}) {
   return new Promise((resolve) => {
-    const child = spawn(cmd, full, { env: sanitizerEnv(), cwd: ROOT });
+    const child = spawn(cmd, args, { env, cwd: ROOT });
     let stdout = '', stderr = '', timedOut = false;
     child.stdout.on('data', (d) => { stdout += d; });
     child.stderr.on('data', (d) => { stderr += d; });
@@ -34,4 +35,12 @@ export function runProgram(flavor, name, args = [], { timeoutMs = 300000 } = {})
       resolve({ code, signal, stdout, stderr, timedOut });
     });
   });
+}
+
+// Runs build/<flavor>/<name> (or its .js under Node). `wrapper` is a command
+// prefix, e.g. ['valgrind', '--quiet'].
+export function runProgram(flavor, name, args = [], { timeoutMs, wrapper = [] } = {}) {
+  const { cmd, args: full } = programCommand(flavor, name, args);
+  const [first, ...rest] = [...wrapper, cmd, ...full];
+  return runCommand(first, rest, { timeoutMs });
 }

@@ -1,0 +1,22 @@
+// The demo (README's first command) keeps its promise: its summary line is
+// computed from the library's counters and reports nothing lost, natively
+// and as wasm.
+import { it } from 'node:test';
+import assert from 'node:assert/strict';
+import { selectedFlavors } from '../js/build.mjs';
+import { runProgram } from '../js/run-program.mjs';
+
+for (const flavor of selectedFlavors([]).filter((f) => f === 'native' || f === 'wasm')) {
+  it(`${flavor} demo`, async () => {
+    const r = await runProgram(flavor, 'demo', [], { timeoutMs: 120000 });
+    assert.equal(r.timedOut, false, 'watchdog');
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const m = r.stdout.match(/^sent=(\d+) run=(\d+) canceled=(\d+) rejected=(\d+) lost=(-?\d+)$/m);
+    assert.ok(m, `no summary line in:\n${r.stdout}`);
+    const [sent, run, canceled, rejected, lost] = m.slice(1).map(Number);
+    assert.equal(lost, 0);
+    assert.equal(sent, run + canceled);
+    assert.ok(run > 0 && canceled > 0 && rejected > 0, 'demo exercised run, cancel and reject');
+    console.log(`    ${flavor} demo: ${m[0]}`);
+  });
+}
