@@ -1,8 +1,10 @@
 /*
  * Demo: worker threads come and go while senders keep sending to them.
  *
- * Each worker owns a mailbox, serves messages for a while, then exits with
- * messages still queued: those are canceled on the dying worker. Senders
+ * Each worker thread gets its mailbox automatically from pthread_create
+ * (mbx::mbx interposes it), serves messages for a while, then returns with
+ * messages still queued: its mailbox closes as it exits and those messages
+ * are canceled on the dying worker. Senders
  * hold handles to workers that may already be gone and get clean error
  * codes. The last line is computed from the library's own counters:
  * senders count `sent`, receivers count `run`/`canceled`, and
@@ -10,6 +12,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <mbx/mailbox.h>
+#include <mbx/thread.h>
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -50,26 +53,19 @@ typedef struct worker_args {
 
 static void *worker_main(void *p) {
   worker_args *a = p;
-  mbx_handle self;
-  if (mbx_thread_attach(&self) != MBX_OK)
-    abort();
-  mbx_set_capacity(self, 1024); /* backpressure: senders see MBX_EFULL */
-  atomic_store(&g_slot_handle[a->slot], self.bits);
+  mbx_set_capacity(mbx_self(), 1024); /* backpressure: senders see EFULL */
   long ran = 0;
   while (ran < a->quota) {
     int n = mbx_wait(1000);
     if (n > 0)
       ran += n;
   }
-  /* Stop serving for a moment before exiting, as a busy thread would: the
-   * senders keep queueing, and the exit cancels what they queued. */
+  /* Stop serving for a moment before returning, as a busy thread would:
+   * the senders keep queueing, and the exit cancels what they queued. */
   struct timespec pause = {0, 2000000};
   nanosleep(&pause, NULL);
-  int canceled = mbx_thread_exit(MBX_CANCEL_THREAD_EXIT);
-  printf("worker %d.%d exits: ran %ld, canceled %d still queued\n", a->slot,
-         a->generation, ran, canceled);
   free(a);
-  return NULL;
+  return NULL; /* the mailbox closes here, on the way out */
 }
 
 static void *sender_main(void *p) {
@@ -94,17 +90,31 @@ int main(void) {
   pthread_t senders[SENDERS];
   for (int i = 0; i < SENDERS; i++)
     pthread_create(&senders[i], NULL, sender_main, (void *)(uintptr_t)(i + 1));
+  /* (Senders get mailboxes too; they simply never read them.) */
   for (int gen = 0; gen < GENERATIONS; gen++) {
     pthread_t workers[WORKER_SLOTS];
+    mbx_handle handles[WORKER_SLOTS];
     for (int s = 0; s < WORKER_SLOTS; s++) {
       worker_args *a = malloc(sizeof *a);
       a->slot = s;
       a->generation = gen;
       a->quota = 20000 + 15000 * s;
       pthread_create(&workers[s], NULL, worker_main, a);
+      /* The mailbox is open before pthread_create returns: publish it at
+       * once, and hold it so its counters survive the thread. */
+      handles[s] = mbx_thread_handle(workers[s]);
+      mbx_hold(handles[s]);
+      atomic_store(&g_slot_handle[s], handles[s].bits);
     }
-    for (int s = 0; s < WORKER_SLOTS; s++)
+    for (int s = 0; s < WORKER_SLOTS; s++) {
       pthread_join(workers[s], NULL);
+      mbx_stats ws;
+      mbx_stats_get(handles[s], &ws);
+      printf("worker %d.%d exited: ran %llu, canceled %llu still queued\n", s,
+             gen, (unsigned long long)ws.run,
+             (unsigned long long)(ws.canceled + ws.dropped));
+      mbx_release(handles[s]);
+    }
   }
   atomic_store(&g_done, 1);
   for (int i = 0; i < SENDERS; i++)

@@ -1,4 +1,4 @@
-// Runs every C test program under test/core/ in every built flavour, one
+// Runs every C test program under test/core/ and test/thread/ in every built flavour, one
 // named test each. A C file may set its arguments and timeout in leading
 // comments:
 //   // mbx-test-args: --iterations 2000
@@ -11,11 +11,15 @@ import path from 'node:path';
 import { ROOT, selectedFlavors } from '../js/build.mjs';
 import { runProgram } from '../js/run-program.mjs';
 
-const dir = path.join(ROOT, 'test', 'core');
-const programs = readdirSync(dir).filter((f) => f.endsWith('.c')).sort();
+// C test programs: test/core (the bare core) and test/thread (automatic
+// per-pthread mailboxes).
+const programs = ['core', 'thread'].flatMap((sub) => {
+  const dir = path.join(ROOT, 'test', sub);
+  return readdirSync(dir).filter((f) => f.endsWith('.c')).sort().map((f) => path.join(dir, f));
+});
 
 function directives(file, flavor) {
-  const text = readFileSync(path.join(dir, file), 'utf8');
+  const text = readFileSync(file, 'utf8');
   const pick = (key) => {
     const m = text.match(new RegExp(`^// ${key}:(.*)$`, 'm'));
     return m ? m[1].trim() : undefined;

@@ -68,6 +68,10 @@ typedef struct mbx_record {
   _Atomic uint64_t dropped;  /* single writer: whoever drains at close */
   _Atomic uint32_t rejected_closed;
   _Atomic uint32_t rejected_full;
+  /* pthread_t of the thread this life was created for (0 if none), for
+   * mbx_thread_handle(). Written by the creator under its hold and by the
+   * thread at bind (the same value); reset at reuse. */
+  _Atomic uintptr_t pthread_id;
 } mbx_record;
 
 /* ---- record.c */
@@ -94,6 +98,12 @@ int mbx__record_open(mbx_record **out, uint32_t *gen_out);
 /* Drop the owner's hold (closed records only); retire if nothing else holds
  * the record. */
 void mbx__record_release_owner(mbx_record *r);
+
+/* Remember which pthread a life belongs to. Returns MBX_OK, or the gate
+ * refusal if h no longer names an open life. */
+int mbx__record_set_pthread(mbx_handle h, uintptr_t id);
+/* Handle of the open life created for pthread id, or the null handle. */
+mbx_handle mbx__handle_of_pthread(uintptr_t id);
 
 /* ---- mailbox.c */
 /* mbx_thread_exit, but also allowed from inside a handler (nested_ok), for

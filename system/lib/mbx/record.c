@@ -62,10 +62,11 @@ static void reset_queue(mbx_record *r) {
   atomic_store_explicit(&r->tail, &r->stub, memory_order_relaxed);
   r->head = &r->stub;
   r->consumed_unflushed = 0;
-  atomic_store_explicit(&r->pending, 0, memory_order_relaxed);  // see above
-  atomic_store_explicit(&r->waiting, 0, memory_order_relaxed);  // see above
-  atomic_store_explicit(&r->capacity, 0, memory_order_relaxed); // see above
-  atomic_store_explicit(&r->bound, 0, memory_order_relaxed);    // see above
+  atomic_store_explicit(&r->pending, 0, memory_order_relaxed);    // see above
+  atomic_store_explicit(&r->waiting, 0, memory_order_relaxed);    // see above
+  atomic_store_explicit(&r->capacity, 0, memory_order_relaxed);   // see above
+  atomic_store_explicit(&r->bound, 0, memory_order_relaxed);      // see above
+  atomic_store_explicit(&r->pthread_id, 0, memory_order_relaxed); // see above
 }
 
 /* Registry lock held. */
@@ -329,4 +330,42 @@ void mbx_memory_stats_get(mbx_memory_stats *out) {
   uint64_t frees = mbx__stat_sum(MBX_STAT_NODE_FREE);
   out->nodes_live = allocs > frees ? allocs - frees : 0;
   out->bytes_live = chunk_bytes + out->nodes_live * sizeof(mbx_node);
+}
+
+int mbx__record_set_pthread(mbx_handle h, uintptr_t id) {
+  mbx_record *r;
+  int rc = mbx__lookup(h, &r);
+  if (rc != MBX_OK)
+    return rc;
+  // Relaxed: callers hold the record (owner or a hold), so the life cannot
+  // end under us; readers re-check the gate around their read.
+  uint64_t gate = atomic_load_explicit(&r->gate, memory_order_relaxed);
+  if (gate_gen(gate) != handle_gen(h))
+    return gen_mismatch_code(handle_gen(h), gate_gen(gate));
+  // Release: a lookup that reads this value and then fences sees the gate
+  // of this life or later in its second snapshot.
+  atomic_store_explicit(&r->pthread_id, id, memory_order_release);
+  return MBX_OK;
+}
+
+mbx_handle mbx__handle_of_pthread(uintptr_t id) {
+  // Acquire: see mbx__lookup.
+  uint32_t count = atomic_load_explicit(&g_record_count, memory_order_acquire);
+  for (uint32_t i = 0; i < count; i++) {
+    mbx_record *r = record_at(i);
+    // Acquire (both gate loads): order the pthread_id read between two
+    // snapshots of the same open life, seqlock style.
+    uint64_t before = atomic_load_explicit(&r->gate, memory_order_acquire);
+    if (!(before & GATE_OPEN))
+      continue;
+    // Relaxed: bracketed by the two gate loads.
+    uintptr_t owner =
+        atomic_load_explicit(&r->pthread_id, memory_order_relaxed);
+    atomic_thread_fence(memory_order_acquire);
+    uint64_t after = atomic_load_explicit(&r->gate, memory_order_relaxed);
+    if (owner == id && gate_gen(after) == gate_gen(before) &&
+        (after & GATE_OPEN))
+      return make_handle(i, gate_gen(before));
+  }
+  return MBX_NULL_HANDLE;
 }

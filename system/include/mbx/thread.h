@@ -1,0 +1,39 @@
+/*
+ * Automatic per-pthread mailboxes (link mbx::mbx, which passes
+ * -Wl,--wrap=pthread_create).
+ *
+ * Every thread created with pthread_create, thrd_create or std::thread gets
+ * a mailbox that is open before pthread_create returns (messages wait until
+ * the thread starts) and closed when the thread exits by returning,
+ * pthread_exit or cancellation; queued messages are then canceled on the
+ * dying thread with MBX_CANCEL_THREAD_EXIT, before its thread-specific-data
+ * destructors run (those that send to the thread get MBX_ECLOSED).
+ *
+ * Natively (glibc, the sanitizer builds) thrd_create does not go through
+ * pthread_create and is not covered; pthread_create and std::thread are.
+ */
+#ifndef MBX_THREAD_H
+#define MBX_THREAD_H
+
+#include <mbx/mailbox.h>
+#include <pthread.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Handle of the mailbox of a live thread, or the null handle if it has none
+ * (not created through the interposed pthread_create, or already exiting).
+ * Any thread. Meaningful only while `thread` has not exited: a pthread_t of
+ * an exited and joined (or detached) thread may be reused for a new thread,
+ * and then names that new thread. Handles do not have this problem: keep the
+ * handle, not the pthread_t.
+ */
+mbx_handle mbx_thread_handle(pthread_t thread);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

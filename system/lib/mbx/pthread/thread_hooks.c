@@ -1,0 +1,79 @@
+/*
+ * Every pthread gets a mailbox: link-time interposition of pthread_create
+ * (-Wl,--wrap=pthread_create, carried by the mbx::mbx CMake target).
+ *
+ * The creator opens the mailbox before the thread exists, so it can send at
+ * once; the new thread binds it first thing and installs a cleanup handler
+ * that closes it on every exit path (return, pthread_exit, cancellation):
+ * queued messages are canceled on the dying thread, while its stack exists
+ * and before thread-specific-data destructors run. C11 thrd_create and C++
+ * std::thread go through pthread_create, so they are covered too.
+ */
+#include "../internal.h"
+
+#include <errno.h>
+#include <mbx/thread.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+int __real_pthread_create(pthread_t *thread, const pthread_attr_t *attr,
+                          void *(*start)(void *), void *arg);
+
+typedef struct start_info {
+  void *(*start)(void *);
+  void *arg;
+  mbx_handle mailbox;
+} start_info;
+
+static void close_on_exit(void *unused) {
+  (void)unused;
+  /* nested_ok: the thread may be ending from inside a message handler. */
+  mbx__thread_exit(MBX_CANCEL_THREAD_EXIT, 1);
+}
+
+static void *start_with_mailbox(void *p) {
+  start_info info = *(start_info *)p;
+  free(p);
+  void *result;
+  /* Fails only if the mailbox was closed as an orphan meanwhile; the thread
+   * then simply runs without one. */
+  if (mbx_thread_bind(info.mailbox) == MBX_OK)
+    mbx__record_set_pthread(info.mailbox, (uintptr_t)pthread_self());
+  pthread_cleanup_push(close_on_exit, NULL);
+  result = info.start(info.arg);
+  pthread_cleanup_pop(1);
+  return result;
+}
+
+int __wrap_pthread_create(pthread_t *thread, const pthread_attr_t *attr,
+                          void *(*start)(void *), void *arg) {
+  start_info *info = malloc(sizeof *info);
+  if (!info)
+    return EAGAIN;
+  info->start = start;
+  info->arg = arg;
+  if (mbx_mailbox_create(&info->mailbox) != MBX_OK) {
+    free(info);
+    return EAGAIN;
+  }
+  mbx_handle mailbox = info->mailbox;
+  /* Hold the record across creation so that recording the pthread_t below
+   * cannot land on a later life if the thread exits at once. */
+  int held = mbx_hold(mailbox) == MBX_OK;
+  int rc = __real_pthread_create(thread, attr, start_with_mailbox, info);
+  if (rc != 0) {
+    mbx_mailbox_close_orphan(mailbox);
+    free(info);
+  } else {
+    mbx__record_set_pthread(mailbox, (uintptr_t)*thread);
+  }
+  if (held)
+    mbx_release(mailbox);
+  return rc;
+}
+
+mbx_handle mbx_thread_handle(pthread_t thread) {
+  if (pthread_equal(thread, pthread_self()))
+    return mbx_self();
+  return mbx__handle_of_pthread((uintptr_t)thread);
+}
