@@ -9,6 +9,10 @@
  * dying thread with MBX_CANCEL_THREAD_EXIT, before its thread-specific-data
  * destructors run (those that send to the thread get MBX_ECLOSED).
  *
+ * The interposed pthread_create returns EAGAIN, creating no thread, if the
+ * mailbox or its start record cannot be allocated; otherwise it returns what
+ * the real pthread_create returns.
+ *
  * Natively (glibc, the sanitizer builds) thrd_create does not go through
  * pthread_create and is not covered; pthread_create and std::thread are.
  */
@@ -28,7 +32,9 @@ extern "C" {
  * Any thread. Meaningful only while `thread` has not exited: a pthread_t of
  * an exited and joined (or detached) thread may be reused for a new thread,
  * and then names that new thread. Handles do not have this problem: keep the
- * handle, not the pthread_t.
+ * handle, not the pthread_t. Cost: a scan of the record table (live
+ * threads plus the quarantine), so look a thread up once and keep the
+ * handle.
  */
 mbx_handle mbx_thread_handle(pthread_t thread);
 
