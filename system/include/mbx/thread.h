@@ -38,6 +38,26 @@ extern "C" {
  */
 mbx_handle mbx_thread_handle(pthread_t thread);
 
+/*
+ * Deliver the calling thread's messages from its JS event loop (Emscripten):
+ * after this call, return to the event loop (emscripten_exit_with_live_runtime
+ * on a pthread); each time senders notify the mailbox, its messages run from
+ * a fresh event-loop task, with no polling. Notifications are coalesced: a
+ * burst wakes the thread once per drain. The thread holds a runtime
+ * keepalive while attached. Owner only.
+ * Returns MBX_OK (also if already attached), MBX_EPERM (no mailbox),
+ * MBX_EINVAL (native build, or no Atomics.waitAsync in this JS engine).
+ */
+int mbx_event_loop_attach(void);
+
+/*
+ * Stop event-loop delivery and drop the keepalive (the thread may then end
+ * when it next returns to the event loop). Thread exit does this itself.
+ * Owner only. Returns MBX_OK, MBX_EPERM (no mailbox), MBX_EINVAL (not
+ * attached, or native build).
+ */
+int mbx_event_loop_detach(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -110,6 +110,11 @@ mbx_handle mbx__handle_of_pthread(uintptr_t id);
  * the pthread exit hook. */
 int mbx__thread_exit(int reason, int nested_ok);
 
+/* Event-loop delivery (Emscripten): the calling thread's record, or NULL.
+ * mbx__event_loop_prepare sets `waiting` and returns the word to wait on. */
+_Atomic int32_t *mbx__self_pending_word(void);
+void mbx__self_set_waiting(int32_t value);
+
 /* ---- alloc.c */
 void *mbx__alloc(size_t size);
 void mbx__free(void *ptr);

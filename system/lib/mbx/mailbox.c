@@ -289,6 +289,17 @@ int mbx_wait(double timeout_ms) {
   return count;
 }
 
+_Atomic int32_t *mbx__self_pending_word(void) {
+  return tls_self ? &tls_self->pending : NULL;
+}
+
+void mbx__self_set_waiting(int32_t value) {
+  if (tls_self)
+    // Seq_cst: the Dekker pair with mbx_send (set waiting, then the
+    // Atomics.waitAsync value check on pending).
+    atomic_store_explicit(&tls_self->waiting, value, memory_order_seq_cst);
+}
+
 /* ---- lifecycle */
 
 mbx_handle mbx_self(void) { return tls_self_handle; }

@@ -25,8 +25,11 @@ typedef struct start_info {
   mbx_handle mailbox;
 } start_info;
 
+void mbx__event_loop_on_exit(void);
+
 static void close_on_exit(void *unused) {
   (void)unused;
+  mbx__event_loop_on_exit(); /* drop the keepalive before the thread goes */
   /* nested_ok: the thread may be ending from inside a message handler. */
   mbx__thread_exit(MBX_CANCEL_THREAD_EXIT, 1);
 }
