@@ -32,11 +32,13 @@ mergeInto(LibraryManager.library, {
   // A pthread is exiting: drop every keepalive it still holds (for example
   // emscripten_exit_with_live_runtime's). Emscripten 3.1.6 does not reset
   // the count, so it would leak into the next thread on this worker and that
-  // thread would never exit; current releases reset it themselves.
-  mbx_js_thread_exiting__deps: ['$runtimeKeepalivePop'].concat(
-      '$runtimeKeepaliveCounter' in LibraryManager.library ?
-          ['$runtimeKeepaliveCounter'] : []),
-  mbx_js_thread_exiting: function() {
-    for (var i = 0; i < 1e6 && runtimeKeepaliveCounter > 0; i++) runtimeKeepalivePop();
-  },
+  // thread would never exit. Releases whose library defines the counter as a
+  // symbol reset it themselves: there this is a no-op, and we do not depend
+  // on their internal symbol.
+  mbx_js_thread_exiting__deps: ['$runtimeKeepalivePop'],
+  mbx_js_thread_exiting: '$runtimeKeepaliveCounter' in LibraryManager.library ?
+      function() {} :
+      function() {
+        for (var i = 0; i < 1e6 && runtimeKeepaliveCounter > 0; i++) runtimeKeepalivePop();
+      },
 });
