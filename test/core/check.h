@@ -7,6 +7,7 @@
 #define _POSIX_C_SOURCE 200809L /* barriers under -std=c11 */
 #endif
 
+#include <malloc.h>
 #include <mbx/mailbox.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -59,6 +60,16 @@ static inline long arg_long(int argc, char **argv, const char *name,
     if (strcmp(argv[i], name) == 0)
       return strtol(argv[i + 1], NULL, 10);
   return fallback;
+}
+
+/* Bytes the C heap has handed out now (0 under native ASan, whose malloc
+ * is its own). */
+static inline size_t heap_in_use(void) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
+  return mallinfo2().uordblks;
+#else
+  return (size_t)mallinfo().uordblks;
+#endif
 }
 
 #endif

@@ -10,8 +10,6 @@
  */
 #include "check.h"
 
-#include <malloc.h>
-
 #define KEPT 32
 
 static long g_runs, g_cancels;
@@ -23,14 +21,6 @@ static void on_cancel(void *arg, int reason) {
   (void)arg;
   (void)reason;
   g_cancels++;
-}
-
-static size_t heap_in_use(void) {
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
-  return mallinfo2().uordblks;
-#else
-  return (size_t)mallinfo().uordblks;
-#endif
 }
 
 static void check_quarantine_delay(uint32_t threshold) {

@@ -16,7 +16,6 @@
  */
 #include "../core/check.h"
 
-#include <malloc.h>
 #include <mbx/thread.h>
 #include <pthread.h>
 #include <sched.h>
@@ -73,14 +72,6 @@ static void *target_main(void *arg) {
     for (;;)
       pthread_testcancel();
   return NULL;
-}
-
-static size_t heap_in_use(void) {
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
-  return mallinfo2().uordblks;
-#else
-  return (size_t)mallinfo().uordblks;
-#endif
 }
 
 int main(int argc, char **argv) {

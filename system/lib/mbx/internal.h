@@ -93,6 +93,15 @@ static inline int gen_mismatch_code(uint32_t handle_generation,
   return (int32_t)(handle_generation - record_generation) > 0 ? MBX_EINVAL
                                                               : MBX_ESTALE;
 }
+/* Why a gate snapshot refuses an operation through handle generation gen
+ * (a send, a hold, a capacity change): MBX_OK if gen's life is open. */
+static inline int gate_refusal(uint64_t gate, uint32_t gen) {
+  if (gate_gen(gate) != gen)
+    return gen_mismatch_code(gen, gate_gen(gate));
+  if (!(gate & GATE_OPEN))
+    return MBX_ECLOSED;
+  return MBX_OK;
+}
 /* Allocate (or reuse from quarantine) a record, open it with one hold. */
 int mbx__record_open(mbx_record **out, uint32_t *gen_out);
 /* Drop the owner's hold (closed records only); retire if nothing else holds

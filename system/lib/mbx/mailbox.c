@@ -118,15 +118,6 @@ static void reject(mbx_record *r, int code) {
   }
 }
 
-/* Classify a gate snapshot for a send through handle generation gen. */
-static int gate_refusal(uint64_t gate, uint32_t gen) {
-  if (gate_gen(gate) != gen)
-    return gen_mismatch_code(gen, gate_gen(gate));
-  if (!(gate & GATE_OPEN))
-    return MBX_ECLOSED;
-  return MBX_OK;
-}
-
 int mbx_send(mbx_handle to, mbx_run_fn run, mbx_cancel_fn cancel, void *arg) {
   mbx_record *r;
   if (!run || mbx__lookup(to, &r) != MBX_OK) {

@@ -211,10 +211,9 @@ int mbx_hold(mbx_handle h) {
   // Relaxed load: the CAS below re-validates.
   uint64_t old = atomic_load_explicit(&r->gate, memory_order_relaxed);
   do {
-    if (gate_gen(old) != handle_gen(h))
-      return gen_mismatch_code(handle_gen(h), gate_gen(old));
-    if (!(old & GATE_OPEN))
-      return MBX_ECLOSED;
+    rc = gate_refusal(old, handle_gen(h));
+    if (rc != MBX_OK)
+      return rc;
     if (gate_holds(old) >= MBX_MAX_HOLDS)
       return MBX_EAGAIN;
     // Acquire: the holder's later reads of the record see its current life.
@@ -239,11 +238,10 @@ int mbx_set_capacity(mbx_handle h, uint32_t capacity) {
     return rc;
   // Relaxed: a best-effort check; a capacity set on a record that is being
   // recycled concurrently is reset by the reuse.
-  uint64_t gate = atomic_load_explicit(&r->gate, memory_order_relaxed);
-  if (gate_gen(gate) != handle_gen(h))
-    return gen_mismatch_code(handle_gen(h), gate_gen(gate));
-  if (!(gate & GATE_OPEN))
-    return MBX_ECLOSED;
+  rc = gate_refusal(atomic_load_explicit(&r->gate, memory_order_relaxed),
+                    handle_gen(h));
+  if (rc != MBX_OK)
+    return rc;
   // Relaxed: senders read it as a soft bound; no data hangs off it.
   atomic_store_explicit(&r->capacity, capacity, memory_order_relaxed);
   return MBX_OK;
