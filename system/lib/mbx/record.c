@@ -30,7 +30,7 @@ static uint32_t g_quarantine_tail;
 static uint32_t g_quarantine_length;
 static uint32_t g_chunk_count;
 static struct {
-  uint64_t run, canceled, dropped, rejected_closed, rejected_full;
+  uint64_t run, canceled, dropped;
   uint32_t high_water;
 } g_folded; /* counters of lives that ended and whose record was reused */
 
@@ -105,10 +105,9 @@ static void fold_counters(mbx_record *r) {
       atomic_exchange_explicit(&r->canceled, 0, memory_order_relaxed);
   g_folded.dropped +=
       atomic_exchange_explicit(&r->dropped, 0, memory_order_relaxed);
-  g_folded.rejected_closed +=
-      atomic_exchange_explicit(&r->rejected_closed, 0, memory_order_relaxed);
-  g_folded.rejected_full +=
-      atomic_exchange_explicit(&r->rejected_full, 0, memory_order_relaxed);
+  /* Global rejection counts come from the senders' shards: just reset. */
+  atomic_store_explicit(&r->rejected_closed, 0, memory_order_relaxed);
+  atomic_store_explicit(&r->rejected_full, 0, memory_order_relaxed);
   uint32_t hw =
       atomic_exchange_explicit(&r->high_water, 0, memory_order_relaxed);
   if (hw > g_folded.high_water)
