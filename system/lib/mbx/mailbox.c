@@ -176,9 +176,9 @@ int mbx_send(mbx_handle to, mbx_run_fn run, mbx_cancel_fn cancel, void *arg) {
   int32_t before =
       atomic_fetch_add_explicit(&r->pending, 1, memory_order_seq_cst);
   // Seq_cst: the other half of the Dekker pair above.
-  int32_t wake = before == 0 ? atomic_load_explicit(&r->waiting,
-                                                    memory_order_seq_cst)
-                             : MBX_WAITING_NONE;
+  int32_t wake = before == 0
+                     ? atomic_load_explicit(&r->waiting, memory_order_seq_cst)
+                     : MBX_WAITING_NONE;
   if (wake == MBX_WAITING_POST) {
     /* Inside the gate: the owner cannot finish closing (and its thread
      * cannot go away) until we leave, so posting to it is safe. */
@@ -187,7 +187,8 @@ int mbx_send(mbx_handle to, mbx_run_fn run, mbx_cancel_fn cancel, void *arg) {
         atomic_load_explicit(&g_post_wake_hook, memory_order_acquire);
     // Relaxed: set by the owner before it entered POST mode, which we
     // observed through the seq_cst load of waiting.
-    uintptr_t owner = atomic_load_explicit(&r->pthread_id, memory_order_relaxed);
+    uintptr_t owner =
+        atomic_load_explicit(&r->pthread_id, memory_order_relaxed);
     if (hook && owner)
       hook(owner);
   }
@@ -459,8 +460,8 @@ static int close_and_cancel(mbx_record *r, uint32_t gen, int reason) {
     // Acquire: pairs with owner_unclaim, so the owner's pops and consumed
     // count are visible. Relaxed on failure: we retry.
     if (atomic_compare_exchange_weak_explicit(
-            &r->consumer, &expected, MBX_CONSUMER_CLOSER,
-            memory_order_acquire, memory_order_relaxed))
+            &r->consumer, &expected, MBX_CONSUMER_CLOSER, memory_order_acquire,
+            memory_order_relaxed))
       break;
     if (expected != MBX_CONSUMER_FREE) {
       double now = mbx_platform_now_ms();
