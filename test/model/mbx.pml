@@ -1,0 +1,712 @@
+/*
+ * Promela model of the mbx protocol (system/lib/mbx/mailbox.c, record.c,
+ * internal.h at the commit this file was last updated against), checked by
+ * test/model.test.mjs. See docs/model.md for the properties, bounds, state
+ * counts and what each mutant shows.
+ *
+ * One model step per atomic operation of the C code. A C compare-and-swap
+ * retry loop whose body only re-validates (load relaxed, check, CAS) is one
+ * step: a failed CAS changes nothing and retries with the fresh value, so the
+ * loop is equivalent to a single read-check-modify. Owner-private work
+ * (head, consumed_unflushed, locals) is folded into the neighbouring shared
+ * access. Statistics that nothing decides on (high water, shard counters)
+ * are left out unless a FINDING_ switch asks for them.
+ *
+ * The gate word (internal.h:17) is kept as separate fields, updated together
+ * inside one atomic step wherever the C code does one RMW on the word.
+ *
+ * Records are never freed in C; "freed" here is a record whose life ended
+ * (retired to quarantine, or being reset for reuse), and a step that touches
+ * life-specific state (queue, pending, waiting, counters) of such a record,
+ * or of a later life, fails an assertion.
+ *
+ * The sync caller mirrors the planned proxying protocol (issue 4; branch
+ * `proxy` had no commit when this was written): a heap context with two
+ * references (caller, target), the result published in the context and then
+ * a futex wake on the context's state word; a timed caller gives up with a
+ * CAS and drops its reference.
+ *
+ * Mutants (spin -DMUTANT_x): see the #ifdef blocks and docs/model.md.
+ */
+
+/* ---------------------------------------------------------------- bounds */
+#ifndef NASYNC
+#define NASYNC 1                 /* async senders, one message each */
+#endif
+#ifndef NSYNC
+#define NSYNC 1                  /* sync callers (0 or 1) */
+#endif
+#ifndef HOLDER
+#define HOLDER 1                 /* an mbx_hold/mbx_release user (0 or 1) */
+#endif
+#define NMSG (NASYNC + NSYNC)
+#define SYNC_MSG NASYNC          /* message id of the sync call */
+#define NIL 0                    /* node 0: NULL; node m+1: message m */
+#define STUB (NMSG + 1)          /* the record's queue sentinel */
+#define NNODES (NMSG + 2)
+#define CAPACITY 1               /* mbx_set_capacity(h, 1): small enough to fill */
+#ifndef ROUNDS
+#define ROUNDS 1                 /* receive calls before the target exits */
+#endif
+
+/* ---------------------------------------------------------------- codes */
+#define OK 0
+#define ECLOSED 1
+#define ESTALE 2
+#define EFULL 5
+
+/* message states (ghost): each message id is sent once */
+#define M_NEW 0
+#define M_GATE 1      /* node allocated, sender entering the gate */
+#define M_QUEUED 2    /* exchanged into the tail */
+#define M_RUN 3
+#define M_CANCELED 4
+#define M_REJECTED 5  /* send returned an error: nothing called */
+
+/* record states (ghost) */
+#define R_FRESH 0
+#define R_LIVE 1      /* from the reuse/open CAS to retire */
+#define R_QUAR 2      /* retired: in the quarantine FIFO */
+#define R_RESET 3     /* taken from quarantine, being reset (registry lock) */
+
+/* sync context states */
+#define C_PENDING 0
+#define C_RUNNING 1
+#define C_DONE 2
+#define C_CANCELED 3
+#define C_ABANDONED 4  /* timed caller gave up */
+
+/* ---------------------------------------------------------------- the record */
+/* gate word: internal.h:17-33 */
+byte gate_gen;       /* bits 63..32 */
+bit gate_open;       /* bit 31 */
+bit gate_owner;      /* bit 30 */
+byte gate_holds;     /* bits 29..16 */
+byte gate_inflight;  /* bits 15..0 */
+
+short pending;       /* internal.h:53, may dip to -1 */
+bit waiting;         /* internal.h:55 */
+byte capacity;       /* internal.h:56 */
+bit bound;           /* internal.h:57 */
+byte tail;           /* internal.h:58, node id */
+byte head;           /* internal.h:59, owner only */
+byte consumed_unflushed; /* internal.h:62, owner only */
+byte node_next[NNODES];  /* mbx_node.next */
+byte run_count;      /* internal.h:66, current life */
+byte canceled_count; /* internal.h:67, current life */
+byte folded_run;     /* record.c:192 g_folded */
+byte folded_canceled;
+byte rejected_closed; /* internal.h:69, current life (FINDING_STALE_STATS) */
+
+/* ghosts */
+byte rstate = R_FRESH;
+byte qlen;              /* quarantine FIFO length */
+bit close_done;         /* close_and_cancel of the current life finished */
+bit owner_asleep;       /* a thread sleeps in a futex wait on `pending` */
+byte msg_state[NMSG];
+byte node_gen[NNODES];  /* generation of the handle a node was sent through */
+byte nodes_live;        /* mbx__node_alloc - mbx__node_free */
+byte sent_ok;
+byte lives_retired;
+
+/* ---------------------------------------------------------------- sync context */
+byte cstate = C_PENDING;
+byte crefs;
+bit ctx_live;
+bit ctx_freed;
+bit caller_asleep;     /* futex wait on cstate */
+bit caller_returned;
+byte caller_rc;
+
+/* ---------------------------------------------------------------- helpers */
+
+/* A step touching life-specific state of the record on behalf of life g. */
+#define LIFE_OK(g) (rstate == R_LIVE && gate_gen == (g))
+
+/* gate_refusal (internal.h:98) on a gate snapshot. */
+inline gate_refusal(sgen, sopen, hgen, rc) {
+#ifdef MUTANT_NO_GEN_CHECK
+  /* Mutant: only OPEN is checked; a stale generation is not refused. */
+  rc = (sopen -> OK : ECLOSED)
+#else
+  rc = (sgen != hgen -> ESTALE : (sopen -> OK : ECLOSED))
+#endif
+}
+
+/* retire (record.c:317): registry lock held throughout. */
+inline retire() {
+  atomic {
+    assert(rstate == R_LIVE);      /* exactly once per life */
+    assert(!gate_open && !gate_owner && gate_holds == 0);
+    assert(pending == 0 && consumed_unflushed == 0);
+    rstate = R_QUAR;
+    qlen++;
+    lives_retired++
+  }
+}
+
+/* queue_push (mailbox.c:49) of node n by any thread. */
+inline queue_push(n, prev, g) {
+  /* mailbox.c:51 store n->next = NULL (private until the exchange) and
+   * mailbox.c:54 exchange tail, acq_rel. */
+  atomic {
+    assert(LIFE_OK(g));
+    assert(!close_done);           /* nothing enqueued after close completes */
+    node_next[n] = NIL;
+    prev = tail;
+    tail = n;
+    if
+    :: n != STUB -> assert(msg_state[n - 1] == M_GATE); msg_state[n - 1] = M_QUEUED
+    :: else
+    fi
+  }
+  /* mailbox.c:56 link prev->next = n, release. */
+  atomic {
+    assert(LIFE_OK(g));
+    node_next[prev] = n;
+    prev = 0
+  }
+}
+
+/* queue_pop (mailbox.c:62), owner (or closer) only; out = node or NIL. */
+inline queue_pop(out, hd, nx, prev, g) {
+  do
+  :: true ->
+     /* mailbox.c:63-65: head (owner-private), load head->next acquire */
+     atomic { assert(LIFE_OK(g)); hd = head; nx = node_next[hd] }
+     if
+     :: hd == STUB ->
+        if
+        :: nx == NIL -> out = NIL; break              /* mailbox.c:67 */
+        :: else
+        fi;
+        /* mailbox.c:69-70 */
+        atomic { assert(LIFE_OK(g)); head = nx; hd = nx; nx = node_next[hd] }
+     :: else
+     fi;
+     if
+     :: nx != NIL -> head = nx; out = hd; break       /* mailbox.c:72-74 */
+     :: else
+     fi;
+     /* mailbox.c:77 load tail acquire */
+     atomic { assert(LIFE_OK(g)); nx = tail }
+     if
+     :: nx != hd -> out = NIL; break
+     :: else
+     fi;
+     queue_push(STUB, prev, g);                       /* mailbox.c:79 */
+     /* mailbox.c:80 */
+     atomic { assert(LIFE_OK(g)); nx = node_next[hd] }
+     if
+     :: nx != NIL -> head = nx; out = hd
+     :: else -> out = NIL
+     fi;
+     break
+  od;
+  hd = 0;
+  nx = 0
+}
+
+/* flush_consumed (mailbox.c:89): one seq_cst fetch_sub. */
+inline flush_consumed(g) {
+  atomic {
+    assert(LIFE_OK(g));
+    pending = pending - consumed_unflushed;
+    consumed_unflushed = 0
+  }
+}
+
+/* Futex wake on the context (platform.h:532). */
+inline caller_wake() {
+  atomic { assert(ctx_live && !ctx_freed); caller_asleep = 0 }
+}
+
+/* Drop one context reference; the last one frees it. */
+inline ctx_unref() {
+  atomic {
+    assert(ctx_live && !ctx_freed && crefs > 0);
+    crefs--;
+    if
+    :: crefs == 0 -> ctx_freed = 1
+    :: else
+    fi
+  }
+}
+
+/* The sync message's run function, on the target (planned proxying). */
+inline sync_run(ok) {
+  /* claim the work: CAS PENDING -> RUNNING (a caller that gave up wins) */
+  atomic {
+    assert(ctx_live && !ctx_freed);
+    if
+    :: cstate == C_PENDING -> cstate = C_RUNNING; ok = 1
+    :: else -> ok = 0
+    fi
+  }
+  if
+  :: ok ->
+#ifdef MUTANT_WAKE_BEFORE_PUBLISH
+     caller_wake();
+     atomic { assert(!ctx_freed); if :: cstate == C_RUNNING -> cstate = C_DONE :: else fi }
+#else
+     /* publish the result, then wake (release CAS, then futex wake) */
+     atomic { assert(!ctx_freed); if :: cstate == C_RUNNING -> cstate = C_DONE :: else fi }
+     caller_wake();
+#endif
+  :: else
+  fi;
+  ctx_unref()
+}
+
+/* The sync message's cancel function, on the closing thread. */
+inline sync_cancel() {
+  atomic { assert(ctx_live && !ctx_freed); if :: cstate == C_PENDING -> cstate = C_CANCELED :: else fi }
+  caller_wake();
+  ctx_unref()
+}
+
+/* run_pending (mailbox.c:201): pops and runs at most budget messages. */
+inline run_pending(budget, count, n, hd, nx, prev, ok, g) {
+  count = 0;
+  do
+  :: count < budget ->
+     queue_pop(n, hd, nx, prev, g);
+     if
+     :: n == NIL -> break
+     :: else
+     fi;
+     /* mailbox.c:207-212: read the node, free it, count it (owner-private
+      * and relaxed single-writer counter) */
+     atomic {
+       assert(LIFE_OK(g));
+       assert(node_gen[n] == g);       /* stale handles never deliver here */
+       assert(msg_state[n - 1] == M_QUEUED);
+       msg_state[n - 1] = M_RUN;
+       nodes_live--;
+       consumed_unflushed++;
+       count++;
+       run_count++
+     }
+     /* mailbox.c:213 run(arg) */
+     if
+     :: n - 1 == SYNC_MSG -> sync_run(ok)
+     :: else
+     fi
+  :: else -> break
+  od;
+  flush_consumed(g)                    /* mailbox.c:215 */
+}
+
+/* mbx_send (mailbox.c:121) of message m through a handle of generation hg. */
+inline mbx_send(m, hg, rc, sg, so, before, w, prev) {
+  /* mailbox.c:123 lookup: the index is always valid here.
+   * mailbox.c:131 early refusal on a relaxed gate snapshot. */
+  atomic { sg = gate_gen; so = gate_open }
+#ifdef MUTANT_NO_GATE_COUNT
+  /* Mutant: the early relaxed check is the only check; no in-flight count,
+   * so a close cannot wait for this sender. */
+  gate_refusal(sg, so, hg, rc);
+  if
+  :: rc != OK -> msg_state[m] = M_REJECTED
+  :: else ->
+     atomic { msg_state[m] = M_GATE; nodes_live++; node_gen[m + 1] = hg }
+     queue_push(m + 1, prev, hg);
+     atomic { assert(LIFE_OK(hg)); before = pending; pending++ }
+     atomic { assert(LIFE_OK(hg)); w = waiting }
+     if
+     :: before == 0 && w -> owner_asleep = 0
+     :: else
+     fi
+  fi
+#else
+  gate_refusal(sg, so, hg, rc);
+  if
+  :: rc != OK ->
+#ifdef FINDING_STALE_STATS
+     /* reject (mailbox.c:100-105): rejected_closed++ on the record, after
+      * the snapshot; the record may have been reused meanwhile. */
+     if
+     :: rc == ECLOSED -> atomic { assert(gate_gen == hg); rejected_closed++ }
+     :: else
+     fi;
+#endif
+     msg_state[m] = M_REJECTED
+  :: else ->
+     /* mailbox.c:139 allocate the node outside the gate (private) */
+     atomic { msg_state[m] = M_GATE; nodes_live++; node_gen[m + 1] = hg }
+     /* mailbox.c:149 fetch_add(gate, 1 in flight), acquire */
+     atomic { sg = gate_gen; so = gate_open; gate_inflight++ }
+     gate_refusal(sg, so, hg, rc);
+     /* mailbox.c:153-158 capacity (relaxed) and pending (relaxed) */
+     if
+     :: rc == OK -> atomic { if :: capacity > 0 && pending >= capacity -> rc = EFULL :: else fi }
+     :: else
+     fi;
+     if
+     :: rc != OK ->
+        /* mailbox.c:161 fetch_sub(gate), release; 163 free the node */
+        atomic { gate_inflight--; nodes_live--; msg_state[m] = M_REJECTED }
+     :: else ->
+        queue_push(m + 1, prev, hg);                 /* mailbox.c:167 */
+        /* mailbox.c:170 fetch_add(pending), seq_cst */
+#ifdef MUTANT_LOST_WAKEUP
+        /* Mutant: read waiting before counting the message (the Dekker
+         * pair's order reversed on the sender side). */
+        atomic { assert(LIFE_OK(hg)); w = waiting }
+        atomic { assert(LIFE_OK(hg)); before = pending; pending++ }
+#else
+        atomic { assert(LIFE_OK(hg)); before = pending; pending++ }
+        /* mailbox.c:173 load waiting, seq_cst */
+        atomic { assert(LIFE_OK(hg)); w = waiting }
+#endif
+        /* mailbox.c:186 fetch_sub(gate), release */
+        atomic { gate_inflight-- }
+        /* mailbox.c:191-193 wake after leaving the gate: the record may
+         * already serve a later life; a wake there is only spurious. */
+        if
+        :: before == 0 && w -> owner_asleep = 0
+        :: else
+        fi
+     fi
+  fi
+#endif
+}
+
+/* close_and_cancel (mailbox.c:354) by the owner of life g. */
+inline close_and_cancel(g, n, hd, nx, prev) {
+  /* mailbox.c:356-365 CAS clearing OPEN if the generation matches */
+  atomic { assert(gate_gen == g && gate_open); gate_open = 0 }
+#ifndef MUTANT_NO_INFLIGHT_WAIT
+  /* mailbox.c:369 wait for senders inside the gate (acquire load loop;
+   * modelled as a blocking guard: it only yields) */
+  (gate_inflight == 0);
+#endif
+  /* mailbox.c:374-386 cancel everything queued, in order */
+  do
+  :: queue_pop(n, hd, nx, prev, g);
+     if
+     :: n == NIL -> break
+     :: else
+     fi;
+     atomic {
+       assert(LIFE_OK(g));
+       assert(node_gen[n] == g);
+       assert(msg_state[n - 1] == M_QUEUED);
+       msg_state[n - 1] = M_CANCELED;
+       nodes_live--;
+       consumed_unflushed++;
+       canceled_count++
+     }
+     if
+     :: n - 1 == SYNC_MSG -> sync_cancel()
+     :: else
+     fi
+  od;
+  flush_consumed(g);                           /* mailbox.c:387 */
+  atomic { assert(LIFE_OK(g)); close_done = 1 }
+}
+
+/* mbx__thread_exit (mailbox.c:393) then mbx__record_release_owner
+ * (record.c:353). */
+inline thread_exit(g, n, hd, nx, prev, retirable) {
+  flush_consumed(g);                           /* mailbox.c:404 */
+  close_and_cancel(g, n, hd, nx, prev);        /* mailbox.c:405 */
+  atomic { assert(LIFE_OK(g)); bound = 0 }     /* mailbox.c:407 */
+  /* record.c:355 fetch_and(gate, ~OWNER), acq_rel */
+  atomic {
+    gate_owner = 0;
+#ifdef MUTANT_RETIRE_IGNORES_HOLDS
+    retirable = !gate_open
+#else
+    retirable = (!gate_open && gate_holds == 0)
+#endif
+  }
+  if
+  :: retirable -> retire()                     /* record.c:358 */
+  :: else
+  fi
+}
+
+/* mbx_thread_bind (mailbox.c:310) */
+inline thread_bind(g) {
+  atomic {                                     /* mailbox.c:318-326 */
+    assert(LIFE_OK(g) && gate_open);
+    assert(bound == 0);
+    bound = 1
+  }
+}
+
+/* ---------------------------------------------------------------- processes */
+
+/* The target thread of life 1: bind, serve ROUNDS receive calls, exit. */
+proctype Target() {
+  byte n, hd, nx, prev, count, budget, rounds;
+  short p;
+  bit ok, timed, slept, retirable;
+  thread_bind(1);
+  do
+  :: rounds < ROUNDS ->
+     rounds++;
+     if
+     :: true ->
+        /* mbx_poll (mailbox.c:230): budget = pending, relaxed */
+        atomic { assert(LIFE_OK(1)); p = pending }
+        if
+        :: p > 0 -> budget = p; run_pending(budget, count, n, hd, nx, prev, ok, 1)
+        :: else
+        fi
+     :: true ->
+        /* mbx_wait (mailbox.c:242), timed (at most one sleep, then the
+         * deadline has passed) or untimed */
+        if
+        :: timed = 1
+        :: timed = 0
+        fi;
+        slept = 0;
+        do
+        :: atomic { assert(LIFE_OK(1)); p = pending }         /* mailbox.c:251 */
+           if
+           :: p > 0 ->
+              budget = p;
+              run_pending(budget, count, n, hd, nx, prev, ok, 1);
+              if
+              :: count > 0 -> break
+              :: else                                          /* yield */
+              fi
+           :: p < 0                                            /* yield */
+           :: p == 0 ->
+              if
+              :: timed && slept -> break                       /* ETIMEDOUT */
+              :: else
+              fi;
+              atomic { assert(LIFE_OK(1)); waiting = 1 }       /* mailbox.c:273 */
+              /* mailbox.c:274-275: re-read pending, then futex wait, which
+               * blocks only if pending still equals 0 (atomic check). */
+              atomic { assert(LIFE_OK(1)); p = pending }
+              if
+              :: p == 0 ->
+                 atomic { if :: pending == 0 -> owner_asleep = 1 :: else fi }
+                 if
+                 :: timed -> if
+                             :: owner_asleep == 0
+                             :: owner_asleep = 0; slept = 1    /* timeout */
+                             fi
+                 :: else ->
+end_sleep:          (owner_asleep == 0)
+                 fi
+              :: else
+              fi;
+              atomic { assert(LIFE_OK(1)); waiting = 0 }       /* mailbox.c:277 */
+           fi
+        od
+     fi
+  :: rounds < ROUNDS -> rounds = ROUNDS   /* the thread exits early */
+  :: rounds == ROUNDS -> break
+  od;
+  thread_exit(1, n, hd, nx, prev, retirable)
+}
+
+/* An async sender holding a handle of life 1, sending one message. */
+proctype Sender(byte m) {
+  byte rc, sg, prev;
+  bit so, w;
+  short before;
+  mbx_send(m, 1, rc, sg, so, before, w, prev);
+  atomic {
+    if
+    :: rc == OK -> assert(msg_state[m] >= M_QUEUED && msg_state[m] != M_REJECTED); sent_ok++
+    :: else -> assert(msg_state[m] == M_REJECTED)
+    fi
+  }
+}
+
+/* A sync caller (planned mbx_proxy sync / timed sync) to life 1. */
+proctype SyncCaller() {
+  byte rc, sg, prev, s;
+  bit so, w, timed, gaveup;
+  short before;
+  if
+  :: timed = 1
+  :: timed = 0
+  fi;
+  /* allocate the context with two references (caller, target) */
+  atomic { ctx_live = 1; crefs = 2; cstate = C_PENDING }
+  mbx_send(SYNC_MSG, 1, rc, sg, so, before, w, prev);
+  if
+  :: rc != OK ->
+     /* refused: nothing will run; free the context */
+     atomic { assert(msg_state[SYNC_MSG] == M_REJECTED); crefs = 0; ctx_freed = 1; caller_rc = rc }
+  :: else ->
+     atomic { sent_ok++ }
+     do
+     :: atomic { assert(!ctx_freed); s = cstate }
+        if
+        :: s == C_DONE || s == C_CANCELED -> break
+        :: else
+        fi;
+        /* futex wait on the state word: sleeps only if it still equals s */
+        atomic { assert(!ctx_freed); if :: cstate == s -> caller_asleep = 1 :: else fi }
+        if
+        :: caller_asleep == 0
+        :: timed && caller_asleep == 1 ->
+           /* timeout: give up with a CAS unless the result is in */
+           atomic {
+             assert(!ctx_freed);
+             caller_asleep = 0;
+             if
+             :: cstate == C_PENDING || cstate == C_RUNNING -> cstate = C_ABANDONED; gaveup = 1
+             :: else
+             fi
+           }
+           if
+           :: gaveup -> break
+           :: else
+           fi
+        fi
+     od;
+     caller_rc = (gaveup -> 7 : cstate);
+     ctx_unref()
+  fi;
+  caller_returned = 1
+}
+
+/* mbx_hold / mbx_release through a handle of life 1 (record.c:362, 382). */
+proctype Holder() {
+  bit held, retirable;
+  /* record.c:368-378 CAS loop: gen and OPEN checked, holds + 1 */
+  atomic {
+    if
+    :: gate_gen == 1 && gate_open -> gate_holds++; held = 1
+    :: else
+    fi
+  }
+  if
+  :: held ->
+     /* while held, the record serves life 1 (e.g. mbx_stats_get works) */
+     atomic { assert(rstate == R_LIVE && gate_gen == 1) }
+     /* record.c:338-349 release CAS, acq_rel */
+     atomic {
+       assert(gate_gen == 1 && gate_holds > 0);
+       gate_holds--;
+       retirable = (!gate_open && !gate_owner && gate_holds == 0)
+     }
+     if
+     :: retirable -> retire()
+     :: else
+     fi
+  :: else
+  fi
+}
+
+#ifdef FINDING_STALE_CAPACITY
+/* mbx_set_capacity (record.c:390) through a handle of life 1. */
+proctype CapacitySetter() {
+  byte sg, rc;
+  bit so;
+  atomic { sg = gate_gen; so = gate_open }      /* record.c:397 relaxed */
+  gate_refusal(sg, so, 1, rc);
+  if
+  :: rc == OK ->
+     /* record.c:402 relaxed store: lands in whichever life is current */
+     atomic { assert(gate_gen == 1); capacity = 2 }
+  :: else
+  fi
+}
+#endif
+
+/* A new thread whose mailbox reuses the record (mbx__record_open,
+ * record.c:274, with quarantine threshold 0), then binds, polls, exits. */
+proctype Reuser() {
+  byte n, hd, nx, prev, count, budget;
+  short p;
+  bit ok, retirable;
+  /* record.c:276-287 under the registry lock: take the oldest quarantined
+   * record, fold its counters, reset its queue */
+end_wait_reuse:
+  atomic {
+    qlen > 0 ->
+    assert(rstate == R_QUAR);
+    qlen--;
+    rstate = R_RESET;
+    folded_run = folded_run + run_count; run_count = 0;
+    folded_canceled = folded_canceled + canceled_count; canceled_count = 0;
+    rejected_closed = 0;
+    node_next[STUB] = NIL; tail = STUB; head = STUB;
+    consumed_unflushed = 0; pending = 0; waiting = 0; capacity = 0; bound = 0;
+    close_done = 0
+  }
+  /* record.c:299-310 CAS: gen + 1, OPEN, OWNER, keep in-flight count */
+  atomic {
+    assert(gate_holds == 0);
+    gate_gen++;
+    gate_open = 1;
+    gate_owner = 1;
+    rstate = R_LIVE
+  }
+  thread_bind(2);
+  /* mbx_poll */
+  atomic { assert(LIFE_OK(2)); p = pending }
+  if
+  :: p > 0 -> budget = p; run_pending(budget, count, n, hd, nx, prev, ok, 2)
+  :: else
+  fi;
+  thread_exit(2, n, hd, nx, prev, retirable)
+}
+
+init {
+  byte i;
+  /* mbx_mailbox_create on a fresh record (record.c:289 new_record, then the
+   * CAS at 309): nothing else runs yet. */
+  atomic {
+    node_next[STUB] = NIL; tail = STUB; head = STUB;
+    gate_gen = 1; gate_open = 1; gate_owner = 1;
+    rstate = R_LIVE;
+    capacity = CAPACITY                       /* mbx_set_capacity(h, 1) */
+  }
+  atomic {
+    run Target();
+    i = 0;
+    do
+    :: i < NASYNC -> run Sender(i); i++
+    :: else -> break
+    od;
+#if NSYNC
+    run SyncCaller();
+#endif
+#if HOLDER
+    run Holder();
+#endif
+#ifdef FINDING_STALE_CAPACITY
+    run CapacitySetter();
+#endif
+    run Reuser()
+  }
+end_all:
+  (_nr_pr == 1);
+  /* Everything finished: exact accounting. */
+  i = 0;
+  do
+  :: i < NMSG ->
+     assert(msg_state[i] == M_RUN || msg_state[i] == M_CANCELED ||
+            msg_state[i] == M_REJECTED);
+     i++
+  :: else -> break
+  od;
+  assert(sent_ok == folded_run + folded_canceled + run_count + canceled_count);
+  assert(nodes_live == 0);                     /* node memory back to zero */
+  assert(!ctx_live || ctx_freed);              /* context freed */
+#if NSYNC
+  assert(caller_returned);
+#endif
+  assert(pending == 0 && gate_inflight == 0 && gate_holds == 0);
+  assert(rstate == R_QUAR && lives_retired == 2)
+}
+
+/* Liveness (pan -a -f): every sync caller returns, and a sleeping owner
+ * with a counted message is eventually woken (no lost wake-up). */
+ltl live {
+#if NSYNC
+  (<> caller_returned) &&
+#endif
+  [] ((owner_asleep && pending > 0) -> <> !owner_asleep)
+}
