@@ -216,7 +216,7 @@ inline flush_consumed(g) {
   }
 }
 
-/* Futex wake on the context (platform.h:532). */
+/* Futex wake on the context (as mbx_platform_wake_all, platform.h:17). */
 inline caller_wake() {
   atomic { assert(ctx_live && !ctx_freed); caller_asleep = 0 }
 }
@@ -479,12 +479,19 @@ proctype Target() {
               :: timed && slept -> break                       /* ETIMEDOUT */
               :: else
               fi;
+#ifndef VARIANT_WAITING_AFTER_CHECK
               atomic { assert(LIFE_OK(1)); waiting = 1 }       /* mailbox.c:273 */
+#endif
               /* mailbox.c:274-275: re-read pending, then futex wait, which
                * blocks only if pending still equals 0 (atomic check). */
               atomic { assert(LIFE_OK(1)); p = pending }
               if
               :: p == 0 ->
+#ifdef VARIANT_WAITING_AFTER_CHECK
+                 /* Receiver-side order reversed: waiting set after the
+                  * check. Not a bug: the futex re-checks (docs/model.md). */
+                 atomic { assert(LIFE_OK(1)); waiting = 1 }
+#endif
                  atomic { if :: pending == 0 -> owner_asleep = 1 :: else fi }
                  if
                  :: timed -> if
