@@ -36,6 +36,9 @@
 #ifndef NSYNC
 #define NSYNC 1                  /* sync callers (0 or 1) */
 #endif
+#ifndef OUTSIDE
+#define OUTSIDE 0                /* a closer from outside (runtime exit) */
+#endif
 #ifndef HOLDER
 #define HOLDER 1                 /* an mbx_hold/mbx_release user (0 or 1) */
 #endif
@@ -69,6 +72,11 @@
 #define R_QUAR 2      /* retired: in the quarantine FIFO */
 #define R_RESET 3     /* taken from quarantine, being reset (registry lock) */
 
+/* consumer token (internal.h MBX_CONSUMER_*) */
+#define CONS_FREE 0
+#define CONS_OWNER 1
+#define CONS_CLOSER 2
+
 /* sync context states */
 #define C_PENDING 0
 #define C_RUNNING 1
@@ -90,7 +98,8 @@ byte capacity;       /* internal.h:56 */
 bit bound;           /* internal.h:57 */
 byte tail;           /* internal.h:58, node id */
 byte head;           /* internal.h:59, owner only */
-byte consumed_unflushed; /* internal.h:62, owner only */
+byte consumed_unflushed; /* owner-private, or the consumer's */
+byte consumer;       /* internal.h: MBX_CONSUMER_* token */
 byte node_next[NNODES];  /* mbx_node.next */
 byte run_count;      /* internal.h:66, current life */
 byte canceled_count; /* internal.h:67, current life */
@@ -103,6 +112,7 @@ byte rstate = R_FRESH;
 byte qlen;              /* quarantine FIFO length */
 bit close_done;         /* close_and_cancel of the current life finished */
 bit owner_asleep;       /* a thread sleeps in a futex wait on `pending` */
+bit target_bound;       /* life 1's thread has bound its mailbox */
 byte msg_state[NMSG];
 byte node_gen[NNODES];  /* generation of the handle a node was sent through */
 byte nodes_live;        /* mbx__node_alloc - mbx__node_free */
@@ -265,36 +275,86 @@ inline sync_cancel() {
   ctx_unref()
 }
 
-/* run_pending (mailbox.c:201): pops and runs at most budget messages. */
+/* owner_claim (mailbox.c:228): CAS consumer FREE -> OWNER; ok = success. */
+inline owner_claim(ok, g) {
+  atomic {
+    assert(LIFE_OK(g));
+#ifdef MUTANT_NO_CONSUMER_TOKEN
+    ok = 1
+#else
+    if
+    :: consumer == CONS_FREE -> consumer = CONS_OWNER; ok = 1
+    :: else -> ok = 0
+    fi
+#endif
+  }
+}
+
+/* owner_unclaim (mailbox.c:236): store consumer = FREE, release. */
+inline owner_unclaim(g) {
+#ifdef MUTANT_NO_CONSUMER_TOKEN
+  skip
+#else
+  atomic { assert(LIFE_OK(g) && consumer == CONS_OWNER); consumer = CONS_FREE }
+#endif
+}
+
+/* run_pending (mailbox.c:245): pops and runs at most budget messages,
+ * holding the consumer token only around each pop. count = -1 stands for
+ * MBX_ECLOSED (taken over by a closer before anything ran). */
 inline run_pending(budget, count, n, hd, nx, prev, ok, g) {
   count = 0;
   do
   :: count < budget ->
-     queue_pop(n, hd, nx, prev, g);
+     owner_claim(ok, g);                               /* mailbox.c:248 */
+     if
+     :: !ok -> count = (count > 0 -> count : -1); break
+     :: else
+     fi;
+     queue_pop(n, hd, nx, prev, g);                    /* mailbox.c:250 */
+     if
+     :: n != NIL -> consumed_unflushed++               /* mailbox.c:252 */
+     :: else
+     fi;
+     owner_unclaim(g);                                 /* mailbox.c:253 */
      if
      :: n == NIL -> break
      :: else
      fi;
-     /* mailbox.c:207-212: read the node, free it, count it (owner-private
-      * and relaxed single-writer counter) */
+     /* mailbox.c:256-260: read the node, free it, count it (single-writer
+      * relaxed counter) */
      atomic {
        assert(LIFE_OK(g));
        assert(node_gen[n] == g);       /* stale handles never deliver here */
        assert(msg_state[n - 1] == M_QUEUED);
        msg_state[n - 1] = M_RUN;
        nodes_live--;
-       consumed_unflushed++;
        count++;
-       run_count++
+       run_count++;
+       if
+       :: n - 1 == SYNC_MSG -> n = 0; ok = 1
+       :: else -> n = 0; ok = 0
+       fi
      }
-     /* mailbox.c:213 run(arg) */
+     /* mailbox.c:261 run(arg) */
      if
-     :: n - 1 == SYNC_MSG -> sync_run(ok)
+     :: ok -> sync_run(ok)
      :: else
      fi
   :: else -> break
   od;
-  flush_consumed(g)                    /* mailbox.c:215 */
+  if
+  :: count >= 0 ->
+     owner_claim(ok, g);                               /* mailbox.c:263 */
+     if
+     :: ok ->
+        flush_consumed(g);                             /* mailbox.c:265 */
+        owner_unclaim(g)                               /* mailbox.c:266 */
+     :: else -> count = (count > 0 -> count : -1)
+     fi
+  :: else
+  fi;
+  ok = 0
 }
 
 /* mbx_send (mailbox.c:121) of message m through a handle of generation hg. */
@@ -372,16 +432,32 @@ inline mbx_send(m, hg, rc, sg, so, before, w, prev) {
 #endif
 }
 
-/* close_and_cancel (mailbox.c:354) by the owner of life g. */
-inline close_and_cancel(g, n, hd, nx, prev) {
-  /* mailbox.c:356-365 CAS clearing OPEN if the generation matches */
-  atomic { assert(gate_gen == g && gate_open); gate_open = 0 }
+/* close_and_cancel (mailbox.c:437) by the owner of life g or by a closer
+ * from outside holding the record; closed = 0 if the gate refused (already
+ * closed by the other closer). */
+inline close_and_cancel(g, n, hd, nx, prev, closed) {
+  /* mailbox.c:439-448 CAS clearing OPEN if the generation matches */
+  atomic {
+    assert(gate_gen == g);
+    if
+    :: gate_open -> gate_open = 0; closed = 1
+    :: else -> closed = 0
+    fi
+  }
+  if
+  :: closed ->
 #ifndef MUTANT_NO_INFLIGHT_WAIT
-  /* mailbox.c:369 wait for senders inside the gate (acquire load loop;
+  /* mailbox.c:452 wait for senders inside the gate (acquire load loop;
    * modelled as a blocking guard: it only yields) */
   (gate_inflight == 0);
 #endif
-  /* mailbox.c:374-386 cancel everything queued, in order */
+  /* mailbox.c:458-474 take the queue for good: CAS consumer FREE -> CLOSER,
+   * retried while the owner is inside a pop (the timeout to MBX_EBUSY is
+   * for an owner that died in a pop, which the model does not have) */
+#ifndef MUTANT_NO_CONSUMER_TOKEN
+  atomic { consumer == CONS_FREE -> assert(LIFE_OK(g)); consumer = CONS_CLOSER }
+#endif
+  /* mailbox.c:477-489 cancel everything queued, in order */
   do
   :: queue_pop(n, hd, nx, prev, g);
      if
@@ -402,17 +478,18 @@ inline close_and_cancel(g, n, hd, nx, prev) {
      :: else
      fi
   od;
-  flush_consumed(g);                           /* mailbox.c:387 */
+  flush_consumed(g);                           /* mailbox.c:490 */
   atomic { assert(LIFE_OK(g)); close_done = 1 }
+  :: else
+  fi
 }
 
-/* mbx__thread_exit (mailbox.c:393) then mbx__record_release_owner
- * (record.c:353). */
+/* mbx__thread_exit (mailbox.c:496) then mbx__record_release_owner
+ * (record.c:354). */
 inline thread_exit(g, n, hd, nx, prev, retirable) {
-  flush_consumed(g);                           /* mailbox.c:404 */
-  close_and_cancel(g, n, hd, nx, prev);        /* mailbox.c:405 */
-  atomic { assert(LIFE_OK(g)); bound = 0 }     /* mailbox.c:407 */
-  /* record.c:355 fetch_and(gate, ~OWNER), acq_rel */
+  close_and_cancel(g, n, hd, nx, prev, retirable); /* mailbox.c:508 */
+  atomic { assert(LIFE_OK(g)); bound = 0 }     /* mailbox.c:510 */
+  /* record.c:356 fetch_and(gate, ~OWNER), acq_rel */
   atomic {
     gate_owner = 0;
 #ifdef MUTANT_RETIRE_IGNORES_HOLDS
@@ -422,7 +499,7 @@ inline thread_exit(g, n, hd, nx, prev, retirable) {
 #endif
   }
   if
-  :: retirable -> retire()                     /* record.c:358 */
+  :: retirable -> retire()                     /* record.c:359 */
   :: else
   fi
 }
@@ -432,7 +509,8 @@ inline thread_bind(g) {
   atomic {                                     /* mailbox.c:318-326 */
     assert(LIFE_OK(g) && gate_open);
     assert(bound == 0);
-    bound = 1
+    bound = 1;
+    target_bound = 1
   }
 }
 
@@ -470,13 +548,19 @@ proctype Target() {
               budget = p;
               run_pending(budget, count, n, hd, nx, prev, ok, 1);
               if
-              :: count > 0 -> break
+              :: count != 0 -> break                           /* mailbox.c:323 */
               :: else                                          /* yield */
               fi
            :: p < 0                                            /* yield */
            :: p == 0 ->
               if
               :: timed && slept -> break                       /* ETIMEDOUT */
+              :: else
+              fi;
+              /* mailbox.c:341 relaxed load: taken over from outside */
+              atomic { assert(LIFE_OK(1)); p = (consumer == CONS_CLOSER -> 1 : 0) }
+              if
+              :: p -> break                                    /* MBX_ECLOSED */
               :: else
               fi;
 #ifndef VARIANT_WAITING_AFTER_CHECK
@@ -605,6 +689,42 @@ proctype Holder() {
   fi
 }
 
+#if OUTSIDE
+/* mbx__close_from_outside (mailbox.c:520) through a handle of life 1, as
+ * the runtime-exit path does for every open mailbox: hold, close and
+ * cancel on this thread, release. The owner keeps running. */
+proctype OutsideCloser() {
+  byte n, hd, nx, prev;
+  bit held, closed, retirable;
+  /* Bound: a close from outside before the thread binds leaves the thread
+   * without a mailbox and the record's OWNER hold with nobody to release
+   * it (docs/model.md, findings); the model starts after the bind. */
+  (target_bound);
+  /* mailbox.c:527 mbx_hold (record.c:369-379) */
+  atomic {
+    if
+    :: gate_gen == 1 && gate_open -> gate_holds++; held = 1
+    :: else
+    fi
+  }
+  if
+  :: held ->
+     close_and_cancel(1, n, hd, nx, prev, closed);   /* mailbox.c:530 */
+     /* mailbox.c:531 mbx_release (record.c:339-350) */
+     atomic {
+       assert(gate_gen == 1 && gate_holds > 0);
+       gate_holds--;
+       retirable = (!gate_open && !gate_owner && gate_holds == 0)
+     }
+     if
+     :: retirable -> retire()
+     :: else
+     fi
+  :: else
+  fi
+}
+#endif
+
 #ifdef FINDING_STALE_CAPACITY
 /* mbx_set_capacity (record.c:390) through a handle of life 1. */
 proctype CapacitySetter() {
@@ -639,7 +759,8 @@ end_wait_reuse:
     folded_canceled = folded_canceled + canceled_count; canceled_count = 0;
     rejected_closed = 0;
     node_next[STUB] = NIL; tail = STUB; head = STUB;
-    consumed_unflushed = 0; pending = 0; waiting = 0; capacity = 0; bound = 0;
+    consumed_unflushed = 0; pending = 0; waiting = 0; consumer = CONS_FREE;
+    capacity = 0; bound = 0;
     close_done = 0
   }
   /* record.c:299-310 CAS: gen + 1, OPEN, OWNER, keep in-flight count */
@@ -682,6 +803,9 @@ init {
 #endif
 #if HOLDER
     run Holder();
+#endif
+#if OUTSIDE
+    run OutsideCloser();
 #endif
 #ifdef FINDING_STALE_CAPACITY
     run CapacitySetter();
