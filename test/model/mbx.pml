@@ -1,6 +1,6 @@
 /*
  * Promela model of the mbx protocol (system/lib/mbx/mailbox.c, record.c,
- * internal.h at the commit this file was last updated against), checked by
+ * internal.h as of main fc3d5c8: consumer token, close from outside), checked by
  * test/model.test.mjs. See docs/model.md for the properties, bounds, state
  * counts and what each mutant shows.
  *
@@ -103,7 +103,7 @@ byte consumer;       /* internal.h: MBX_CONSUMER_* token */
 byte node_next[NNODES];  /* mbx_node.next */
 byte run_count;      /* internal.h:66, current life */
 byte canceled_count; /* internal.h:67, current life */
-byte folded_run;     /* record.c:192 g_folded */
+byte folded_run;     /* record.c:35 g_folded */
 byte folded_canceled;
 byte rejected_closed; /* internal.h:69, current life (FINDING_STALE_STATS) */
 
@@ -143,7 +143,7 @@ inline gate_refusal(sgen, sopen, hgen, rc) {
 #endif
 }
 
-/* retire (record.c:317): registry lock held throughout. */
+/* retire (record.c:161): registry lock held throughout. */
 inline retire() {
   atomic {
     assert(rstate == R_LIVE);      /* exactly once per life */
@@ -155,10 +155,10 @@ inline retire() {
   }
 }
 
-/* queue_push (mailbox.c:49) of node n by any thread. */
+/* queue_push (mailbox.c:54) of node n by any thread. */
 inline queue_push(n, prev, g) {
-  /* mailbox.c:51 store n->next = NULL (private until the exchange) and
-   * mailbox.c:54 exchange tail, acq_rel. */
+  /* mailbox.c:56 store n->next = NULL (private until the exchange) and
+   * mailbox.c:59 exchange tail, acq_rel. */
   atomic {
     assert(LIFE_OK(g));
     assert(!close_done);           /* nothing enqueued after close completes */
@@ -170,7 +170,7 @@ inline queue_push(n, prev, g) {
     :: else
     fi
   }
-  /* mailbox.c:56 link prev->next = n, release. */
+  /* mailbox.c:61 link prev->next = n, release. */
   atomic {
     assert(LIFE_OK(g));
     node_next[prev] = n;
@@ -178,34 +178,34 @@ inline queue_push(n, prev, g) {
   }
 }
 
-/* queue_pop (mailbox.c:62), owner (or closer) only; out = node or NIL. */
+/* queue_pop (mailbox.c:68), owner (or closer) only; out = node or NIL. */
 inline queue_pop(out, hd, nx, prev, g) {
   do
   :: true ->
-     /* mailbox.c:63-65: head (owner-private), load head->next acquire */
+     /* mailbox.c:69-71: head (owner-private), load head->next acquire */
      atomic { assert(LIFE_OK(g)); hd = head; nx = node_next[hd] }
      if
      :: hd == STUB ->
         if
-        :: nx == NIL -> out = NIL; break              /* mailbox.c:67 */
+        :: nx == NIL -> out = NIL; break              /* mailbox.c:73 */
         :: else
         fi;
-        /* mailbox.c:69-70 */
+        /* mailbox.c:75-76 */
         atomic { assert(LIFE_OK(g)); head = nx; hd = nx; nx = node_next[hd] }
      :: else
      fi;
      if
-     :: nx != NIL -> head = nx; out = hd; break       /* mailbox.c:72-74 */
+     :: nx != NIL -> head = nx; out = hd; break       /* mailbox.c:78-80 */
      :: else
      fi;
-     /* mailbox.c:77 load tail acquire */
+     /* mailbox.c:83 load tail acquire */
      atomic { assert(LIFE_OK(g)); nx = tail }
      if
      :: nx != hd -> out = NIL; break
      :: else
      fi;
-     queue_push(STUB, prev, g);                       /* mailbox.c:79 */
-     /* mailbox.c:80 */
+     queue_push(STUB, prev, g);                       /* mailbox.c:85 */
+     /* mailbox.c:86 */
      atomic { assert(LIFE_OK(g)); nx = node_next[hd] }
      if
      :: nx != NIL -> head = nx; out = hd
@@ -217,7 +217,7 @@ inline queue_pop(out, hd, nx, prev, g) {
   nx = 0
 }
 
-/* flush_consumed (mailbox.c:89): one seq_cst fetch_sub. */
+/* flush_consumed (mailbox.c:95): one seq_cst fetch_sub. */
 inline flush_consumed(g) {
   atomic {
     assert(LIFE_OK(g));
@@ -357,10 +357,10 @@ inline run_pending(budget, count, n, hd, nx, prev, ok, g) {
   ok = 0
 }
 
-/* mbx_send (mailbox.c:121) of message m through a handle of generation hg. */
+/* mbx_send (mailbox.c:127) of message m through a handle of generation hg. */
 inline mbx_send(m, hg, rc, sg, so, before, w, prev) {
-  /* mailbox.c:123 lookup: the index is always valid here.
-   * mailbox.c:131 early refusal on a relaxed gate snapshot. */
+  /* mailbox.c:129 lookup: the index is always valid here.
+   * mailbox.c:137 early refusal on a relaxed gate snapshot. */
   atomic { sg = gate_gen; so = gate_open }
 #ifdef MUTANT_NO_GATE_COUNT
   /* Mutant: the early relaxed check is the only check; no in-flight count,
@@ -383,7 +383,7 @@ inline mbx_send(m, hg, rc, sg, so, before, w, prev) {
   if
   :: rc != OK ->
 #ifdef FINDING_STALE_STATS
-     /* reject (mailbox.c:100-105): rejected_closed++ on the record, after
+     /* reject (mailbox.c:106-111): rejected_closed++ on the record, after
       * the snapshot; the record may have been reused meanwhile. */
      if
      :: rc == ECLOSED -> atomic { assert(gate_gen == hg); rejected_closed++ }
@@ -392,23 +392,23 @@ inline mbx_send(m, hg, rc, sg, so, before, w, prev) {
 #endif
      msg_state[m] = M_REJECTED
   :: else ->
-     /* mailbox.c:139 allocate the node outside the gate (private) */
+     /* mailbox.c:145 allocate the node outside the gate (private) */
      atomic { msg_state[m] = M_GATE; nodes_live++; node_gen[m + 1] = hg }
-     /* mailbox.c:149 fetch_add(gate, 1 in flight), acquire */
+     /* mailbox.c:155 fetch_add(gate, 1 in flight), acquire */
      atomic { sg = gate_gen; so = gate_open; gate_inflight++ }
      gate_refusal(sg, so, hg, rc);
-     /* mailbox.c:153-158 capacity (relaxed) and pending (relaxed) */
+     /* mailbox.c:159-164 capacity (relaxed) and pending (relaxed) */
      if
      :: rc == OK -> atomic { if :: capacity > 0 && pending >= capacity -> rc = EFULL :: else fi }
      :: else
      fi;
      if
      :: rc != OK ->
-        /* mailbox.c:161 fetch_sub(gate), release; 163 free the node */
+        /* mailbox.c:167 fetch_sub(gate), release; 163 free the node */
         atomic { gate_inflight--; nodes_live--; msg_state[m] = M_REJECTED }
      :: else ->
-        queue_push(m + 1, prev, hg);                 /* mailbox.c:167 */
-        /* mailbox.c:170 fetch_add(pending), seq_cst */
+        queue_push(m + 1, prev, hg);                 /* mailbox.c:173 */
+        /* mailbox.c:177 fetch_add(pending), seq_cst */
 #ifdef MUTANT_LOST_WAKEUP
         /* Mutant: read waiting before counting the message (the Dekker
          * pair's order reversed on the sender side). */
@@ -416,12 +416,12 @@ inline mbx_send(m, hg, rc, sg, so, before, w, prev) {
         atomic { assert(LIFE_OK(hg)); before = pending; pending++ }
 #else
         atomic { assert(LIFE_OK(hg)); before = pending; pending++ }
-        /* mailbox.c:173 load waiting, seq_cst */
+        /* mailbox.c:180 load waiting, seq_cst */
         atomic { assert(LIFE_OK(hg)); w = waiting }
 #endif
-        /* mailbox.c:186 fetch_sub(gate), release */
+        /* mailbox.c:206 fetch_sub(gate), release */
         atomic { gate_inflight-- }
-        /* mailbox.c:191-193 wake after leaving the gate: the record may
+        /* mailbox.c:211-214 wake after leaving the gate: the record may
          * already serve a later life; a wake there is only spurious. */
         if
         :: before == 0 && w -> owner_asleep = 0
@@ -485,11 +485,11 @@ inline close_and_cancel(g, n, hd, nx, prev, closed) {
 }
 
 /* mbx__thread_exit (mailbox.c:496) then mbx__record_release_owner
- * (record.c:354). */
+ * (record.c:197). */
 inline thread_exit(g, n, hd, nx, prev, retirable) {
   close_and_cancel(g, n, hd, nx, prev, retirable); /* mailbox.c:508 */
   atomic { assert(LIFE_OK(g)); bound = 0 }     /* mailbox.c:510 */
-  /* record.c:356 fetch_and(gate, ~OWNER), acq_rel */
+  /* record.c:200 fetch_and(gate, ~OWNER), acq_rel */
   atomic {
     gate_owner = 0;
 #ifdef MUTANT_RETIRE_IGNORES_HOLDS
@@ -499,14 +499,14 @@ inline thread_exit(g, n, hd, nx, prev, retirable) {
 #endif
   }
   if
-  :: retirable -> retire()                     /* record.c:359 */
+  :: retirable -> retire()                     /* record.c:202 */
   :: else
   fi
 }
 
-/* mbx_thread_bind (mailbox.c:310) */
+/* mbx_thread_bind (mailbox.c:393) */
 inline thread_bind(g) {
-  atomic {                                     /* mailbox.c:318-326 */
+  atomic {                                     /* mailbox.c:401-409 */
     assert(LIFE_OK(g) && gate_open);
     assert(bound == 0);
     bound = 1;
@@ -527,14 +527,14 @@ proctype Target() {
      rounds++;
      if
      :: true ->
-        /* mbx_poll (mailbox.c:230): budget = pending, relaxed */
+        /* mbx_poll (mailbox.c:296): budget = pending, relaxed */
         atomic { assert(LIFE_OK(1)); p = pending }
         if
         :: p > 0 -> budget = p; run_pending(budget, count, n, hd, nx, prev, ok, 1)
         :: else
         fi
      :: true ->
-        /* mbx_wait (mailbox.c:242), timed (at most one sleep, then the
+        /* mbx_wait (mailbox.c:308), timed (at most one sleep, then the
          * deadline has passed) or untimed */
         if
         :: timed = 1
@@ -542,7 +542,7 @@ proctype Target() {
         fi;
         slept = 0;
         do
-        :: atomic { assert(LIFE_OK(1)); p = pending }         /* mailbox.c:251 */
+        :: atomic { assert(LIFE_OK(1)); p = pending }         /* mailbox.c:320 */
            if
            :: p > 0 ->
               budget = p;
@@ -564,9 +564,9 @@ proctype Target() {
               :: else
               fi;
 #ifndef VARIANT_WAITING_AFTER_CHECK
-              atomic { assert(LIFE_OK(1)); waiting = 1 }       /* mailbox.c:273 */
+              atomic { assert(LIFE_OK(1)); waiting = 1 }       /* mailbox.c:348 */
 #endif
-              /* mailbox.c:274-275: re-read pending, then futex wait, which
+              /* mailbox.c:349-350: re-read pending, then futex wait, which
                * blocks only if pending still equals 0 (atomic check). */
               atomic { assert(LIFE_OK(1)); p = pending }
               if
@@ -587,7 +587,7 @@ end_sleep:          (owner_asleep == 0)
                  fi
               :: else
               fi;
-              atomic { assert(LIFE_OK(1)); waiting = 0 }       /* mailbox.c:277 */
+              atomic { assert(LIFE_OK(1)); waiting = 0 }       /* mailbox.c:352 */
            fi
         od
      fi
@@ -661,10 +661,10 @@ proctype SyncCaller() {
   caller_returned = 1
 }
 
-/* mbx_hold / mbx_release through a handle of life 1 (record.c:362, 382). */
+/* mbx_hold / mbx_release through a handle of life 1 (record.c:206, 382). */
 proctype Holder() {
   bit held, retirable;
-  /* record.c:368-378 CAS loop: gen and OPEN checked, holds + 1 */
+  /* record.c:212-222 CAS loop: gen and OPEN checked, holds + 1 */
   atomic {
     if
     :: gate_gen == 1 && gate_open -> gate_holds++; held = 1
@@ -675,7 +675,7 @@ proctype Holder() {
   :: held ->
      /* while held, the record serves life 1 (e.g. mbx_stats_get works) */
      atomic { assert(rstate == R_LIVE && gate_gen == 1) }
-     /* record.c:338-349 release CAS, acq_rel */
+     /* record.c:182-193 release CAS, acq_rel */
      atomic {
        assert(gate_gen == 1 && gate_holds > 0);
        gate_holds--;
@@ -700,7 +700,7 @@ proctype OutsideCloser() {
    * without a mailbox and the record's OWNER hold with nobody to release
    * it (docs/model.md, findings); the model starts after the bind. */
   (target_bound);
-  /* mailbox.c:527 mbx_hold (record.c:369-379) */
+  /* mailbox.c:527 mbx_hold (record.c:212-222) */
   atomic {
     if
     :: gate_gen == 1 && gate_open -> gate_holds++; held = 1
@@ -710,7 +710,7 @@ proctype OutsideCloser() {
   if
   :: held ->
      close_and_cancel(1, n, hd, nx, prev, closed);   /* mailbox.c:530 */
-     /* mailbox.c:531 mbx_release (record.c:339-350) */
+     /* mailbox.c:531 mbx_release (record.c:182-193) */
      atomic {
        assert(gate_gen == 1 && gate_holds > 0);
        gate_holds--;
@@ -726,15 +726,15 @@ proctype OutsideCloser() {
 #endif
 
 #ifdef FINDING_STALE_CAPACITY
-/* mbx_set_capacity (record.c:390) through a handle of life 1. */
+/* mbx_set_capacity (record.c:234) through a handle of life 1. */
 proctype CapacitySetter() {
   byte sg, rc;
   bit so;
-  atomic { sg = gate_gen; so = gate_open }      /* record.c:397 relaxed */
+  atomic { sg = gate_gen; so = gate_open }      /* record.c:241 relaxed */
   gate_refusal(sg, so, 1, rc);
   if
   :: rc == OK ->
-     /* record.c:402 relaxed store: lands in whichever life is current */
+     /* record.c:246 relaxed store: lands in whichever life is current */
      atomic { assert(gate_gen == 1); capacity = 2 }
   :: else
   fi
@@ -742,12 +742,12 @@ proctype CapacitySetter() {
 #endif
 
 /* A new thread whose mailbox reuses the record (mbx__record_open,
- * record.c:274, with quarantine threshold 0), then binds, polls, exits. */
+ * record.c:118, with quarantine threshold 0), then binds, polls, exits. */
 proctype Reuser() {
   byte n, hd, nx, prev, count, budget;
   short p;
   bit ok, retirable;
-  /* record.c:276-287 under the registry lock: take the oldest quarantined
+  /* record.c:120-131 under the registry lock: take the oldest quarantined
    * record, fold its counters, reset its queue */
 end_wait_reuse:
   atomic {
@@ -763,7 +763,7 @@ end_wait_reuse:
     capacity = 0; bound = 0;
     close_done = 0
   }
-  /* record.c:299-310 CAS: gen + 1, OPEN, OWNER, keep in-flight count */
+  /* record.c:142-154 CAS: gen + 1, OPEN, OWNER, keep in-flight count */
   atomic {
     assert(gate_holds == 0);
     gate_gen++;
@@ -783,7 +783,7 @@ end_wait_reuse:
 
 init {
   byte i;
-  /* mbx_mailbox_create on a fresh record (record.c:289 new_record, then the
+  /* mbx_mailbox_create on a fresh record (record.c:133 new_record, then the
    * CAS at 309): nothing else runs yet. */
   atomic {
     node_next[STUB] = NIL; tail = STUB; head = STUB;
