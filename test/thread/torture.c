@@ -111,10 +111,10 @@ static void *sender_main(void *arg) {
       break;
     mbx_handle to = pick(&r);
     unsigned kind = rng_below(&r, 100);
-    kind = kind < 60   ? K_ASYNC
-           : kind < 70 ? K_NOCANCEL
-           : kind < 82 ? K_WAIT
-           : kind < 94 ? K_TIMED_WAIT
+    kind = kind < 62   ? K_ASYNC
+           : kind < 72 ? K_NOCANCEL
+           : kind < 84 ? K_WAIT
+           : kind < 99 ? K_TIMED_WAIT
                        : K_EXIT;
     void *msg = (void *)(((uintptr_t)id << 3) | kind);
     int held = rng_below(&r, 16) == 0 && mbx_hold(to) == MBX_OK;
