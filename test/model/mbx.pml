@@ -20,11 +20,14 @@
  * life-specific state (queue, pending, waiting, counters) of such a record,
  * or of a later life, fails an assertion.
  *
- * The sync caller mirrors the planned proxying protocol (issue 4; branch
- * `proxy` had no commit when this was written): a heap context with two
- * references (caller, target), the result published in the context and then
- * a futex wake on the context's state word; a timed caller gives up with a
- * CAS and drops its reference.
+ * The sync caller mirrors mbx_proxy_sync / mbx_proxy_sync_timed of branch
+ * `proxy` (system/lib/mbx/proxy.c at a4ce380) on its non-serving path (a
+ * caller without a mailbox, or with serving off): a heap call record with
+ * two references (caller, work message) whose `state` decides every race in
+ * one CAS (settle); the winner of DONE/CANCELED wakes the caller if its
+ * `sleeper` flag is set (seq_cst Dekker pair with sleep_on_state). A timed
+ * caller gives up only while the work is PENDING. The serving path (reply
+ * message to the caller's own mailbox) is not modelled.
  *
  * Mutants (spin -DMUTANT_x): see the #ifdef blocks and docs/model.md.
  */
@@ -125,6 +128,8 @@ byte crefs;
 bit ctx_live;
 bit ctx_freed;
 bit caller_asleep;     /* futex wait on cstate */
+bit sleeper;           /* proxy.c:43: a waiter sleeps on state */
+bit sync_sl, sync_won; /* locals of the settle inline (one target at a time) */
 bit caller_returned;
 byte caller_rc;
 
@@ -226,12 +231,12 @@ inline flush_consumed(g) {
   }
 }
 
-/* Futex wake on the context (as mbx_platform_wake_all, platform.h:17). */
+/* Futex wake on the record's state word (mbx_platform_wake_all). */
 inline caller_wake() {
   atomic { assert(ctx_live && !ctx_freed); caller_asleep = 0 }
 }
 
-/* Drop one context reference; the last one frees it. */
+/* record_unref (proxy.c:102): the last reference frees the record. */
 inline ctx_unref() {
   atomic {
     assert(ctx_live && !ctx_freed && crefs > 0);
@@ -243,9 +248,47 @@ inline ctx_unref() {
   }
 }
 
-/* The sync message's run function, on the target (planned proxying). */
+/* settle (proxy.c:139) from `from` to a final state (DONE, CANCELED):
+ * seq_cst CAS, then, if won, read `sleeper` and wake (proxy.c:165-166). */
+inline settle_final(from, to, won, sl) {
+#ifdef MUTANT_WAKE_BEFORE_PUBLISH
+  /* Mutant: the waiter is woken before the outcome is published. */
+  atomic { assert(ctx_live && !ctx_freed); sl = sleeper }
+  if
+  :: sl -> caller_wake()
+  :: else
+  fi;
+  atomic {
+    assert(ctx_live && !ctx_freed);
+    if
+    :: cstate == from -> cstate = to; won = 1
+    :: else -> won = 0
+    fi
+  }
+#else
+  atomic {
+    assert(ctx_live && !ctx_freed);
+    if
+    :: cstate == from -> cstate = to; won = 1
+    :: else -> won = 0
+    fi
+  }
+  if
+  :: won ->
+     atomic { assert(ctx_live && !ctx_freed); sl = sleeper }
+     if
+     :: sl -> caller_wake()
+     :: else
+     fi
+  :: else
+  fi;
+#endif
+  sl = 0
+}
+
+/* work_run (proxy.c:241): the sync message's run function, on the target. */
 inline sync_run(ok) {
-  /* claim the work: CAS PENDING -> RUNNING (a caller that gave up wins) */
+  /* proxy.c:245 settle PENDING -> RUNNING; lost to an abandoning caller */
   atomic {
     assert(ctx_live && !ctx_freed);
     if
@@ -255,23 +298,18 @@ inline sync_run(ok) {
   }
   if
   :: ok ->
-#ifdef MUTANT_WAKE_BEFORE_PUBLISH
-     caller_wake();
-     atomic { assert(!ctx_freed); if :: cstate == C_RUNNING -> cstate = C_DONE :: else fi }
-#else
-     /* publish the result, then wake (release CAS, then futex wake) */
-     atomic { assert(!ctx_freed); if :: cstate == C_RUNNING -> cstate = C_DONE :: else fi }
-     caller_wake();
-#endif
+     /* proxy.c:253 fn(arg): the call's effects (on the target) */
+     settle_final(C_RUNNING, C_DONE, ok, sync_sl)      /* proxy.c:256 */
   :: else
   fi;
-  ctx_unref()
+  ok = 0;
+  ctx_unref()                                          /* proxy.c:247/257 */
 }
 
-/* The sync message's cancel function, on the closing thread. */
+/* work_canceled (proxy.c:261): the sync message's cancel function. */
 inline sync_cancel() {
-  atomic { assert(ctx_live && !ctx_freed); if :: cstate == C_PENDING -> cstate = C_CANCELED :: else fi }
-  caller_wake();
+  settle_final(C_PENDING, C_CANCELED, sync_won, sync_sl);
+  sync_won = 0;
   ctx_unref()
 }
 
@@ -611,47 +649,55 @@ proctype Sender(byte m) {
   }
 }
 
-/* A sync caller (planned mbx_proxy sync / timed sync) to life 1. */
+/* A sync caller (mbx_proxy_sync / mbx_proxy_sync_timed, call_and_wait
+ * proxy.c:360, wait_for_outcome proxy.c:327) to life 1, not serving. */
 proctype SyncCaller() {
   byte rc, sg, prev, s;
-  bit so, w, timed, gaveup;
+  bit so, w, timed, expired, gaveup;
   short before;
   if
   :: timed = 1
   :: timed = 0
   fi;
-  /* allocate the context with two references (caller, target) */
+  /* record_new (proxy.c:83-85): two references, caller and work */
   atomic { ctx_live = 1; crefs = 2; cstate = C_PENDING }
   mbx_send(SYNC_MSG, 1, rc, sg, so, before, w, prev);
   if
   :: rc != OK ->
-     /* refused: nothing will run; free the context */
+     /* refused: nothing will run; the record is freed */
      atomic { assert(msg_state[SYNC_MSG] == M_REJECTED); crefs = 0; ctx_freed = 1; caller_rc = rc }
   :: else ->
      atomic { sent_ok++ }
      do
-     :: atomic { assert(!ctx_freed); s = cstate }
+     :: atomic { assert(!ctx_freed); s = cstate }         /* proxy.c:331 */
         if
         :: s == C_DONE || s == C_CANCELED -> break
         :: else
         fi;
-        /* futex wait on the state word: sleeps only if it still equals s */
-        atomic { assert(!ctx_freed); if :: cstate == s -> caller_asleep = 1 :: else fi }
         if
-        :: caller_asleep == 0
-        :: timed && caller_asleep == 1 ->
-           /* timeout: give up with a CAS unless the result is in */
+        :: timed && expired && s == C_PENDING ->
+           /* proxy.c:337-339 deadline passed: settle PENDING -> ABANDONED */
            atomic {
              assert(!ctx_freed);
-             caller_asleep = 0;
              if
-             :: cstate == C_PENDING || cstate == C_RUNNING -> cstate = C_ABANDONED; gaveup = 1
+             :: cstate == C_PENDING -> cstate = C_ABANDONED; gaveup = 1
              :: else
              fi
            }
            if
            :: gaveup -> break
-           :: else
+           :: else -> skip                                 /* just started */
+           fi
+        :: else ->
+           /* sleep_on_state (proxy.c:309): sleeper = 1 (seq_cst), then a
+            * futex wait on state == s (atomic check-and-block); timed only
+            * while PENDING (once fn started, only its end counts) */
+           atomic { assert(!ctx_freed); sleeper = 1 }
+           atomic { assert(!ctx_freed); if :: cstate == s -> caller_asleep = 1 :: else fi }
+           if
+           :: caller_asleep == 0
+           :: timed && s == C_PENDING && caller_asleep == 1 ->
+              caller_asleep = 0; expired = 1                /* timeout */
            fi
         fi
      od;
