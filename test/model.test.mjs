@@ -60,10 +60,12 @@ const show = (name, r) =>
 const CHECKS = [
   { name: 'safety full', defines: [] },
   { name: 'safety two-async', defines: ['NASYNC=2', 'NSYNC=0', 'ROUNDS=2'] },
-  { name: 'safety close from outside', defines: ['OUTSIDE=1', 'HOLDER=0'] },
+  { name: 'safety close from outside', defines: ['OUTSIDE=1', 'NASYNC=2', 'NSYNC=0', 'HOLDER=0'] },
+  { name: 'safety close from outside, sync', defines: ['OUTSIDE=1', 'NASYNC=0', 'HOLDER=0'] },
   { name: 'liveness', defines: ['HOLDER=0'], live: true },
 ];
 if (process.env.MBX_MODEL_DEEP) {
+  CHECKS.push({ name: 'safety close from outside, all', defines: ['OUTSIDE=1', 'HOLDER=0'] });
   CHECKS.push({ name: 'safety full rounds=2', defines: ['ROUNDS=2'] });
   CHECKS.push({ name: 'safety three-async', defines: ['NASYNC=3', 'NSYNC=0', 'HOLDER=0'] });
   CHECKS.push({ name: 'liveness with holder', defines: [], live: true });
