@@ -1,6 +1,5 @@
 // mbx-test-args: --messages 100000 --seed 8
-// mbx-test-args-native-tsan: --messages 20000 --seed 9
-// mbx-test-args-native-asan: --messages 50000 --seed 11
+// mbx-test-args-native-tsan: --messages 50000 --seed 9
 // mbx-test-args-wasm: --messages 50000 --seed 12
 // mbx-test-args-wasm-asan: --messages 10000 --seed 10 --lifetimes 300
 // (TSan and ASan runs are ~20x slower; 3.1.6 wasm-asan leaks each exited
