@@ -1,0 +1,113 @@
+// Model checking of the mailbox protocol (test/model/mbx.pml, docs/model.md):
+// Spin explores every interleaving at small bounds. The real model must have
+// no error; each mutant (a known bug class switched on with -DMUTANT_x) must
+// give a counterexample, or the model would not be a check. Needs `spin`
+// (tools/setup-debian.sh) and gcc. MBX_MODEL_DEEP=1 adds the larger bounds.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { ROOT } from '../js/build.mjs';
+
+const run = promisify(execFile);
+const MODEL = path.join(ROOT, 'test', 'model', 'mbx.pml');
+
+// One verification: spin -a with defines, gcc pan.c, run pan. `live` checks
+// the ltl property (acceptance cycles under weak fairness); otherwise safety
+// (assertions and invalid end states, no claim). Memory is capped so a bound
+// that explodes fails the test instead of the machine.
+async function verify(defines, { live = false, quick = false } = {}) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'mbx-model-'));
+  try {
+    copyFileSync(MODEL, path.join(dir, 'mbx.pml'));
+    await run('spin', [...defines.map((d) => `-D${d}`), '-a', 'mbx.pml'], { cwd: dir });
+    // Counterexample searches are short: -O0 compiles pan.c 5x faster.
+    const cflags = [quick ? '-O0' : '-O2', '-w', '-DCOLLAPSE', '-DMEMLIM=2048'];
+    cflags.push(...(live ? ['-DNFAIR=3'] : ['-DSAFETY', '-DNOCLAIM']));
+    await run('gcc', [...cflags, '-o', 'pan', 'pan.c'], { cwd: dir });
+    const args = ['-m400000', ...(live ? ['-a', '-f'] : [])];
+    // pan exits 0 even when it finds errors; its report says how many.
+    const { stdout } = await run('./pan', args, { cwd: dir, maxBuffer: 1 << 24 });
+    const num = (re) => Number((stdout.match(re) ?? [])[1]);
+    const r = {
+      errors: num(/errors: (\d+)/),
+      stored: num(/(\d+) states, stored/),
+      transitions: num(/(\d+) transitions \(= stored\+matched\)/),
+      depth: num(/depth reached (\d+)/),
+      first: (stdout.match(/^pan:1: (.*)$/m) ?? [])[1] ?? '',
+      complete: !/max search depth too small|out of memory|search not completed/i.test(stdout),
+      stdout,
+    };
+    assert.ok(Number.isFinite(r.errors) && Number.isFinite(r.stored), `pan output:\n${stdout}`);
+    return r;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const show = (name, r) =>
+  console.log(`    model ${name}: errors=${r.errors} states=${r.stored} ` +
+              `${Number.isFinite(r.transitions) ? `transitions=${r.transitions} ` : ""}depth=${r.depth}${r.first ? ` first: ${r.first}` : ''}`);
+
+// Bounds (docs/model.md). "full": 1 async sender + 1 sync caller (timed or
+// not) + 1 mbx_hold user, a target with capacity 1 that exits, and a reuse
+// of its record by a new thread. "two-async": 2 async senders + holder, two
+// receive calls before the exit. "close from outside": the runtime-exit
+// closer races the owner. "live": the ltl property without the holder.
+const CHECKS = [
+  { name: 'safety full', defines: [] },
+  { name: 'safety two-async', defines: ['NASYNC=2', 'NSYNC=0', 'ROUNDS=2'] },
+  { name: 'safety close from outside', defines: ['OUTSIDE=1', 'NASYNC=2', 'NSYNC=0', 'HOLDER=0'] },
+  { name: 'safety close from outside, sync', defines: ['OUTSIDE=1', 'NASYNC=0', 'HOLDER=0'] },
+  { name: 'liveness', defines: ['HOLDER=0'], live: true },
+];
+if (process.env.MBX_MODEL_DEEP) {
+  CHECKS.push({ name: 'safety close from outside, all', defines: ['OUTSIDE=1', 'HOLDER=0'] });
+  CHECKS.push({ name: 'safety full rounds=2', defines: ['ROUNDS=2'] });
+  CHECKS.push({ name: 'safety three-async', defines: ['NASYNC=3', 'NSYNC=0', 'HOLDER=0'] });
+  CHECKS.push({ name: 'liveness with holder', defines: [], live: true });
+}
+
+// Each mutant re-creates a bug class; `live` ones are lost wake-ups that
+// only a liveness check can call an error.
+const MUTANTS = [
+  { name: 'MUTANT_NO_GATE_COUNT', defines: [] },
+  { name: 'MUTANT_NO_INFLIGHT_WAIT', defines: [] },
+  { name: 'MUTANT_RETIRE_IGNORES_HOLDS', defines: [] },
+  { name: 'MUTANT_NO_GEN_CHECK', defines: [] },
+  { name: 'MUTANT_NO_CONSUMER_TOKEN', defines: ['OUTSIDE=1', 'HOLDER=0'] },
+  { name: 'MUTANT_WAKE_BEFORE_PUBLISH', defines: ['HOLDER=0'], live: true },
+  { name: 'MUTANT_LOST_WAKEUP', defines: ['HOLDER=0'], live: true },
+];
+
+// Races the model found in the real code (docs/model.md, "Findings"). Each
+// switch adds the code path and its assertion; they still give a
+// counterexample. When the C code is fixed, model the fix and move the
+// check into CHECKS.
+const FINDINGS = [
+  { name: 'FINDING_STALE_CAPACITY', defines: ['NSYNC=0', 'HOLDER=0'] },
+  { name: 'FINDING_STALE_STATS', defines: [] },
+];
+
+describe('spin model', { concurrency: 2 }, () => {
+  for (const c of CHECKS) {
+    it(`${c.name}: no error, complete search`, { timeout: 600_000 }, async () => {
+      const r = await verify(c.defines, c);
+      show(c.name, r);
+      assert.equal(r.errors, 0, r.stdout);
+      assert.ok(r.complete, r.stdout);
+      assert.ok(r.stored > 1000, 'suspiciously small state space');
+    });
+  }
+  for (const m of [...MUTANTS, ...FINDINGS]) {
+    it(`${m.name}: counterexample`, { timeout: 600_000 }, async () => {
+      const r = await verify([m.name, ...m.defines], { ...m, quick: true });
+      show(m.name, r);
+      assert.ok(r.errors >= 1, `${m.name} was not caught:\n${r.stdout}`);
+      if (m.live) assert.match(r.first, /acceptance cycle/);
+    });
+  }
+});

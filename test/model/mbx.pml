@@ -1,0 +1,889 @@
+/*
+ * Promela model of the mbx protocol (system/lib/mbx/mailbox.c, record.c,
+ * internal.h as of main fc3d5c8: consumer token, close from outside), checked by
+ * test/model.test.mjs. See docs/model.md for the properties, bounds, state
+ * counts and what each mutant shows.
+ *
+ * One model step per atomic operation of the C code. A C compare-and-swap
+ * retry loop whose body only re-validates (load relaxed, check, CAS) is one
+ * step: a failed CAS changes nothing and retries with the fresh value, so the
+ * loop is equivalent to a single read-check-modify. Owner-private work
+ * (head, consumed_unflushed, locals) is folded into the neighbouring shared
+ * access. Statistics that nothing decides on (high water, shard counters)
+ * are left out unless a FINDING_ switch asks for them.
+ *
+ * The gate word (internal.h:17) is kept as separate fields, updated together
+ * inside one atomic step wherever the C code does one RMW on the word.
+ *
+ * Records are never freed in C; "freed" here is a record whose life ended
+ * (retired to quarantine, or being reset for reuse), and a step that touches
+ * life-specific state (queue, pending, waiting, counters) of such a record,
+ * or of a later life, fails an assertion.
+ *
+ * The sync caller mirrors mbx_proxy_sync / mbx_proxy_sync_timed of branch
+ * `proxy` (system/lib/mbx/proxy.c at a4ce380) on its non-serving path (a
+ * caller without a mailbox, or with serving off): a heap call record with
+ * two references (caller, work message) whose `state` decides every race in
+ * one CAS (settle); the winner of DONE/CANCELED wakes the caller if its
+ * `sleeper` flag is set (seq_cst Dekker pair with sleep_on_state). A timed
+ * caller gives up only while the work is PENDING. The serving path (reply
+ * message to the caller's own mailbox) is not modelled.
+ *
+ * Mutants (spin -DMUTANT_x): see the #ifdef blocks and docs/model.md.
+ */
+
+/* ---------------------------------------------------------------- bounds */
+#ifndef NASYNC
+#define NASYNC 1                 /* async senders, one message each */
+#endif
+#ifndef NSYNC
+#define NSYNC 1                  /* sync callers (0 or 1) */
+#endif
+#ifndef OUTSIDE
+#define OUTSIDE 0                /* a closer from outside (runtime exit) */
+#endif
+#ifndef HOLDER
+#define HOLDER 1                 /* an mbx_hold/mbx_release user (0 or 1) */
+#endif
+#define NMSG (NASYNC + NSYNC)
+#define SYNC_MSG NASYNC          /* message id of the sync call */
+#define NIL 0                    /* node 0: NULL; node m+1: message m */
+#define STUB (NMSG + 1)          /* the record's queue sentinel */
+#define NNODES (NMSG + 2)
+#define CAPACITY 1               /* mbx_set_capacity(h, 1): small enough to fill */
+#ifndef ROUNDS
+#define ROUNDS 1                 /* receive calls before the target exits */
+#endif
+
+/* ---------------------------------------------------------------- codes */
+#define OK 0
+#define ECLOSED 1
+#define ESTALE 2
+#define EFULL 5
+
+/* message states (ghost): each message id is sent once */
+#define M_NEW 0
+#define M_GATE 1      /* node allocated, sender entering the gate */
+#define M_QUEUED 2    /* exchanged into the tail */
+#define M_RUN 3
+#define M_CANCELED 4
+#define M_REJECTED 5  /* send returned an error: nothing called */
+
+/* record states (ghost) */
+#define R_FRESH 0
+#define R_LIVE 1      /* from the reuse/open CAS to retire */
+#define R_QUAR 2      /* retired: in the quarantine FIFO */
+#define R_RESET 3     /* taken from quarantine, being reset (registry lock) */
+
+/* consumer token (internal.h MBX_CONSUMER_*) */
+#define CONS_FREE 0
+#define CONS_OWNER 1
+#define CONS_CLOSER 2
+
+/* sync context states */
+#define C_PENDING 0
+#define C_RUNNING 1
+#define C_DONE 2
+#define C_CANCELED 3
+#define C_ABANDONED 4  /* timed caller gave up */
+
+/* ---------------------------------------------------------------- the record */
+/* gate word: internal.h:17-33 */
+byte gate_gen;       /* bits 63..32 */
+bit gate_open;       /* bit 31 */
+bit gate_owner;      /* bit 30 */
+byte gate_holds;     /* bits 29..16 */
+byte gate_inflight;  /* bits 15..0 */
+
+short pending;       /* internal.h:53, may dip to -1 */
+bit waiting;         /* internal.h:55 */
+byte capacity;       /* internal.h:56 */
+bit bound;           /* internal.h:57 */
+byte tail;           /* internal.h:58, node id */
+byte head;           /* internal.h:59, owner only */
+byte consumed_unflushed; /* owner-private, or the consumer's */
+byte consumer;       /* internal.h: MBX_CONSUMER_* token */
+byte node_next[NNODES];  /* mbx_node.next */
+byte run_count;      /* internal.h:66, current life */
+byte canceled_count; /* internal.h:67, current life */
+byte folded_run;     /* record.c:35 g_folded */
+byte folded_canceled;
+byte rejected_closed; /* internal.h:69, current life (FINDING_STALE_STATS) */
+
+/* ghosts */
+byte rstate = R_FRESH;
+byte qlen;              /* quarantine FIFO length */
+bit close_done;         /* close_and_cancel of the current life finished */
+bit owner_asleep;       /* a thread sleeps in a futex wait on `pending` */
+bit target_bound;       /* life 1's thread has bound its mailbox */
+byte msg_state[NMSG];
+byte node_gen[NNODES];  /* generation of the handle a node was sent through */
+byte nodes_live;        /* mbx__node_alloc - mbx__node_free */
+byte sent_ok;
+byte lives_retired;
+
+/* ---------------------------------------------------------------- sync context */
+byte cstate = C_PENDING;
+byte crefs;
+bit ctx_live;
+bit ctx_freed;
+bit caller_asleep;     /* futex wait on cstate */
+bit sleeper;           /* proxy.c:43: a waiter sleeps on state */
+bit sync_sl, sync_won; /* locals of the settle inline (one target at a time) */
+bit caller_returned;
+byte caller_rc;
+
+/* ---------------------------------------------------------------- helpers */
+
+/* A step touching life-specific state of the record on behalf of life g. */
+#define LIFE_OK(g) (rstate == R_LIVE && gate_gen == (g))
+
+/* gate_refusal (internal.h:98) on a gate snapshot. */
+inline gate_refusal(sgen, sopen, hgen, rc) {
+#ifdef MUTANT_NO_GEN_CHECK
+  /* Mutant: only OPEN is checked; a stale generation is not refused. */
+  rc = (sopen -> OK : ECLOSED)
+#else
+  rc = (sgen != hgen -> ESTALE : (sopen -> OK : ECLOSED))
+#endif
+}
+
+/* retire (record.c:161): registry lock held throughout. */
+inline retire() {
+  atomic {
+    assert(rstate == R_LIVE);      /* exactly once per life */
+    assert(!gate_open && !gate_owner && gate_holds == 0);
+    assert(pending == 0 && consumed_unflushed == 0);
+    rstate = R_QUAR;
+    qlen++;
+    lives_retired++
+  }
+}
+
+/* queue_push (mailbox.c:54) of node n by any thread. */
+inline queue_push(n, prev, g) {
+  /* mailbox.c:56 store n->next = NULL (private until the exchange) and
+   * mailbox.c:59 exchange tail, acq_rel. */
+  atomic {
+    assert(LIFE_OK(g));
+    assert(!close_done);           /* nothing enqueued after close completes */
+    node_next[n] = NIL;
+    prev = tail;
+    tail = n;
+    if
+    :: n != STUB -> assert(msg_state[n - 1] == M_GATE); msg_state[n - 1] = M_QUEUED
+    :: else
+    fi
+  }
+  /* mailbox.c:61 link prev->next = n, release. */
+  atomic {
+    assert(LIFE_OK(g));
+    node_next[prev] = n;
+    prev = 0
+  }
+}
+
+/* queue_pop (mailbox.c:68), owner (or closer) only; out = node or NIL. */
+inline queue_pop(out, hd, nx, prev, g) {
+  do
+  :: true ->
+     /* mailbox.c:69-71: head (owner-private), load head->next acquire */
+     atomic { assert(LIFE_OK(g)); hd = head; nx = node_next[hd] }
+     if
+     :: hd == STUB ->
+        if
+        :: nx == NIL -> out = NIL; break              /* mailbox.c:73 */
+        :: else
+        fi;
+        /* mailbox.c:75-76 */
+        atomic { assert(LIFE_OK(g)); head = nx; hd = nx; nx = node_next[hd] }
+     :: else
+     fi;
+     if
+     :: nx != NIL -> head = nx; out = hd; break       /* mailbox.c:78-80 */
+     :: else
+     fi;
+     /* mailbox.c:83 load tail acquire */
+     atomic { assert(LIFE_OK(g)); nx = tail }
+     if
+     :: nx != hd -> out = NIL; break
+     :: else
+     fi;
+     queue_push(STUB, prev, g);                       /* mailbox.c:85 */
+     /* mailbox.c:86 */
+     atomic { assert(LIFE_OK(g)); nx = node_next[hd] }
+     if
+     :: nx != NIL -> head = nx; out = hd
+     :: else -> out = NIL
+     fi;
+     break
+  od;
+  hd = 0;
+  nx = 0
+}
+
+/* flush_consumed (mailbox.c:95): one seq_cst fetch_sub. */
+inline flush_consumed(g) {
+  atomic {
+    assert(LIFE_OK(g));
+    pending = pending - consumed_unflushed;
+    consumed_unflushed = 0
+  }
+}
+
+/* Futex wake on the record's state word (mbx_platform_wake_all). */
+inline caller_wake() {
+  atomic { assert(ctx_live && !ctx_freed); caller_asleep = 0 }
+}
+
+/* record_unref (proxy.c:102): the last reference frees the record. */
+inline ctx_unref() {
+  atomic {
+    assert(ctx_live && !ctx_freed && crefs > 0);
+    crefs--;
+    if
+    :: crefs == 0 -> ctx_freed = 1
+    :: else
+    fi
+  }
+}
+
+/* settle (proxy.c:139) from `from` to a final state (DONE, CANCELED):
+ * seq_cst CAS, then, if won, read `sleeper` and wake (proxy.c:165-166). */
+inline settle_final(from, to, won, sl) {
+#ifdef MUTANT_WAKE_BEFORE_PUBLISH
+  /* Mutant: the waiter is woken before the outcome is published. */
+  atomic { assert(ctx_live && !ctx_freed); sl = sleeper }
+  if
+  :: sl -> caller_wake()
+  :: else
+  fi;
+  atomic {
+    assert(ctx_live && !ctx_freed);
+    if
+    :: cstate == from -> cstate = to; won = 1
+    :: else -> won = 0
+    fi
+  }
+#else
+  atomic {
+    assert(ctx_live && !ctx_freed);
+    if
+    :: cstate == from -> cstate = to; won = 1
+    :: else -> won = 0
+    fi
+  }
+  if
+  :: won ->
+     atomic { assert(ctx_live && !ctx_freed); sl = sleeper }
+     if
+     :: sl -> caller_wake()
+     :: else
+     fi
+  :: else
+  fi;
+#endif
+  sl = 0
+}
+
+/* work_run (proxy.c:241): the sync message's run function, on the target. */
+inline sync_run(ok) {
+  /* proxy.c:245 settle PENDING -> RUNNING; lost to an abandoning caller */
+  atomic {
+    assert(ctx_live && !ctx_freed);
+    if
+    :: cstate == C_PENDING -> cstate = C_RUNNING; ok = 1
+    :: else -> ok = 0
+    fi
+  }
+  if
+  :: ok ->
+     /* proxy.c:253 fn(arg): the call's effects (on the target) */
+     settle_final(C_RUNNING, C_DONE, ok, sync_sl)      /* proxy.c:256 */
+  :: else
+  fi;
+  ok = 0;
+  ctx_unref()                                          /* proxy.c:247/257 */
+}
+
+/* work_canceled (proxy.c:261): the sync message's cancel function. */
+inline sync_cancel() {
+  settle_final(C_PENDING, C_CANCELED, sync_won, sync_sl);
+  sync_won = 0;
+  ctx_unref()
+}
+
+/* owner_claim (mailbox.c:228): CAS consumer FREE -> OWNER; ok = success. */
+inline owner_claim(ok, g) {
+  atomic {
+    assert(LIFE_OK(g));
+#ifdef MUTANT_NO_CONSUMER_TOKEN
+    ok = 1
+#else
+    if
+    :: consumer == CONS_FREE -> consumer = CONS_OWNER; ok = 1
+    :: else -> ok = 0
+    fi
+#endif
+  }
+}
+
+/* owner_unclaim (mailbox.c:236): store consumer = FREE, release. */
+inline owner_unclaim(g) {
+#ifdef MUTANT_NO_CONSUMER_TOKEN
+  skip
+#else
+  atomic { assert(LIFE_OK(g) && consumer == CONS_OWNER); consumer = CONS_FREE }
+#endif
+}
+
+/* run_pending (mailbox.c:245): pops and runs at most budget messages,
+ * holding the consumer token only around each pop. count = -1 stands for
+ * MBX_ECLOSED (taken over by a closer before anything ran). */
+inline run_pending(budget, count, n, hd, nx, prev, ok, g) {
+  count = 0;
+  do
+  :: count < budget ->
+     owner_claim(ok, g);                               /* mailbox.c:248 */
+     if
+     :: !ok -> count = (count > 0 -> count : -1); break
+     :: else
+     fi;
+     queue_pop(n, hd, nx, prev, g);                    /* mailbox.c:250 */
+     if
+     :: n != NIL -> consumed_unflushed++               /* mailbox.c:252 */
+     :: else
+     fi;
+     owner_unclaim(g);                                 /* mailbox.c:253 */
+     if
+     :: n == NIL -> break
+     :: else
+     fi;
+     /* mailbox.c:256-260: read the node, free it, count it (single-writer
+      * relaxed counter) */
+     atomic {
+       assert(LIFE_OK(g));
+       assert(node_gen[n] == g);       /* stale handles never deliver here */
+       assert(msg_state[n - 1] == M_QUEUED);
+       msg_state[n - 1] = M_RUN;
+       nodes_live--;
+       count++;
+       run_count++;
+       if
+       :: n - 1 == SYNC_MSG -> n = 0; ok = 1
+       :: else -> n = 0; ok = 0
+       fi
+     }
+     /* mailbox.c:261 run(arg) */
+     if
+     :: ok -> sync_run(ok)
+     :: else
+     fi
+  :: else -> break
+  od;
+  if
+  :: count >= 0 ->
+     owner_claim(ok, g);                               /* mailbox.c:263 */
+     if
+     :: ok ->
+        flush_consumed(g);                             /* mailbox.c:265 */
+        owner_unclaim(g)                               /* mailbox.c:266 */
+     :: else -> count = (count > 0 -> count : -1)
+     fi
+  :: else
+  fi;
+  ok = 0
+}
+
+/* mbx_send (mailbox.c:127) of message m through a handle of generation hg. */
+inline mbx_send(m, hg, rc, sg, so, before, w, prev) {
+  /* mailbox.c:129 lookup: the index is always valid here.
+   * mailbox.c:137 early refusal on a relaxed gate snapshot. */
+  atomic { sg = gate_gen; so = gate_open }
+#ifdef MUTANT_NO_GATE_COUNT
+  /* Mutant: the early relaxed check is the only check; no in-flight count,
+   * so a close cannot wait for this sender. */
+  gate_refusal(sg, so, hg, rc);
+  if
+  :: rc != OK -> msg_state[m] = M_REJECTED
+  :: else ->
+     atomic { msg_state[m] = M_GATE; nodes_live++; node_gen[m + 1] = hg }
+     queue_push(m + 1, prev, hg);
+     atomic { assert(LIFE_OK(hg)); before = pending; pending++ }
+     atomic { assert(LIFE_OK(hg)); w = waiting }
+     if
+     :: before == 0 && w -> owner_asleep = 0
+     :: else
+     fi
+  fi
+#else
+  gate_refusal(sg, so, hg, rc);
+  if
+  :: rc != OK ->
+#ifdef FINDING_STALE_STATS
+     /* reject (mailbox.c:106-111): rejected_closed++ on the record, after
+      * the snapshot; the record may have been reused meanwhile. */
+     if
+     :: rc == ECLOSED -> atomic { assert(gate_gen == hg); rejected_closed++ }
+     :: else
+     fi;
+#endif
+     msg_state[m] = M_REJECTED
+  :: else ->
+     /* mailbox.c:145 allocate the node outside the gate (private) */
+     atomic { msg_state[m] = M_GATE; nodes_live++; node_gen[m + 1] = hg }
+     /* mailbox.c:155 fetch_add(gate, 1 in flight), acquire */
+     atomic { sg = gate_gen; so = gate_open; gate_inflight++ }
+     gate_refusal(sg, so, hg, rc);
+     /* mailbox.c:159-164 capacity (relaxed) and pending (relaxed) */
+     if
+     :: rc == OK -> atomic { if :: capacity > 0 && pending >= capacity -> rc = EFULL :: else fi }
+     :: else
+     fi;
+     if
+     :: rc != OK ->
+        /* mailbox.c:167 fetch_sub(gate), release; 163 free the node */
+        atomic { gate_inflight--; nodes_live--; msg_state[m] = M_REJECTED }
+     :: else ->
+        queue_push(m + 1, prev, hg);                 /* mailbox.c:173 */
+        /* mailbox.c:177 fetch_add(pending), seq_cst */
+#ifdef MUTANT_LOST_WAKEUP
+        /* Mutant: read waiting before counting the message (the Dekker
+         * pair's order reversed on the sender side). */
+        atomic { assert(LIFE_OK(hg)); w = waiting }
+        atomic { assert(LIFE_OK(hg)); before = pending; pending++ }
+#else
+        atomic { assert(LIFE_OK(hg)); before = pending; pending++ }
+        /* mailbox.c:180 load waiting, seq_cst */
+        atomic { assert(LIFE_OK(hg)); w = waiting }
+#endif
+        /* mailbox.c:206 fetch_sub(gate), release */
+        atomic { gate_inflight-- }
+        /* mailbox.c:211-214 wake after leaving the gate: the record may
+         * already serve a later life; a wake there is only spurious. */
+        if
+        :: before == 0 && w -> owner_asleep = 0
+        :: else
+        fi
+     fi
+  fi
+#endif
+}
+
+/* close_and_cancel (mailbox.c:437) by the owner of life g or by a closer
+ * from outside holding the record; closed = 0 if the gate refused (already
+ * closed by the other closer). */
+inline close_and_cancel(g, n, hd, nx, prev, closed) {
+  /* mailbox.c:439-448 CAS clearing OPEN if the generation matches */
+  atomic {
+    assert(gate_gen == g);
+    if
+    :: gate_open -> gate_open = 0; closed = 1
+    :: else -> closed = 0
+    fi
+  }
+  if
+  :: closed ->
+#ifndef MUTANT_NO_INFLIGHT_WAIT
+  /* mailbox.c:452 wait for senders inside the gate (acquire load loop;
+   * modelled as a blocking guard: it only yields) */
+  (gate_inflight == 0);
+#endif
+  /* mailbox.c:458-474 take the queue for good: CAS consumer FREE -> CLOSER,
+   * retried while the owner is inside a pop (the timeout to MBX_EBUSY is
+   * for an owner that died in a pop, which the model does not have) */
+#ifndef MUTANT_NO_CONSUMER_TOKEN
+  atomic { consumer == CONS_FREE -> assert(LIFE_OK(g)); consumer = CONS_CLOSER }
+#endif
+  /* mailbox.c:477-489 cancel everything queued, in order */
+  do
+  :: queue_pop(n, hd, nx, prev, g);
+     if
+     :: n == NIL -> break
+     :: else
+     fi;
+     atomic {
+       assert(LIFE_OK(g));
+       assert(node_gen[n] == g);
+       assert(msg_state[n - 1] == M_QUEUED);
+       msg_state[n - 1] = M_CANCELED;
+       nodes_live--;
+       consumed_unflushed++;
+       canceled_count++
+     }
+     if
+     :: n - 1 == SYNC_MSG -> sync_cancel()
+     :: else
+     fi
+  od;
+  flush_consumed(g);                           /* mailbox.c:490 */
+  atomic { assert(LIFE_OK(g)); close_done = 1 }
+  :: else
+  fi
+}
+
+/* mbx__thread_exit (mailbox.c:496) then mbx__record_release_owner
+ * (record.c:197). */
+inline thread_exit(g, n, hd, nx, prev, retirable) {
+  close_and_cancel(g, n, hd, nx, prev, retirable); /* mailbox.c:508 */
+  atomic { assert(LIFE_OK(g)); bound = 0 }     /* mailbox.c:510 */
+  /* record.c:200 fetch_and(gate, ~OWNER), acq_rel */
+  atomic {
+    gate_owner = 0;
+#ifdef MUTANT_RETIRE_IGNORES_HOLDS
+    retirable = !gate_open
+#else
+    retirable = (!gate_open && gate_holds == 0)
+#endif
+  }
+  if
+  :: retirable -> retire()                     /* record.c:202 */
+  :: else
+  fi
+}
+
+/* mbx_thread_bind (mailbox.c:393) */
+inline thread_bind(g) {
+  atomic {                                     /* mailbox.c:401-409 */
+    assert(LIFE_OK(g) && gate_open);
+    assert(bound == 0);
+    bound = 1;
+    target_bound = 1
+  }
+}
+
+/* ---------------------------------------------------------------- processes */
+
+/* The target thread of life 1: bind, serve ROUNDS receive calls, exit. */
+proctype Target() {
+  byte n, hd, nx, prev, count, budget, rounds;
+  short p;
+  bit ok, timed, slept, retirable;
+  thread_bind(1);
+  do
+  :: rounds < ROUNDS ->
+     rounds++;
+     if
+     :: true ->
+        /* mbx_poll (mailbox.c:296): budget = pending, relaxed */
+        atomic { assert(LIFE_OK(1)); p = pending }
+        if
+        :: p > 0 -> budget = p; run_pending(budget, count, n, hd, nx, prev, ok, 1)
+        :: else
+        fi
+     :: true ->
+        /* mbx_wait (mailbox.c:308), timed (at most one sleep, then the
+         * deadline has passed) or untimed */
+        if
+        :: timed = 1
+        :: timed = 0
+        fi;
+        slept = 0;
+        do
+        :: atomic { assert(LIFE_OK(1)); p = pending }         /* mailbox.c:320 */
+           if
+           :: p > 0 ->
+              budget = p;
+              run_pending(budget, count, n, hd, nx, prev, ok, 1);
+              if
+              :: count != 0 -> break                           /* mailbox.c:323 */
+              :: else                                          /* yield */
+              fi
+           :: p < 0                                            /* yield */
+           :: p == 0 ->
+              if
+              :: timed && slept -> break                       /* ETIMEDOUT */
+              :: else
+              fi;
+              /* mailbox.c:341 relaxed load: taken over from outside */
+              atomic { assert(LIFE_OK(1)); p = (consumer == CONS_CLOSER -> 1 : 0) }
+              if
+              :: p -> break                                    /* MBX_ECLOSED */
+              :: else
+              fi;
+#ifndef VARIANT_WAITING_AFTER_CHECK
+              atomic { assert(LIFE_OK(1)); waiting = 1 }       /* mailbox.c:348 */
+#endif
+              /* mailbox.c:349-350: re-read pending, then futex wait, which
+               * blocks only if pending still equals 0 (atomic check). */
+              atomic { assert(LIFE_OK(1)); p = pending }
+              if
+              :: p == 0 ->
+#ifdef VARIANT_WAITING_AFTER_CHECK
+                 /* Receiver-side order reversed: waiting set after the
+                  * check. Not a bug: the futex re-checks (docs/model.md). */
+                 atomic { assert(LIFE_OK(1)); waiting = 1 }
+#endif
+                 atomic { if :: pending == 0 -> owner_asleep = 1 :: else fi }
+                 if
+                 :: timed -> if
+                             :: owner_asleep == 0
+                             :: owner_asleep = 0; slept = 1    /* timeout */
+                             fi
+                 :: else ->
+end_sleep:          (owner_asleep == 0)
+                 fi
+              :: else
+              fi;
+              atomic { assert(LIFE_OK(1)); waiting = 0 }       /* mailbox.c:352 */
+           fi
+        od
+     fi
+  :: rounds < ROUNDS -> rounds = ROUNDS   /* the thread exits early */
+  :: rounds == ROUNDS -> break
+  od;
+  thread_exit(1, n, hd, nx, prev, retirable)
+}
+
+/* An async sender holding a handle of life 1, sending one message. */
+proctype Sender(byte m) {
+  byte rc, sg, prev;
+  bit so, w;
+  short before;
+  mbx_send(m, 1, rc, sg, so, before, w, prev);
+  atomic {
+    if
+    :: rc == OK -> assert(msg_state[m] >= M_QUEUED && msg_state[m] != M_REJECTED); sent_ok++
+    :: else -> assert(msg_state[m] == M_REJECTED)
+    fi
+  }
+}
+
+/* A sync caller (mbx_proxy_sync / mbx_proxy_sync_timed, call_and_wait
+ * proxy.c:360, wait_for_outcome proxy.c:327) to life 1, not serving. */
+proctype SyncCaller() {
+  byte rc, sg, prev, s;
+  bit so, w, timed, expired, gaveup;
+  short before;
+  if
+  :: timed = 1
+  :: timed = 0
+  fi;
+  /* record_new (proxy.c:83-85): two references, caller and work */
+  atomic { ctx_live = 1; crefs = 2; cstate = C_PENDING }
+  mbx_send(SYNC_MSG, 1, rc, sg, so, before, w, prev);
+  if
+  :: rc != OK ->
+     /* refused: nothing will run; the record is freed */
+     atomic { assert(msg_state[SYNC_MSG] == M_REJECTED); crefs = 0; ctx_freed = 1; caller_rc = rc }
+  :: else ->
+     atomic { sent_ok++ }
+     do
+     :: atomic { assert(!ctx_freed); s = cstate }         /* proxy.c:331 */
+        if
+        :: s == C_DONE || s == C_CANCELED -> break
+        :: else
+        fi;
+        if
+        :: timed && expired && s == C_PENDING ->
+           /* proxy.c:337-339 deadline passed: settle PENDING -> ABANDONED */
+           atomic {
+             assert(!ctx_freed);
+             if
+             :: cstate == C_PENDING -> cstate = C_ABANDONED; gaveup = 1
+             :: else
+             fi
+           }
+           if
+           :: gaveup -> break
+           :: else -> skip                                 /* just started */
+           fi
+        :: else ->
+           /* sleep_on_state (proxy.c:309): sleeper = 1 (seq_cst), then a
+            * futex wait on state == s (atomic check-and-block); timed only
+            * while PENDING (once fn started, only its end counts) */
+           atomic { assert(!ctx_freed); sleeper = 1 }
+           atomic { assert(!ctx_freed); if :: cstate == s -> caller_asleep = 1 :: else fi }
+           if
+           :: caller_asleep == 0
+           :: timed && s == C_PENDING && caller_asleep == 1 ->
+              caller_asleep = 0; expired = 1                /* timeout */
+           fi
+        fi
+     od;
+     caller_rc = (gaveup -> 7 : cstate);
+     ctx_unref()
+  fi;
+  caller_returned = 1
+}
+
+/* mbx_hold / mbx_release through a handle of life 1 (record.c:206, 382). */
+proctype Holder() {
+  bit held, retirable;
+  /* record.c:212-222 CAS loop: gen and OPEN checked, holds + 1 */
+  atomic {
+    if
+    :: gate_gen == 1 && gate_open -> gate_holds++; held = 1
+    :: else
+    fi
+  }
+  if
+  :: held ->
+     /* while held, the record serves life 1 (e.g. mbx_stats_get works) */
+     atomic { assert(rstate == R_LIVE && gate_gen == 1) }
+     /* record.c:182-193 release CAS, acq_rel */
+     atomic {
+       assert(gate_gen == 1 && gate_holds > 0);
+       gate_holds--;
+       retirable = (!gate_open && !gate_owner && gate_holds == 0)
+     }
+     if
+     :: retirable -> retire()
+     :: else
+     fi
+  :: else
+  fi
+}
+
+#if OUTSIDE
+/* mbx__close_from_outside (mailbox.c:520) through a handle of life 1, as
+ * the runtime-exit path does for every open mailbox: hold, close and
+ * cancel on this thread, release. The owner keeps running. */
+proctype OutsideCloser() {
+  byte n, hd, nx, prev;
+  bit held, closed, retirable;
+  /* Bound: a close from outside before the thread binds leaves the thread
+   * without a mailbox and the record's OWNER hold with nobody to release
+   * it (docs/model.md, findings); the model starts after the bind. */
+  (target_bound);
+  /* mailbox.c:527 mbx_hold (record.c:212-222) */
+  atomic {
+    if
+    :: gate_gen == 1 && gate_open -> gate_holds++; held = 1
+    :: else
+    fi
+  }
+  if
+  :: held ->
+     close_and_cancel(1, n, hd, nx, prev, closed);   /* mailbox.c:530 */
+     /* mailbox.c:531 mbx_release (record.c:182-193) */
+     atomic {
+       assert(gate_gen == 1 && gate_holds > 0);
+       gate_holds--;
+       retirable = (!gate_open && !gate_owner && gate_holds == 0)
+     }
+     if
+     :: retirable -> retire()
+     :: else
+     fi
+  :: else
+  fi
+}
+#endif
+
+#ifdef FINDING_STALE_CAPACITY
+/* mbx_set_capacity (record.c:234) through a handle of life 1. */
+proctype CapacitySetter() {
+  byte sg, rc;
+  bit so;
+  atomic { sg = gate_gen; so = gate_open }      /* record.c:241 relaxed */
+  gate_refusal(sg, so, 1, rc);
+  if
+  :: rc == OK ->
+     /* record.c:246 relaxed store: lands in whichever life is current */
+     atomic { assert(gate_gen == 1); capacity = 2 }
+  :: else
+  fi
+}
+#endif
+
+/* A new thread whose mailbox reuses the record (mbx__record_open,
+ * record.c:118, with quarantine threshold 0), then binds, polls, exits. */
+proctype Reuser() {
+  byte n, hd, nx, prev, count, budget;
+  short p;
+  bit ok, retirable;
+  /* record.c:120-131 under the registry lock: take the oldest quarantined
+   * record, fold its counters, reset its queue */
+end_wait_reuse:
+  atomic {
+    qlen > 0 ->
+    assert(rstate == R_QUAR);
+    qlen--;
+    rstate = R_RESET;
+    folded_run = folded_run + run_count; run_count = 0;
+    folded_canceled = folded_canceled + canceled_count; canceled_count = 0;
+    rejected_closed = 0;
+    node_next[STUB] = NIL; tail = STUB; head = STUB;
+    consumed_unflushed = 0; pending = 0; waiting = 0; consumer = CONS_FREE;
+    capacity = 0; bound = 0;
+    close_done = 0
+  }
+  /* record.c:142-154 CAS: gen + 1, OPEN, OWNER, keep in-flight count */
+  atomic {
+    assert(gate_holds == 0);
+    gate_gen++;
+    gate_open = 1;
+    gate_owner = 1;
+    rstate = R_LIVE
+  }
+  thread_bind(2);
+  /* mbx_poll */
+  atomic { assert(LIFE_OK(2)); p = pending }
+  if
+  :: p > 0 -> budget = p; run_pending(budget, count, n, hd, nx, prev, ok, 2)
+  :: else
+  fi;
+  thread_exit(2, n, hd, nx, prev, retirable)
+}
+
+init {
+  byte i;
+  /* mbx_mailbox_create on a fresh record (record.c:133 new_record, then the
+   * CAS at 309): nothing else runs yet. */
+  atomic {
+    node_next[STUB] = NIL; tail = STUB; head = STUB;
+    gate_gen = 1; gate_open = 1; gate_owner = 1;
+    rstate = R_LIVE;
+    capacity = CAPACITY                       /* mbx_set_capacity(h, 1) */
+  }
+  atomic {
+    run Target();
+    i = 0;
+    do
+    :: i < NASYNC -> run Sender(i); i++
+    :: else -> break
+    od;
+#if NSYNC
+    run SyncCaller();
+#endif
+#if HOLDER
+    run Holder();
+#endif
+#if OUTSIDE
+    run OutsideCloser();
+#endif
+#ifdef FINDING_STALE_CAPACITY
+    run CapacitySetter();
+#endif
+    run Reuser()
+  }
+end_all:
+  (_nr_pr == 1);
+  /* Everything finished: exact accounting. */
+  i = 0;
+  do
+  :: i < NMSG ->
+     assert(msg_state[i] == M_RUN || msg_state[i] == M_CANCELED ||
+            msg_state[i] == M_REJECTED);
+     i++
+  :: else -> break
+  od;
+  assert(sent_ok == folded_run + folded_canceled + run_count + canceled_count);
+  assert(nodes_live == 0);                     /* node memory back to zero */
+  assert(!ctx_live || ctx_freed);              /* context freed */
+#if NSYNC
+  assert(caller_returned);
+#endif
+  assert(pending == 0 && gate_inflight == 0 && gate_holds == 0);
+  assert(rstate == R_QUAR && lives_retired == 2)
+}
+
+/* Liveness (pan -a -f): every sync caller returns, and a sleeping owner
+ * with a counted message is eventually woken (no lost wake-up). */
+ltl live {
+#if NSYNC
+  (<> caller_returned) &&
+#endif
+  [] ((owner_asleep && pending > 0) -> <> !owner_asleep)
+}
