@@ -63,6 +63,7 @@ const CHECKS = [
   { name: 'safety close from outside', defines: ['OUTSIDE=1', 'NASYNC=2', 'NSYNC=0', 'HOLDER=0'] },
   { name: 'safety close from outside, sync', defines: ['OUTSIDE=1', 'NASYNC=0', 'HOLDER=0'] },
   { name: 'liveness', defines: ['HOLDER=0'], live: true },
+  { name: 'safety capacity setter vs reuse', defines: ['CAPSET=1', 'NSYNC=0', 'HOLDER=0'] },
 ];
 if (process.env.MBX_MODEL_DEEP) {
   CHECKS.push({ name: 'safety close from outside, all', defines: ['OUTSIDE=1', 'HOLDER=0'] });
@@ -81,6 +82,8 @@ const MUTANTS = [
   { name: 'MUTANT_NO_CONSUMER_TOKEN', defines: ['OUTSIDE=1', 'HOLDER=0'] },
   { name: 'MUTANT_WAKE_BEFORE_PUBLISH', defines: ['HOLDER=0'], live: true },
   { name: 'MUTANT_LOST_WAKEUP', defines: ['HOLDER=0'], live: true },
+  // The check-then-store mbx_set_capacity this model found (now fixed).
+  { name: 'MUTANT_STALE_CAPACITY', defines: ['CAPSET=1', 'NSYNC=0', 'HOLDER=0'] },
 ];
 
 // Races the model found in the real code (docs/model.md, "Findings"). Each
@@ -88,7 +91,6 @@ const MUTANTS = [
 // counterexample. When the C code is fixed, model the fix and move the
 // check into CHECKS.
 const FINDINGS = [
-  { name: 'FINDING_STALE_CAPACITY', defines: ['NSYNC=0', 'HOLDER=0'] },
   { name: 'FINDING_STALE_STATS', defines: [] },
 ];
 

@@ -45,6 +45,9 @@
 #ifndef HOLDER
 #define HOLDER 1                 /* an mbx_hold/mbx_release user (0 or 1) */
 #endif
+#ifndef CAPSET
+#define CAPSET 0                 /* an mbx_set_capacity caller, old handle */
+#endif
 #define NMSG (NASYNC + NSYNC)
 #define SYNC_MSG NASYNC          /* message id of the sync call */
 #define NIL 0                    /* node 0: NULL; node m+1: message m */
@@ -771,19 +774,32 @@ proctype OutsideCloser() {
 }
 #endif
 
-#ifdef FINDING_STALE_CAPACITY
-/* mbx_set_capacity (record.c:234) through a handle of life 1. */
+#if CAPSET
+/* mbx_set_capacity (record.c) through a handle of life 1. */
 proctype CapacitySetter() {
   byte sg, rc;
   bit so;
-  atomic { sg = gate_gen; so = gate_open }      /* record.c:241 relaxed */
+#ifdef MUTANT_STALE_CAPACITY
+  /* The old code: check, then store. Found by this model. */
+  atomic { sg = gate_gen; so = gate_open }      /* relaxed load */
   gate_refusal(sg, so, 1, rc);
   if
   :: rc == OK ->
-     /* record.c:246 relaxed store: lands in whichever life is current */
+     /* relaxed store: lands in whichever life is current */
      atomic { assert(gate_gen == 1); capacity = 2 }
   :: else
   fi
+#else
+  /* fetch_add(gate, 1 in flight), acquire: a close waits for us */
+  atomic { sg = gate_gen; so = gate_open; gate_inflight++ }
+  gate_refusal(sg, so, 1, rc);
+  if
+  :: rc == OK -> atomic { assert(gate_gen == 1); capacity = 2 }
+  :: else
+  fi;
+  /* fetch_sub(gate, 1 in flight), release */
+  atomic { gate_inflight-- }
+#endif
 }
 #endif
 
@@ -853,7 +869,7 @@ init {
 #if OUTSIDE
     run OutsideCloser();
 #endif
-#ifdef FINDING_STALE_CAPACITY
+#if CAPSET
     run CapacitySetter();
 #endif
     run Reuser()

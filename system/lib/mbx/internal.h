@@ -124,6 +124,11 @@ int mbx__record_open(mbx_record **out, uint32_t *gen_out);
  * the record. */
 void mbx__record_release_owner(mbx_record *r);
 
+/* The thread created for h could not bind it (closed from outside first):
+ * drop the owner's hold it would have released at exit. Returns MBX_OK,
+ * or MBX_EINVAL/MBX_ESTALE if h's life is open, already unowned or gone. */
+int mbx__release_unbound_owner(mbx_handle h);
+
 /* Remember which pthread a life belongs to. Returns MBX_OK, or the gate
  * refusal if h no longer names an open life. */
 int mbx__record_set_pthread(mbx_handle h, uintptr_t id);

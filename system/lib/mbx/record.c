@@ -203,6 +203,27 @@ void mbx__record_release_owner(mbx_record *r) {
     retire(r);
 }
 
+int mbx__release_unbound_owner(mbx_handle h) {
+  mbx_record *r;
+  int rc = mbx__lookup(h, &r);
+  if (rc != MBX_OK)
+    return rc;
+  // Relaxed load: the CAS below re-validates.
+  uint64_t old = atomic_load_explicit(&r->gate, memory_order_relaxed);
+  do {
+    if (gate_gen(old) != handle_gen(h))
+      return gen_mismatch_code(handle_gen(h), gate_gen(old));
+    if ((old & GATE_OPEN) || !(old & GATE_OWNER))
+      return MBX_EINVAL;
+    // Acq_rel: as in mbx__record_release_owner.
+  } while (!atomic_compare_exchange_weak_explicit(
+      &r->gate, &old, old & ~GATE_OWNER, memory_order_acq_rel,
+      memory_order_relaxed));
+  if (retirable(old & ~GATE_OWNER))
+    retire(r);
+  return MBX_OK;
+}
+
 int mbx_hold(mbx_handle h) {
   mbx_record *r;
   int rc = mbx__lookup(h, &r);
@@ -236,15 +257,20 @@ int mbx_set_capacity(mbx_handle h, uint32_t capacity) {
   int rc = mbx__lookup(h, &r);
   if (rc != MBX_OK)
     return rc;
-  // Relaxed: a best-effort check; a capacity set on a record that is being
-  // recycled concurrently is reset by the reuse.
-  rc = gate_refusal(atomic_load_explicit(&r->gate, memory_order_relaxed),
-                    handle_gen(h));
-  if (rc != MBX_OK)
-    return rc;
-  // Relaxed: senders read it as a soft bound; no data hangs off it.
-  atomic_store_explicit(&r->capacity, capacity, memory_order_relaxed);
-  return MBX_OK;
+  /* Inside the gate, like a send: a check-then-store could land after the
+   * record was retired and reused, capping the next thread's mailbox (found
+   * by the Spin model, FINDING_STALE_CAPACITY). Reuse cannot happen while
+   * we are counted in the gate. */
+  // Acquire: pairs with the reuse CAS (we store into the life we checked).
+  uint64_t gate = atomic_fetch_add_explicit(&r->gate, GATE_INFLIGHT_ONE,
+                                            memory_order_acquire);
+  rc = gate_refusal(gate, handle_gen(h));
+  if (rc == MBX_OK)
+    // Relaxed: senders read it as a soft bound; no data hangs off it.
+    atomic_store_explicit(&r->capacity, capacity, memory_order_relaxed);
+  // Release: the closer's acquire wait for zero in-flight sees our store.
+  atomic_fetch_sub_explicit(&r->gate, GATE_INFLIGHT_ONE, memory_order_release);
+  return rc;
 }
 
 int mbx_set_quarantine(uint32_t records) {

@@ -63,10 +63,14 @@ static void *start_with_mailbox(void *p) {
   start_info info = *(start_info *)p;
   free(p);
   void *result;
-  /* Fails only if the mailbox was closed as an orphan meanwhile; the thread
-   * then simply runs without one. */
-  if (mbx_thread_bind(info.mailbox) == MBX_OK)
+  /* Fails only if the mailbox was closed meanwhile (runtime exit, or as an
+   * orphan); the thread then runs without one, and gives up the owner's
+   * hold that its exit would have released (close_orphan already did). */
+  int bound = mbx_thread_bind(info.mailbox);
+  if (bound == MBX_OK)
     mbx__record_set_pthread(info.mailbox, (uintptr_t)pthread_self());
+  else
+    mbx__release_unbound_owner(info.mailbox);
   pthread_cleanup_push(close_on_exit, NULL);
   result = info.start(info.arg);
   pthread_cleanup_pop(1);
