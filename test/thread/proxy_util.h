@@ -17,6 +17,12 @@ static inline void sleep_ms(double ms) {
   nanosleep(&ts, NULL);
 }
 
+static inline double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 /* A server thread: runs its mailbox until told to stop (or to exit). */
 static _Thread_local int tls_stop;
 static inline void stop_serving(void *unused) {
