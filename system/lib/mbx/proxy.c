@@ -325,9 +325,13 @@ static int32_t wait_for_outcome(mbx_proxy_ctx *c, double timeout_ms) {
         continue; /* just started: wait for it */
       }
     }
-    if (serving)
-      mbx__wait(remaining, 1); /* runs our messages; the reply wakes it */
-    else
+    if (serving) {
+      /* Runs our messages; the reply wakes it. A mailbox closed from
+       * outside (runtime exit) cannot take the reply: sleep instead. */
+      int rc = mbx__wait(remaining, 1);
+      if (rc < 0 && rc != MBX_ETIMEDOUT)
+        serving = 0;
+    } else
       sleep_on_state(c, s, remaining);
     pthread_testcancel(); /* a blocking call is a cancellation point */
   }
