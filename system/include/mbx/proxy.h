@@ -134,7 +134,9 @@ int mbx_proxy_set_serving(int on);
 int mbx_proxy_set_blocking(int allowed);
 
 typedef struct mbx_proxy_stats {
-  uint64_t calls_live;        /* call records allocated and not yet freed */
+  uint64_t calls_live;        /* call records allocated and not yet freed
+                                 (a finished context is freed when its
+                                 target next runs proxied work, or exits) */
   uint64_t sync_done;         /* blocking calls that returned MBX_OK */
   uint64_t sync_canceled;     /* ... MBX_ECANCELED */
   uint64_t sync_timed_out;    /* ... MBX_ETIMEDOUT */

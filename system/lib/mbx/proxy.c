@@ -177,8 +177,11 @@ static int settle(mbx_proxy_ctx *c, int32_t from, int32_t to) {
 
 /* ---- the target side */
 
-static void outstanding_add(mbx_proxy_ctx *c) {
-  /* Prune what was finished meanwhile: the list only holds references. */
+/* Drop the contexts that were finished since the last look: the list only
+ * holds references, and finish (any thread) cannot touch it. Runs before
+ * each proxied work on this thread, so a finished context lingers at most
+ * until the next one, or until the thread exits. */
+static void outstanding_prune(void) {
   mbx_proxy_ctx **link = &tls_outstanding;
   while (*link) {
     mbx_proxy_ctx *o = *link;
@@ -191,6 +194,9 @@ static void outstanding_add(mbx_proxy_ctx *c) {
       link = &o->next;
     }
   }
+}
+
+static void outstanding_add(mbx_proxy_ctx *c) {
   record_ref(c);
   c->next = tls_outstanding;
   tls_outstanding = c;
@@ -226,6 +232,8 @@ static void call_fn(mbx_proxy_ctx *c) {
 
 static void work_run(void *p) {
   mbx_proxy_ctx *c = p;
+  if (tls_outstanding)
+    outstanding_prune();
   if (!settle(c, PENDING, RUNNING)) { /* abandoned by its caller */
     count(&g_abandoned);
     record_unref(c);
