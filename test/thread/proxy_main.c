@@ -57,7 +57,9 @@ static void main_refused(void *p) {
   mbx_proxy_set_blocking(-1);
 }
 
+#ifndef __EMSCRIPTEN__
 static _Atomic int g_stop;
+#endif
 static void finish(void *p) {
   (void)p;
   CHECK_EQ(atomic_load(&g_off_main), 0);
