@@ -53,9 +53,7 @@ static void ctx_other_thread(mbx_proxy_ctx *ctx, void *p) {
   CHECK_EQ(mbx_proxy_async(g_finisher, finish_after_delay, NULL, ctx), MBX_OK);
 }
 
-static void finish_later(void *ctx) {
-  CHECK_EQ(mbx_proxy_finish(ctx), MBX_OK);
-}
+static void finish_later(void *ctx) { CHECK_EQ(mbx_proxy_finish(ctx), MBX_OK); }
 static void ctx_later_on_target(mbx_proxy_ctx *ctx, void *p) {
   square(p);
   /* After fn returns, the target finishes from a later message. */
@@ -104,16 +102,15 @@ static void *caller_main(void *p) {
   CHECK_EQ(mbx_proxy_sync_with_ctx(a->target, ctx_other_thread, &j), MBX_OK);
   CHECK_EQ(j.out, 49);
   j.out = 0;
-  CHECK_EQ(mbx_proxy_sync_with_ctx(a->target, ctx_later_on_target, &j),
-           MBX_OK);
+  CHECK_EQ(mbx_proxy_sync_with_ctx(a->target, ctx_later_on_target, &j), MBX_OK);
   CHECK_EQ(j.out, 49);
   /* Callbacks: on_done runs here, when this thread drains. */
   job jobs[20];
   for (int i = 0; i < 20; i++) {
     jobs[i] = (job){i, 0, 0};
-    CHECK_EQ(mbx_proxy_callback(a->target, square, on_done, on_cancel,
-                                &jobs[i]),
-             MBX_OK);
+    CHECK_EQ(
+        mbx_proxy_callback(a->target, square, on_done, on_cancel, &jobs[i]),
+        MBX_OK);
   }
   while (tls_done < 20)
     CHECK(mbx_wait(10000) > 0);
@@ -194,8 +191,7 @@ int main(void) {
   CHECK_EQ(mbx_proxy_sync(sh, NULL, &j), MBX_EINVAL);
   CHECK_EQ(mbx_proxy_sync_with_ctx(sh, NULL, &j), MBX_EINVAL);
   if (mbx_handle_is_null(mbx_self()))
-    CHECK_EQ(mbx_proxy_callback(sh, square, on_done, on_cancel, &j),
-             MBX_EPERM);
+    CHECK_EQ(mbx_proxy_callback(sh, square, on_done, on_cancel, &j), MBX_EPERM);
   /* The default lets this thread block (native, and Node's main thread). */
   CHECK_EQ(mbx_proxy_set_blocking(-1), -1);
   exercise_target(sh, server);

@@ -133,8 +133,9 @@ int main(int argc, char **argv) {
   mbx_proxy_stats ps;
   mbx_proxy_stats_get(&ps);
   CHECK_EQ(ps.sync_canceled, 0);
-  printf("mutual rounds: %ld leaf runs; chains: %ld leaf runs; sync_done=%llu\n",
-         mutual, chains, (unsigned long long)ps.sync_done);
+  printf(
+      "mutual rounds: %ld leaf runs; chains: %ld leaf runs; sync_done=%llu\n",
+      mutual, chains, (unsigned long long)ps.sync_done);
   printf("PASS proxy_cycles\n");
   return 0;
 }

@@ -127,8 +127,8 @@ static void exit_before_run(void) {
   call calls[4];
   pthread_t callers[4];
   for (int k = 0; k < 4; k++) {
-    calls[k] = (call){.kind = k, .target = h, .fn = write_arg,
-                      .ctx_fn = ctx_never};
+    calls[k] =
+        (call){.kind = k, .target = h, .fn = write_arg, .ctx_fn = ctx_never};
     start_call(&calls[k], &callers[k]);
   }
   CHECK_EQ(mbx_proxy_async(h, count_run, async_cancel, NULL), MBX_OK);
@@ -233,8 +233,8 @@ static void finish_orders(long *scenarios) {
       call calls[NCTX];
       pthread_t callers[NCTX];
       for (int k = 0; k < NCTX; k++) {
-        calls[k] = (call){.kind = CALL_CTX, .target = h, .ctx_fn = ctx_park,
-                          .slot = k};
+        calls[k] = (call){
+            .kind = CALL_CTX, .target = h, .ctx_fn = ctx_park, .slot = k};
         start_call(&calls[k], &callers[k]);
       }
       await_int(&g_started, NCTX);
@@ -361,9 +361,9 @@ static void blocked_caller_leaves(void) {
   pthread_t caller;
   start_call(&c, &caller);
   await_int(&g_slow_started, 1);
-  CHECK_EQ(mbx_proxy_async(mbx_thread_handle(caller), caller_leaves, NULL,
-                           NULL),
-           MBX_OK);
+  CHECK_EQ(
+      mbx_proxy_async(mbx_thread_handle(caller), caller_leaves, NULL, NULL),
+      MBX_OK);
   CHECK_EQ(pthread_join(caller, NULL), 0);
   CHECK_EQ(atomic_load(&g_slow_finished), 1);
   stop_server(server, h);

@@ -27,9 +27,7 @@ static void on_main(void *p) {
   else
     atomic_fetch_add(&g_off_main, 1);
 }
-static void finish_later(void *ctx) {
-  CHECK_EQ(mbx_proxy_finish(ctx), MBX_OK);
-}
+static void finish_later(void *ctx) { CHECK_EQ(mbx_proxy_finish(ctx), MBX_OK); }
 static void ctx_on_main(mbx_proxy_ctx *ctx, void *p) {
   on_main(p);
   CHECK_EQ(mbx_proxy_async(mbx_self(), finish_later, NULL, ctx), MBX_OK);

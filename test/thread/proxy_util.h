@@ -12,8 +12,9 @@
 #include <time.h>
 
 static inline void sleep_ms(double ms) {
-  struct timespec ts = {(time_t)(ms / 1000),
-                        (long)((ms - (double)(time_t)(ms / 1000) * 1000) * 1e6)};
+  struct timespec ts = {
+      (time_t)(ms / 1000),
+      (long)((ms - (double)(time_t)(ms / 1000) * 1000) * 1e6)};
   nanosleep(&ts, NULL);
 }
 

@@ -88,8 +88,7 @@ int mbx_proxy_sync_timed(mbx_handle target, mbx_run_fn fn, void *arg,
  * MBX_ECANCELED at once (the exit path cancels every context the thread
  * left outstanding). Threads and codes as mbx_proxy_sync.
  */
-int mbx_proxy_sync_with_ctx(mbx_handle target, mbx_proxy_ctx_fn fn,
-                            void *arg);
+int mbx_proxy_sync_with_ctx(mbx_handle target, mbx_proxy_ctx_fn fn, void *arg);
 
 /*
  * Complete a context. Call it exactly once for every context handed to a
@@ -134,20 +133,20 @@ int mbx_proxy_set_serving(int on);
 int mbx_proxy_set_blocking(int allowed);
 
 typedef struct mbx_proxy_stats {
-  uint64_t calls_live;        /* call records allocated and not yet freed
-                                 (a finished context is freed when its
-                                 target next runs proxied work, or exits) */
-  uint64_t sync_done;         /* blocking calls that returned MBX_OK */
-  uint64_t sync_canceled;     /* ... MBX_ECANCELED */
-  uint64_t sync_timed_out;    /* ... MBX_ETIMEDOUT */
-  uint64_t abandoned;         /* works skipped (not run) because their
-                                 caller timed out, was canceled or exited
-                                 first; counted when the target disposes
-                                 of them */
-  uint64_t contexts_canceled; /* contexts canceled by their target's exit */
-  uint64_t callbacks_done;    /* on_done delivered */
+  uint64_t calls_live;         /* call records allocated and not yet freed
+                                  (a finished context is freed when its
+                                  target next runs proxied work, or exits) */
+  uint64_t sync_done;          /* blocking calls that returned MBX_OK */
+  uint64_t sync_canceled;      /* ... MBX_ECANCELED */
+  uint64_t sync_timed_out;     /* ... MBX_ETIMEDOUT */
+  uint64_t abandoned;          /* works skipped (not run) because their
+                                  caller timed out, was canceled or exited
+                                  first; counted when the target disposes
+                                  of them */
+  uint64_t contexts_canceled;  /* contexts canceled by their target's exit */
+  uint64_t callbacks_done;     /* on_done delivered */
   uint64_t callbacks_canceled; /* on_cancel delivered */
-  uint64_t callbacks_dropped; /* outcome not delivered: caller had exited */
+  uint64_t callbacks_dropped;  /* outcome not delivered: caller had exited */
 } mbx_proxy_stats;
 
 /* Process-wide counters. Any thread. */

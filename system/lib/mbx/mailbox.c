@@ -397,9 +397,9 @@ int mbx_wait(double timeout_ms) { return mbx__wait(timeout_ms, 0); }
 int mbx__self_open(void) {
   // Relaxed: a hint; a close from outside (runtime exit) that races with
   // it makes the caller's mbx__wait return MBX_ECLOSED, which it handles.
-  return tls_self && (atomic_load_explicit(&tls_self->gate,
-                                           memory_order_relaxed) &
-                      GATE_OPEN);
+  return tls_self &&
+         (atomic_load_explicit(&tls_self->gate, memory_order_relaxed) &
+          GATE_OPEN);
 }
 
 _Atomic int32_t *mbx__self_pending_word(void) {

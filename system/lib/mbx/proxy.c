@@ -46,9 +46,9 @@ struct mbx_proxy_ctx {
   mbx_proxy_ctx_fn ctx_fn;
   mbx_run_fn on_done, on_cancel;
   void *arg;
-  mbx_handle reply_to;   /* caller's mailbox, or null: sleeper only */
-  mbx_node *reply;       /* owned by the record until the reporter sends it */
-  mbx_proxy_ctx *next;   /* target's outstanding list (target only) */
+  mbx_handle reply_to; /* caller's mailbox, or null: sleeper only */
+  mbx_node *reply;     /* owned by the record until the reporter sends it */
+  mbx_proxy_ctx *next; /* target's outstanding list (target only) */
 };
 
 /* Counters: relaxed, they publish nothing. */
@@ -269,7 +269,7 @@ int mbx_proxy_finish(mbx_proxy_ctx *ctx) {
 #ifdef __EMSCRIPTEN__
 /* A web page's main thread cannot Atomics.wait; Node's main thread can. */
 EM_JS(int, mbx_proxy_js_on_web_page, (void),
-      { return typeof window === 'object' ? 1 : 0; });
+      { return typeof window == = 'object' ? 1 : 0; });
 #endif
 
 static int may_block(void) {
@@ -397,8 +397,7 @@ int mbx_proxy_sync_timed(mbx_handle target, mbx_run_fn fn, void *arg,
   return call_and_wait(target, KIND_SYNC, fn, NULL, arg, timeout_ms);
 }
 
-int mbx_proxy_sync_with_ctx(mbx_handle target, mbx_proxy_ctx_fn fn,
-                            void *arg) {
+int mbx_proxy_sync_with_ctx(mbx_handle target, mbx_proxy_ctx_fn fn, void *arg) {
   return call_and_wait(target, KIND_CTX, NULL, fn, arg, -1);
 }
 
@@ -430,8 +429,7 @@ int mbx_proxy_callback(mbx_handle target, mbx_run_fn fn, mbx_run_fn on_done,
 
 void mbx_proxy_stats_get(mbx_proxy_stats *out) {
   // Relaxed (all): counters, a snapshot.
-  out->calls_live =
-      atomic_load_explicit(&g_calls_live, memory_order_relaxed);
+  out->calls_live = atomic_load_explicit(&g_calls_live, memory_order_relaxed);
   out->sync_done = atomic_load_explicit(&g_sync_done, memory_order_relaxed);
   out->sync_canceled =
       atomic_load_explicit(&g_sync_canceled, memory_order_relaxed);
