@@ -169,8 +169,16 @@ static int settle(mbx_proxy_ctx *c, int32_t from, int32_t to) {
     reply->run = reply_wakes_only;
     reply->cancel = NULL;
     reply->arg = NULL;
-    if (mbx__send_node(c->reply_to, reply, 0) != MBX_OK)
-      mbx__node_free(reply); /* caller unwinding: it sleeps on state */
+    if (mbx__send_node(c->reply_to, reply, 0) != MBX_OK) {
+      mbx__node_free(reply);
+      /* Closed: the caller is unwinding (it sleeps on state, woken above),
+       * or its mailbox was closed from outside while it slept in
+       * mbx__wait: wake that wait, which then sees the close and falls
+       * back to state. Records are never freed: a stray wake is harmless. */
+      mbx_record *r;
+      if (mbx__lookup(c->reply_to, &r) == MBX_OK)
+        mbx_platform_wake_all(&r->pending);
+    }
   }
   return 1;
 }
@@ -268,8 +276,12 @@ int mbx_proxy_finish(mbx_proxy_ctx *ctx) {
 
 #ifdef __EMSCRIPTEN__
 /* A web page's main thread cannot Atomics.wait; Node's main thread can. */
-EM_JS(int, mbx_proxy_js_on_web_page, (void),
-      { return typeof window == = 'object' ? 1 : 0; });
+/* The body is JS: keep clang-format away from it. */
+// clang-format off
+EM_JS(int, mbx_proxy_js_on_web_page, (void), {
+  return typeof window === 'object' ? 1 : 0;
+});
+// clang-format on
 #endif
 
 static int may_block(void) {
