@@ -1,7 +1,7 @@
 // mbx-test-args: --iterations 1000
 // mbx-test-args-native-tsan: --iterations 500
 // mbx-test-args-wasm: --iterations 300
-// mbx-test-args-wasm-asan: --iterations 200
+// mbx-test-args-wasm-asan: --iterations 60
 /*
  * Closing a mailbox from outside its owner (what runtime exit does, white
  * box: mbx__close_from_outside is internal). Each iteration: an owner polls

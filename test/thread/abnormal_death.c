@@ -30,7 +30,7 @@ enum { QUEUED = 20 };
 
 static pthread_t g_main;
 static _Atomic int g_ready, g_in_handler, g_runs, g_cancels, g_bad_cancels;
-static _Atomic int g_waiter_released;
+static _Atomic int g_waiter_sent, g_waiter_released;
 
 static void sleep_ms(int ms) {
   struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -88,6 +88,7 @@ static void done_cancel(void *arg, int reason) {
 static void *blocking_sender(void *to) {
   atomic_store(&g_done_word, 0);
   CHECK_EQ(mbx_send(*(mbx_handle *)to, done_run, done_cancel, NULL), MBX_OK);
+  atomic_store(&g_waiter_sent, 1);
   while (!atomic_load(&g_done_word))
     emscripten_futex_wait((void *)&g_done_word, 0, 10000);
   atomic_store(&g_waiter_released, 1);
@@ -116,6 +117,7 @@ static void *coordinator(void *arg) {
     atomic_store(&g_in_handler, 0);
     atomic_store(&g_cancels, 0);
     atomic_store(&g_waiter_released, 0);
+    atomic_store(&g_waiter_sent, 0);
     pthread_t victim;
     CHECK_EQ(pthread_create(&victim, NULL,
                             in_event_loop ? event_loop_victim : blocked_victim,
@@ -134,7 +136,8 @@ static void *coordinator(void *arg) {
       CHECK_EQ(mbx_send(to, on_run, on_cancel, NULL), MBX_OK);
     pthread_t waiter;
     CHECK_EQ(pthread_create(&waiter, NULL, blocking_sender, &to), 0);
-    sleep_ms(5); /* let the waiter queue its message and block */
+    while (!atomic_load(&g_waiter_sent))
+      sleep_ms(1);
     CHECK_EQ(mbx_send(mbx_main_thread(), terminate_on_main, NULL, &victim),
              MBX_OK);
     CHECK_EQ(pthread_join(waiter, NULL), 0); /* released by the cancel */

@@ -177,6 +177,7 @@ int main(int argc, char **argv) {
                              : i == STUCK ? stuck_target
                                           : busy_target;
     CHECK_EQ(pthread_create(&t, NULL, start, NULL), 0);
+    CHECK_EQ(pthread_detach(t), 0); /* never joined: exit() ends them */
     g_targets[i] = mbx_thread_handle(t);
     CHECK(!mbx_handle_is_null(g_targets[i]));
   }
@@ -189,8 +190,10 @@ int main(int argc, char **argv) {
     if (t < BLOCKED || t == STUCK || t == MAIN)
       for (int i = 0; i < QUEUED; i++)
         CHECK_EQ(send_numbered(t, on_run), MBX_OK);
-  for (int i = 0; i < SENDERS; i++)
+  for (int i = 0; i < SENDERS; i++) {
     CHECK_EQ(pthread_create(&t, NULL, sender, (void *)(uintptr_t)(i + 1)), 0);
+    CHECK_EQ(pthread_detach(t), 0);
+  }
   sleep_ms((int)run_ms);
   exit(0); /* with threads blocked, stuck, polling and sending */
 }
