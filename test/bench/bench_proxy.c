@@ -318,6 +318,7 @@ static double run_idle(const char *contender, int window_ms) {
 int main(int argc, char **argv) {
   int reps = (int)arg_long(argc, argv, "--reps", 9);
   long msgs = arg_long(argc, argv, "--msgs", 200000);
+  (void)msgs; /* event-loop workloads only */
   long rts = arg_long(argc, argv, "--rts", 2000);
   const char *only = "";
   for (int i = 1; i + 1 < argc; i++)
