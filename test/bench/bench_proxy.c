@@ -13,6 +13,7 @@
  * event loop and no proxying queue).
  *
  * Usage: bench_proxy [--reps R] [--msgs N] [--rts K] [--only async|el|wait|idle]
+ *                    [--only-mbx]  (async: skip the baseline, for profiling)
  */
 #include "bench_common.h"
 
@@ -325,6 +326,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[i], "--only") == 0)
       only = argv[i + 1];
 #define WANT(name) (!*only || strstr(only, name))
+  int only_ours = arg_flag(argc, argv, "--only-mbx");
   setvbuf(stdout, NULL, _IOLBF, 0);
 #ifdef __EMSCRIPTEN__
   g_queue = em_proxying_queue_create();
@@ -343,6 +345,8 @@ int main(int argc, char **argv) {
         snprintf(name, sizeof name, "async-throughput-%dp", p);
         for (int j = 0; j < 2; j++) {
           int contender = (j ^ flip) ? CONTENDER_PROXY : CONTENDER_MBX;
+          if (only_ours && contender != CONTENDER_MBX)
+            continue; /* profiling */
           result(name,
                  contender == CONTENDER_MBX ? "mbx"
                                             : PROXY_NAME "-proxy-async",

@@ -87,12 +87,22 @@ static mbx_node *queue_pop(mbx_record *r) {
 
 /* Owner only: subtract what was popped from pending. */
 static int32_t flush_consumed(mbx_record *r) {
+  mbx__node_release_flush(r);
   int32_t n = r->consumed_unflushed;
   r->consumed_unflushed = 0;
   // Relaxed would do for the count, but seq_cst keeps the owner's
   // "pending == 0 -> set waiting -> re-check" sequence totally ordered with
   // senders' increments (see wait_for_messages).
-  return atomic_fetch_sub_explicit(&r->pending, n, memory_order_seq_cst) - n;
+  int32_t before =
+      atomic_fetch_sub_explicit(&r->pending, n, memory_order_seq_cst);
+  /* pending only grows between our subtractions: its peak is here. */
+  // Relaxed (both): statistics; the drainer is the only writer.
+  if (before > 0 &&
+      (uint32_t)before > atomic_load_explicit(&r->high_water,
+                                              memory_order_relaxed))
+    atomic_store_explicit(&r->high_water, (uint32_t)before,
+                          memory_order_relaxed);
+  return before - n;
 }
 
 /* ---- sending */
@@ -160,7 +170,7 @@ int mbx_send(mbx_handle to, mbx_run_fn run, mbx_cancel_fn cancel, void *arg) {
     // Release: pairs with the closer's acquire wait (nothing published).
     atomic_fetch_sub_explicit(&r->gate, GATE_INFLIGHT_ONE,
                               memory_order_release);
-    mbx__node_free(n);
+    mbx__node_unqueued(n);
     reject(r, rc);
     return rc;
   }
@@ -172,15 +182,6 @@ int mbx_send(mbx_handle to, mbx_run_fn run, mbx_cancel_fn cancel, void *arg) {
   // Seq_cst: the other half of the Dekker pair above.
   int wake =
       before == 0 && atomic_load_explicit(&r->waiting, memory_order_seq_cst);
-  // Relaxed: statistics.
-  uint32_t high_water =
-      atomic_load_explicit(&r->high_water, memory_order_relaxed);
-  while ((int64_t)before + 1 > (int64_t)high_water &&
-         // Relaxed: statistics.
-         !atomic_compare_exchange_weak_explicit(
-             &r->high_water, &high_water, (uint32_t)(before + 1),
-             memory_order_relaxed, memory_order_relaxed)) {
-  }
   // Release: the closer's acquire load of a zero in-flight count sees our
   // push and our pending increment.
   atomic_fetch_sub_explicit(&r->gate, GATE_INFLIGHT_ONE, memory_order_release);
@@ -206,7 +207,7 @@ static int run_pending(mbx_record *r, int32_t budget) {
       break;
     mbx_run_fn run = n->run;
     void *arg = n->arg;
-    mbx__node_free(n);
+    mbx__node_release(r, n);
     r->consumed_unflushed++;
     count++;
     counter_bump(&r->run, 1);
@@ -374,7 +375,7 @@ static int close_and_cancel(mbx_record *r, uint32_t gen, int reason) {
   while ((n = queue_pop(r)) != NULL) {
     mbx_cancel_fn cancel = n->cancel;
     void *arg = n->arg;
-    mbx__node_free(n);
+    mbx__node_release(r, n);
     r->consumed_unflushed++;
     count++;
     if (cancel) {
@@ -408,6 +409,7 @@ int mbx__thread_exit(int reason, int nested_ok) {
   tls_self = NULL;
   tls_self_handle = MBX_NULL_HANDLE;
   tls_draining = 0;
+  mbx__node_cache_flush(); /* an exiting thread keeps no spare nodes */
   mbx__record_release_owner(r);
   return count < 0 ? 0 : count;
 }
