@@ -4,6 +4,7 @@
 //   // mbx-test-args: --iterations 2000
 //   // mbx-test-args-<flavor>: --iterations 500
 //   // mbx-test-timeout: 300
+//   // mbx-test-flavors: wasm wasm-asan     (skipped in the other flavours)
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -26,7 +27,9 @@ function directives(file, flavor) {
   };
   const args = pick(`mbx-test-args-${flavor}`) ?? pick('mbx-test-args') ?? '';
   const timeout = Number(pick('mbx-test-timeout') ?? 300);
-  return { args: args.split(/\s+/).filter(Boolean), timeoutMs: timeout * 1000 };
+  const only = pick('mbx-test-flavors')?.split(/\s+/).filter(Boolean);
+  const skip = only && !only.includes(flavor) ? `runs only in ${only.join(', ')}` : false;
+  return { args: args.split(/\s+/).filter(Boolean), timeoutMs: timeout * 1000, skip };
 }
 
 const tail = (s) => s.split('\n').slice(-25).join('\n');
@@ -35,8 +38,8 @@ for (const flavor of selectedFlavors([])) {
   describe(flavor, { concurrency: 2 }, () => {
     for (const file of programs) {
       const name = path.basename(file, '.c');
-      it(`${flavor} ${name}`, async () => {
-        const { args, timeoutMs } = directives(file, flavor);
+      const { args, timeoutMs, skip } = directives(file, flavor);
+      it(`${flavor} ${name}`, { skip }, async () => {
         const r = await runProgram(flavor, name, args, { timeoutMs });
         const where = `\n--- stdout ---\n${tail(r.stdout)}\n--- stderr ---\n${tail(r.stderr)}`;
         assert.equal(r.timedOut, false, `watchdog: no exit within ${timeoutMs / 1000}s${where}`);
