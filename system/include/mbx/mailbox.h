@@ -42,6 +42,12 @@ enum {
   MBX_EPERM = -8,     /* calling thread is not the mailbox owner, or has no
                          mailbox */
   MBX_EAGAIN = -9,    /* too many holds on one record (limit MBX_MAX_HOLDS) */
+  /* Proxying (mbx/proxy.h): */
+  MBX_ECANCELED = -10,   /* accepted, but the target exited (or was canceled)
+                            before the work completed */
+  MBX_EDEADLK = -11,     /* a blocking call would wait for its own thread */
+  MBX_EWOULDBLOCK = -12, /* the calling thread must not block (the browser's
+                            main thread) */
 };
 
 /* Why a cancel function is being called. */

@@ -146,7 +146,7 @@ mbx_node *mbx__node_alloc(void) {
   return n;
 }
 
-void mbx__node_unqueued(mbx_node *n) { block_drop(n->block, 1); }
+void mbx__node_free(mbx_node *n) { block_drop(n->block, 1); }
 
 void mbx__node_release(mbx_record *r, mbx_node *n) {
   if (n->block != r->release_block) {

@@ -143,6 +143,15 @@ uint32_t mbx__record_count(void);
 mbx_handle mbx__open_life_at(uint32_t index);
 
 /* ---- mailbox.c */
+/* mbx_send with a node the caller allocated (mbx__node_alloc) and filled.
+ * On failure the node is still the caller's (nothing is freed).
+ * check_capacity 0 ignores the soft capacity (replies to a blocked caller). */
+int mbx__send_node(mbx_handle to, mbx_node *n, int check_capacity);
+/* 1 if the calling thread owns a mailbox that is still open. */
+int mbx__self_open(void);
+/* mbx_wait, but also allowed from inside a handler (nested_ok), for blocked
+ * proxy callers that keep serving their mailbox. */
+int mbx__wait(double timeout_ms, int nested_ok);
 /* mbx_thread_exit, but also allowed from inside a handler (nested_ok), for
  * the pthread exit hook. */
 int mbx__thread_exit(int reason, int nested_ok);
@@ -166,6 +175,11 @@ void mbx__self_set_waiting(int32_t mode);
 typedef void (*mbx_post_wake_fn)(uintptr_t owner_pthread);
 void mbx__set_post_wake_hook(mbx_post_wake_fn hook);
 
+/* ---- proxy.c */
+/* Called by mbx__thread_exit on the exiting thread, after its queue was
+ * canceled: cancels the proxied contexts it left outstanding. */
+void mbx__proxy_thread_exiting(void);
+
 /* ---- alloc.c */
 void *mbx__alloc(size_t size);
 void mbx__free(void *ptr);
@@ -173,8 +187,8 @@ void mbx__free(void *ptr);
  * whoever consumes a node releases it (the block goes back to the allocator
  * when its last node is released). */
 mbx_node *mbx__node_alloc(void);
-/* A sender releases a node it could not queue. */
-void mbx__node_unqueued(mbx_node *n);
+/* Release a node that was never queued, or could not be. */
+void mbx__node_free(mbx_node *n);
 /* The thread draining r releases a consumed node; releases are batched in
  * r until mbx__node_release_flush (end of drain, close, thread exit). */
 void mbx__node_release(mbx_record *r, mbx_node *n);

@@ -44,6 +44,12 @@ const char *mbx_strerror(int code) {
     return "calling thread does not own a mailbox";
   case MBX_EAGAIN:
     return "too many holds";
+  case MBX_ECANCELED:
+    return "canceled: target thread exited before the work completed";
+  case MBX_EDEADLK:
+    return "would wait for the calling thread itself";
+  case MBX_EWOULDBLOCK:
+    return "the calling thread must not block";
   default:
     return "unknown error";
   }
@@ -134,40 +140,26 @@ static void reject(mbx_record *r, int code) {
   }
 }
 
-int mbx_send(mbx_handle to, mbx_run_fn run, mbx_cancel_fn cancel, void *arg) {
+/* Queue a node the caller allocated (mbx__node_alloc) and filled in. On
+ * failure the node is still the caller's. The proxy layer preallocates the
+ * node that reports a completion, so that reporting can never fail for
+ * lack of memory, and sends it with check_capacity 0, so that a caller's own
+ * capacity cannot refuse the answer it is waiting for. */
+int mbx__send_node(mbx_handle to, mbx_node *n, int check_capacity) {
   mbx_record *r;
-  if (!run || mbx__lookup(to, &r) != MBX_OK) {
+  if (!n->run || mbx__lookup(to, &r) != MBX_OK) {
     mbx__stat_add(MBX_STAT_REJ_INVALID, 1);
     return MBX_EINVAL;
   }
   uint32_t gen = handle_gen(to);
-  // Fast refusal without touching the in-flight count, so that a closer
-  // waiting for that count is not held up by senders to a dead thread.
-  // Relaxed: the authoritative check is the RMW below.
-  int rc =
-      gate_refusal(atomic_load_explicit(&r->gate, memory_order_relaxed), gen);
-  if (rc != MBX_OK) {
-    reject(r, rc);
-    return rc;
-  }
-  // Allocate before entering the gate: a closer waits for senders inside
-  // it, and must not wait on the allocator.
-  mbx_node *n = mbx__node_alloc();
-  if (!n) {
-    mbx__stat_add(MBX_STAT_REJ_NOMEM, 1);
-    return MBX_ENOMEM;
-  }
-  n->run = run;
-  n->cancel = cancel;
-  n->arg = arg;
   // Acquire: if we see the current generation open, we see the queue that
   // record_open reset before publishing it.
   uint64_t gate = atomic_fetch_add_explicit(&r->gate, GATE_INFLIGHT_ONE,
                                             memory_order_acquire);
-  rc = gate_refusal(gate, gen);
+  int rc = gate_refusal(gate, gen);
   // Relaxed: a soft bound (documented overshoot).
   uint32_t capacity = atomic_load_explicit(&r->capacity, memory_order_relaxed);
-  if (rc == MBX_OK && capacity &&
+  if (rc == MBX_OK && capacity && check_capacity &&
       // Relaxed: a soft bound.
       atomic_load_explicit(&r->pending, memory_order_relaxed) >=
           (int32_t)capacity)
@@ -176,7 +168,6 @@ int mbx_send(mbx_handle to, mbx_run_fn run, mbx_cancel_fn cancel, void *arg) {
     // Release: pairs with the closer's acquire wait (nothing published).
     atomic_fetch_sub_explicit(&r->gate, GATE_INFLIGHT_ONE,
                               memory_order_release);
-    mbx__node_unqueued(n);
     reject(r, rc);
     return rc;
   }
@@ -215,6 +206,37 @@ int mbx_send(mbx_handle to, mbx_run_fn run, mbx_cancel_fn cancel, void *arg) {
       mbx_platform_wake_all(&r->pending);
   }
   return MBX_OK;
+}
+
+int mbx_send(mbx_handle to, mbx_run_fn run, mbx_cancel_fn cancel, void *arg) {
+  mbx_record *r;
+  if (!run || mbx__lookup(to, &r) != MBX_OK) {
+    mbx__stat_add(MBX_STAT_REJ_INVALID, 1);
+    return MBX_EINVAL;
+  }
+  // Fast refusal without touching the in-flight count, so that a closer
+  // waiting for that count is not held up by senders to a dead thread.
+  // Relaxed: the authoritative check is the RMW in mbx__send_node.
+  int rc = gate_refusal(atomic_load_explicit(&r->gate, memory_order_relaxed),
+                        handle_gen(to));
+  if (rc != MBX_OK) {
+    reject(r, rc);
+    return rc;
+  }
+  // Allocate before entering the gate: a closer waits for senders inside
+  // it, and must not wait on the allocator.
+  mbx_node *n = mbx__node_alloc();
+  if (!n) {
+    mbx__stat_add(MBX_STAT_REJ_NOMEM, 1);
+    return MBX_ENOMEM;
+  }
+  n->run = run;
+  n->cancel = cancel;
+  n->arg = arg;
+  rc = mbx__send_node(to, n, 1);
+  if (rc != MBX_OK)
+    mbx__node_free(n);
+  return rc;
 }
 
 void mbx__set_post_wake_hook(mbx_post_wake_fn hook) {
@@ -273,12 +295,17 @@ static int run_pending(mbx_record *r, int32_t budget) {
   return count;
 }
 
-static int begin_drain(mbx_record **out) {
+/* nested_ok: the proxy layer's blocked callers drain from inside a handler
+ * (A runs B's request, which waits for C while serving A's mailbox). The
+ * queue state lives in the record, not in run_pending's frame, so nesting is
+ * safe; plain mbx_poll/mbx_wait refuse it to keep recursion explicit. */
+static int begin_drain(mbx_record **out, int nested_ok, int *was_draining) {
   mbx_record *r = tls_self;
   if (!r)
     return MBX_EPERM;
-  if (tls_draining)
+  if (tls_draining && !nested_ok)
     return MBX_EBUSY;
+  *was_draining = tls_draining;
   tls_draining = 1;
   *out = r;
   return MBX_OK;
@@ -301,19 +328,21 @@ static void self_notify(mbx_record *r, int32_t mode) {
 
 int mbx_poll(void) {
   mbx_record *r;
-  int rc = begin_drain(&r);
+  int was_draining;
+  int rc = begin_drain(&r, 0, &was_draining);
   if (rc != MBX_OK)
     return rc;
   // Relaxed: pending is only a budget here; the pops synchronise.
   int32_t budget = atomic_load_explicit(&r->pending, memory_order_relaxed);
   int count = budget > 0 ? run_pending(r, budget) : 0;
-  tls_draining = 0;
+  tls_draining = was_draining;
   return count;
 }
 
-int mbx_wait(double timeout_ms) {
+int mbx__wait(double timeout_ms, int nested_ok) {
   mbx_record *r;
-  int rc = begin_drain(&r);
+  int was_draining;
+  int rc = begin_drain(&r, nested_ok, &was_draining);
   if (rc != MBX_OK)
     return rc;
   double deadline = timeout_ms >= 0 ? mbx_platform_now_ms() + timeout_ms : 0;
@@ -365,8 +394,18 @@ int mbx_wait(double timeout_ms) {
     if (atomic_load_explicit(&r->pending, memory_order_seq_cst) != 0)
       self_notify(r, mode);
   }
-  tls_draining = 0;
+  tls_draining = was_draining;
   return count;
+}
+
+int mbx_wait(double timeout_ms) { return mbx__wait(timeout_ms, 0); }
+
+int mbx__self_open(void) {
+  // Relaxed: a hint; a close from outside (runtime exit) that races with
+  // it makes the caller's mbx__wait return MBX_ECLOSED, which it handles.
+  return tls_self && (atomic_load_explicit(&tls_self->gate,
+                                           memory_order_relaxed) &
+                      GATE_OPEN);
 }
 
 _Atomic int32_t *mbx__self_pending_word(void) {
@@ -512,6 +551,9 @@ int mbx__thread_exit(int reason, int nested_ok) {
    * drain popped. If a closer from outside got here first, it drains. */
   tls_draining = 1;
   int count = close_and_cancel(r, handle_gen(tls_self_handle), reason);
+  /* Proxied work this thread started and did not finish (contexts left for
+   * a later mbx_proxy_finish) is canceled now: its callers stop waiting. */
+  mbx__proxy_thread_exiting();
   // Relaxed: only the owner reads bound; it is reset at reuse anyway.
   atomic_store_explicit(&r->bound, 0, memory_order_relaxed);
   tls_self = NULL;
