@@ -8,6 +8,8 @@
  *   async-throughput-<P>p  P producers -> one consumer in its JS event loop
  *   sync-rt-event-loop     round trip to a thread in its JS event loop
  *   sync-rt-mbx-wait       round trip to a thread blocked in mbx_wait
+ * Ours in the round trips is mbx_proxy_sync (<mbx/proxy.h>); "mbx-send" is
+ * the bare core: mbx_send plus a futex completion written here.
  *   idle-receiver-cpu      process CPU while a receiver idles in mbx_wait
  * Natively only the sync-rt-mbx-wait and idle figures exist (there is no
  * event loop and no proxying queue).
@@ -17,6 +19,7 @@
  */
 #include "bench_common.h"
 
+#include <mbx/proxy.h>
 #include <mbx/thread.h>
 #include <pthread.h>
 #include <sched.h>
@@ -137,6 +140,9 @@ static double run_el_rt(const char *contender, long rts) {
   completion c;
   double t0 = now_us();
   if (strcmp(contender, "mbx") == 0) {
+    for (long i = 0; i < rts; i++)
+      BENCH_CHECK(mbx_proxy_sync(g_loop_handle, nothing, NULL) == MBX_OK);
+  } else if (strcmp(contender, "mbx-send") == 0) {
     for (long i = 0; i < rts; i++) {
       completion_reset(&c);
       BENCH_CHECK(mbx_send(g_loop_handle, signal_completion, NULL, &c) ==
@@ -249,6 +255,13 @@ static double run_wait_rt(const char *contender, long rts) {
   double t0, t1;
   if (strcmp(contender, "mbx") == 0) {
     start_mbx_server(&t);
+    t0 = now_us();
+    for (long i = 0; i < rts; i++)
+      BENCH_CHECK(mbx_proxy_sync(g_server_handle, nothing, NULL) == MBX_OK);
+    t1 = now_us();
+    stop_mbx_server(t);
+  } else if (strcmp(contender, "mbx-send") == 0) {
+    start_mbx_server(&t);
     completion c;
     t0 = now_us();
     for (long i = 0; i < rts; i++) {
@@ -327,6 +340,7 @@ int main(int argc, char **argv) {
       only = argv[i + 1];
 #define WANT(name) (!*only || strstr(only, name))
   int only_ours = arg_flag(argc, argv, "--only-mbx");
+  (void)only_ours; /* event-loop workloads only */
   setvbuf(stdout, NULL, _IOLBF, 0);
 #ifdef __EMSCRIPTEN__
   g_queue = em_proxying_queue_create();
@@ -355,13 +369,13 @@ int main(int argc, char **argv) {
       }
     }
     if (WANT("el")) {
-      const char *order[3] = {"mbx", "sync", "callback"};
-      int n = HAVE_PROXY_CALLBACK ? 3 : 2;
+      const char *order[4] = {"mbx", "sync", "mbx-send", "callback"};
+      int n = HAVE_PROXY_CALLBACK ? 4 : 3;
       for (int j = 0; j < n; j++) {
         const char *c = order[(j + rep) % n];
         char label[64];
-        if (strcmp(c, "mbx") == 0)
-          snprintf(label, sizeof label, "mbx");
+        if (strncmp(c, "mbx", 3) == 0)
+          snprintf(label, sizeof label, "%s", c);
         else
           snprintf(label, sizeof label, "%s-proxy-%s", PROXY_NAME, c);
         result("sync-rt-event-loop", label, run_el_rt(c, rts), "us");
@@ -369,12 +383,12 @@ int main(int argc, char **argv) {
     }
 #endif
     if (WANT("wait")) {
-      const char *order[3] = {"mbx", "futex", "spin"};
-      for (int j = 0; j < 3; j++) {
-        const char *c = order[(j + rep) % 3];
+      const char *order[4] = {"mbx", "futex", "mbx-send", "spin"};
+      for (int j = 0; j < 4; j++) {
+        const char *c = order[(j + rep) % 4];
         char label[64];
         snprintf(label, sizeof label, "%s%s", c,
-                 strcmp(c, "mbx") == 0 ? "" : "-pingpong");
+                 strncmp(c, "mbx", 3) == 0 ? "" : "-pingpong");
         result("sync-rt-mbx-wait", label, run_wait_rt(c, rts), "us");
       }
     }
