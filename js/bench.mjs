@@ -3,16 +3,17 @@
 // the contenders interleaved inside each run and repeated, and prints the
 // medians and ratios (ratio > 1 always means mbx is better).
 //
-// Usage: node js/bench.mjs [--json] [--reps N] [--quick]
+// Usage: node js/bench.mjs [--json] [--save FILE] [--reps N] [--quick]
 //                          [--toolchain-env path/to/env.sh]... [--no-native]
 //   --toolchain-env  also run with the Emscripten that this script (sourced
 //                    by sh) activates, e.g. /opt/emscripten-current/env.sh
+//   --save FILE      also write the JSON object to FILE
 //   --json           print exactly one JSON object on stdout:
 //                    {"benchmarks": [{name, unit, ours, baseline,
 //                    baseline_name, ratio}]}; progress goes to stderr
 // Not part of the test suite: js/test.mjs neither builds nor runs this.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ROOT, toolEnv } from './build.mjs';
 
@@ -76,6 +77,7 @@ function runProgram(tc, name, args) {
   const full = tc.wasm ? ['--no-experimental-fetch', path.join(tc.dir, `${name}.js`), ...args] : args;
   const out = run(cmd, full, tc.env, { timeout: 600000 });
   if (!/^DONE$/m.test(out)) throw new Error(`${name} did not finish:\n${out}`);
+  for (const l of out.split('\n')) if (l.startsWith('INFO ')) log(`[${tc.label}] ${name}: ${l.slice(5)}`);
   return out.split('\n').filter((l) => l.startsWith('RESULT ')).map((l) => {
     const [, workload, contender, value, unit] = l.split(' ');
     return { workload, contender, value: Number(value), unit };
@@ -149,11 +151,15 @@ function entries(tc, med) {
   }
   add('sync-rt-event-loop', 'sync-rt-event-loop', 'mbx', 'sync-rt-event-loop', `${proxy}-proxy-sync`,
     `${proxy} emscripten_proxy_sync`, false);
+  add('sync-rt-event-loop-mbx-send', 'sync-rt-event-loop', 'mbx-send', 'sync-rt-event-loop', `${proxy}-proxy-sync`,
+    `${proxy} emscripten_proxy_sync (ours: bare mbx_send + futex completion)`, false);
   add('sync-rt-event-loop-vs-callback', 'sync-rt-event-loop', 'mbx', 'sync-rt-event-loop',
     `${proxy}-proxy-callback`, `${proxy} emscripten_proxy_callback (caller polls its queue)`, false);
   add('sync-rt-mbx-wait-vs-event-loop-sync', 'sync-rt-mbx-wait', 'mbx', 'sync-rt-event-loop', `${proxy}-proxy-sync`,
     `${proxy} emscripten_proxy_sync to an event-loop thread`, false);
   add('sync-rt-mbx-wait', 'sync-rt-mbx-wait', 'mbx', 'sync-rt-mbx-wait', 'futex-pingpong', 'raw futex wait/wake ping-pong', false);
+  add('sync-rt-mbx-wait-mbx-send', 'sync-rt-mbx-wait', 'mbx-send', 'sync-rt-mbx-wait', 'futex-pingpong',
+    'raw futex wait/wake ping-pong (ours: bare mbx_send + futex completion)', false);
   add('sync-rt-mbx-wait-vs-spin', 'sync-rt-mbx-wait', 'mbx', 'sync-rt-mbx-wait', 'spin-pingpong', 'spinning ping-pong (floor)', false);
   // CPU near zero is noise: floor at 0.1% of a core.
   add('idle-receiver-cpu', 'idle-receiver-cpu', 'mbx', 'idle-receiver-cpu', 'futex-pingpong',
@@ -182,8 +188,9 @@ const all = [];
 for (const tc of toolchains) all.push(...entries(tc, measure(tc)));
 
 const seconds = (Date.now() - started) / 1000;
+const benchmarks = all.map(({ key, ...e }) => e);
+if (valueOf('--save')) writeFileSync(valueOf('--save'), `${JSON.stringify({ benchmarks }, null, 1)}\n`);
 if (json) {
-  const benchmarks = all.map(({ key, ...e }) => e);
   console.log(JSON.stringify({ benchmarks }));
 } else {
   const fmt = (x) => (Math.abs(x) >= 1e5 ? x.toExponential(3) : Number(x.toPrecision(4)).toString());
