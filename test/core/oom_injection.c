@@ -93,7 +93,8 @@ static void check_sweep(void) {
   long ok = scripted_run();
   long total_allocs = atomic_load(&g_alloc_count);
   CHECK_EQ(atomic_load(&g_runs) + atomic_load(&g_cancels), ok);
-  CHECK(total_allocs >= 16);
+  /* The 16 sends share one block of 32 nodes (the record chunk exists). */
+  CHECK(total_allocs >= 1);
   long steady_live = atomic_load(&g_live);
   CHECK(steady_live - base_live <= 1); /* at most the record chunk stays */
   int enomem_seen = 0;

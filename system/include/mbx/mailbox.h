@@ -245,9 +245,15 @@ typedef struct mbx_memory_stats {
   uint64_t records_live;       /* bound or waiting to be bound, or held */
   uint64_t records_quarantine; /* retired, waiting for reuse */
   uint64_t record_bytes;       /* bytes per record */
-  uint64_t nodes_live;         /* message nodes allocated and not freed */
+  uint64_t nodes_live;         /* message nodes holding a message */
   uint64_t bytes_live;         /* bytes the library holds now: record chunks
-                                  plus live message nodes */
+                                  plus node blocks */
+  uint64_t nodes_cached;       /* node slots held but holding no message:
+                                  nodes are allocated 32 to a block; each
+                                  sending thread keeps the unused rest of its
+                                  current block (given back when it exits or
+                                  closes its mailbox), and a block is freed
+                                  when its last node is consumed */
 } mbx_memory_stats;
 
 /* Memory figures. Any thread. */
@@ -269,8 +275,10 @@ typedef void (*mbx_free_fn)(void *ptr, void *ctx);
 /*
  * Replace the allocator used for message nodes and record chunks (e.g. to
  * inject failures in tests). Call before any other mbx function, or while no
- * message is in flight and no record is being created. NULL functions
- * restore malloc/free. Returns MBX_OK, MBX_EINVAL (only one of the two NULL).
+ * message is in flight, no record is being created and no other thread keeps
+ * cached nodes (mbx_memory_stats.nodes_cached; the calling thread's cache is
+ * freed here with the previous allocator). NULL functions restore
+ * malloc/free. Returns MBX_OK, MBX_EINVAL (only one of the two NULL).
  */
 int mbx_set_allocator(mbx_alloc_fn alloc, mbx_free_fn free_fn, void *ctx);
 

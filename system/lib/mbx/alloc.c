@@ -1,6 +1,8 @@
-/* Allocation hooks and sharded process-wide counters. */
+/* Allocation hooks, message-node recycling and sharded process-wide
+ * counters. */
 #include "internal.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 
 static void *default_alloc(size_t size, void *ctx) {
@@ -21,6 +23,7 @@ static _Atomic(void *) g_ctx;
 int mbx_set_allocator(mbx_alloc_fn alloc, mbx_free_fn free_fn, void *ctx) {
   if ((alloc == NULL) != (free_fn == NULL))
     return MBX_EINVAL;
+  mbx__node_cache_flush(); /* made by the allocator being replaced */
   atomic_store_explicit(&g_ctx, ctx, memory_order_relaxed); // see g_alloc
   atomic_store_explicit(&g_alloc, alloc ? alloc : default_alloc,
                         memory_order_relaxed); // see g_alloc
@@ -42,16 +45,124 @@ void mbx__free(void *ptr) {
         ptr, atomic_load_explicit(&g_ctx, memory_order_relaxed));
 }
 
+/*
+ * Node blocks. A malloc and a free per message serialise every sender and
+ * the receiver on the allocator's lock (Emscripten's dlmalloc has one global
+ * lock), so a sender carves nodes from a block of NODE_BLOCK nodes it owns,
+ * one allocation per block. A block counts the nodes not yet consumed plus
+ * those not yet carved; each consumed node decrements it, and whoever takes
+ * it to zero frees the block. Nodes of one block are normally consumed by
+ * one receiver one after another, so it drops them from the count in one
+ * step (mbx__node_release batches per record).
+ * Bounds: a sending thread holds one partly carved block, given back when it
+ * exits (TSD destructor) or closes its mailbox; a message still queued keeps
+ * at most its own block alive.
+ */
+#define NODE_BLOCK 32
+
+typedef struct mbx_node_block {
+  _Atomic uint32_t unconsumed; /* nodes not yet freed, carved or not */
+  uint32_t slots;
+  mbx_node nodes[];
+} mbx_node_block;
+
+static _Thread_local mbx_node_block *tls_block;
+static _Thread_local uint32_t tls_carved;
+/* 1: the TSD destructor will give tls_block back; -1: no TSD key. */
+static _Thread_local int tls_registered;
+static pthread_key_t g_block_key;
+static pthread_once_t g_block_once = PTHREAD_ONCE_INIT;
+static int g_block_key_ok;
+
+static void block_destructor(void *unused) {
+  (void)unused;
+  mbx__node_cache_flush();
+}
+
+static void block_key_create(void) {
+  g_block_key_ok = pthread_key_create(&g_block_key, block_destructor) == 0;
+}
+
+/* Whether the calling thread may keep a partly carved block: only if its
+ * exit will give it back. */
+static int may_keep_block(void) {
+  if (tls_registered)
+    return tls_registered > 0;
+  pthread_once(&g_block_once, block_key_create);
+  tls_registered =
+      g_block_key_ok && pthread_setspecific(g_block_key, (void *)1) == 0 ? 1
+                                                                         : -1;
+  return tls_registered > 0;
+}
+
+static size_t block_bytes(uint32_t slots) {
+  return sizeof(mbx_node_block) + slots * sizeof(mbx_node);
+}
+
+static void block_free(mbx_node_block *b) {
+  mbx__stat_add(MBX_STAT_NODE_SLOTS_FREE, b->slots);
+  mbx__stat_add(MBX_STAT_NODE_BYTES_FREE, block_bytes(b->slots));
+  mbx__free(b);
+}
+
+/* Drop n uncarved or consumed nodes from b's count. */
+static void block_drop(mbx_node_block *b, uint32_t n) {
+  // Acq_rel: release orders our reads of the nodes before the free by
+  // whoever drops the last; acquire makes that thread see everyone's.
+  if (atomic_fetch_sub_explicit(&b->unconsumed, n, memory_order_acq_rel) == n)
+    block_free(b);
+}
+
+void mbx__node_cache_flush(void) {
+  mbx_node_block *b = tls_block;
+  tls_block = NULL;
+  /* A destructor of another key may send again: register anew then. */
+  if (tls_registered > 0)
+    tls_registered = 0;
+  if (b && tls_carved < b->slots)
+    block_drop(b, b->slots - tls_carved);
+}
+
 mbx_node *mbx__node_alloc(void) {
-  mbx_node *n = mbx__alloc(sizeof *n);
-  if (n)
-    mbx__stat_add(MBX_STAT_NODE_ALLOC, 1);
+  mbx_node_block *b = tls_block;
+  if (!b) {
+    uint32_t slots = may_keep_block() ? NODE_BLOCK : 1;
+    b = mbx__alloc(block_bytes(slots));
+    if (!b)
+      return NULL;
+    b->slots = slots;
+    // Relaxed: the block is private until its nodes are sent, and sends
+    // publish them.
+    atomic_store_explicit(&b->unconsumed, slots, memory_order_relaxed);
+    mbx__stat_add(MBX_STAT_NODE_SLOTS_ALLOC, slots);
+    mbx__stat_add(MBX_STAT_NODE_BYTES_ALLOC, block_bytes(slots));
+    tls_carved = 0;
+    tls_block = b;
+  }
+  mbx_node *n = &b->nodes[tls_carved++];
+  if (tls_carved == b->slots)
+    tls_block = NULL; /* fully carved: its consumers free it */
+  n->block = b;
   return n;
 }
 
-void mbx__node_free(mbx_node *n) {
-  mbx__free(n);
-  mbx__stat_add(MBX_STAT_NODE_FREE, 1);
+void mbx__node_free(mbx_node *n) { block_drop(n->block, 1); }
+
+void mbx__node_release(mbx_record *r, mbx_node *n) {
+  if (n->block != r->release_block) {
+    mbx__node_release_flush(r);
+    r->release_block = n->block;
+  }
+  r->release_count++;
+}
+
+void mbx__node_release_flush(mbx_record *r) {
+  if (!r->release_count)
+    return;
+  mbx__stat_add(MBX_STAT_NODE_FREE, r->release_count);
+  block_drop(r->release_block, r->release_count);
+  r->release_block = NULL;
+  r->release_count = 0;
 }
 
 /* ---- sharded counters */

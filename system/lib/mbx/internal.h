@@ -6,12 +6,14 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-/* One queued message: an intrusive node of the MPSC queue. */
+/* One queued message: an intrusive node of the MPSC queue, carved from a
+ * block of nodes (alloc.c). */
 typedef struct mbx_node {
   _Atomic(struct mbx_node *) next;
   mbx_run_fn run;
   mbx_cancel_fn cancel;
   void *arg;
+  struct mbx_node_block *block;
 } mbx_node;
 
 /*
@@ -65,7 +67,13 @@ typedef struct mbx_record {
   uint32_t index;              /* immutable after chunk creation */
   uint32_t quarantine_next;    /* index + 1 of the next record; registry lock */
   int32_t consumed_unflushed;  /* owner only: popped, not yet subtracted */
-  _Atomic uint32_t high_water; /* CAS-max by senders */
+  /* Most messages pending at once, as seen by the drainer just before it
+   * subtracts (pending only grows in between); stats add the current value. */
+  _Atomic uint32_t high_water;
+  /* Owner only: consumed nodes of one block not yet dropped from its count
+   * (batched: consecutive nodes usually share a block). */
+  struct mbx_node_block *release_block;
+  uint32_t release_count;
   mbx_node stub;               /* queue sentinel */
   /* Counters of the current life; folded into the global totals at reuse. */
   _Atomic uint64_t run;      /* single writer: the owner */
@@ -180,8 +188,19 @@ void mbx__proxy_thread_exiting(void);
 /* ---- alloc.c */
 void *mbx__alloc(size_t size);
 void mbx__free(void *ptr);
+/* Message nodes: a sender carves them from its thread's current block;
+ * whoever consumes a node releases it (the block goes back to the allocator
+ * when its last node is released). */
 mbx_node *mbx__node_alloc(void);
+/* Release a node that was never queued, or could not be. */
 void mbx__node_free(mbx_node *n);
+/* The thread draining r releases a consumed node; releases are batched in
+ * r until mbx__node_release_flush (end of drain, close, thread exit). */
+void mbx__node_release(mbx_record *r, mbx_node *n);
+void mbx__node_release_flush(mbx_record *r);
+/* Give back the rest of the calling thread's current block (the thread is
+ * exiting or closing its mailbox). */
+void mbx__node_cache_flush(void);
 
 /* Process-wide counters, sharded by thread to keep senders off each other's
  * cache lines. */
@@ -192,8 +211,12 @@ enum {
   MBX_STAT_REJ_INVALID,
   MBX_STAT_REJ_NOMEM,
   MBX_STAT_REJ_FULL,
-  MBX_STAT_NODE_ALLOC,
-  MBX_STAT_NODE_FREE,
+  MBX_STAT_NODE_FREE, /* nodes whose message was consumed (nodes given to
+                         messages are MBX_STAT_SENT) */
+  MBX_STAT_NODE_SLOTS_ALLOC, /* node slots in blocks obtained */
+  MBX_STAT_NODE_SLOTS_FREE,  /* node slots in blocks returned */
+  MBX_STAT_NODE_BYTES_ALLOC, /* bytes of blocks obtained */
+  MBX_STAT_NODE_BYTES_FREE,  /* bytes of blocks returned */
   MBX_STAT_WAKEUP,
   MBX_STAT_COUNT
 };

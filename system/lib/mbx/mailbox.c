@@ -99,12 +99,22 @@ static mbx_node *queue_pop(mbx_record *r) {
 
 /* Consumer only: subtract what was popped from pending. */
 static int32_t flush_consumed(mbx_record *r) {
+  mbx__node_release_flush(r);
   int32_t n = r->consumed_unflushed;
   r->consumed_unflushed = 0;
   // Relaxed would do for the count, but seq_cst keeps the owner's
   // "pending == 0 -> set waiting -> re-check" sequence totally ordered with
   // senders' increments (see wait_for_messages).
-  return atomic_fetch_sub_explicit(&r->pending, n, memory_order_seq_cst) - n;
+  int32_t before =
+      atomic_fetch_sub_explicit(&r->pending, n, memory_order_seq_cst);
+  /* pending only grows between our subtractions: its peak is here. */
+  // Relaxed (both): statistics; the drainer is the only writer.
+  if (before > 0 &&
+      (uint32_t)before > atomic_load_explicit(&r->high_water,
+                                              memory_order_relaxed))
+    atomic_store_explicit(&r->high_water, (uint32_t)before,
+                          memory_order_relaxed);
+  return before - n;
 }
 
 /* ---- sending */
@@ -182,15 +192,6 @@ int mbx__send_node(mbx_handle to, mbx_node *n, int check_capacity) {
         atomic_load_explicit(&r->pthread_id, memory_order_relaxed);
     if (hook && owner)
       hook(owner);
-  }
-  // Relaxed: statistics.
-  uint32_t high_water =
-      atomic_load_explicit(&r->high_water, memory_order_relaxed);
-  while ((int64_t)before + 1 > (int64_t)high_water &&
-         // Relaxed: statistics.
-         !atomic_compare_exchange_weak_explicit(
-             &r->high_water, &high_water, (uint32_t)(before + 1),
-             memory_order_relaxed, memory_order_relaxed)) {
   }
   // Release: the closer's acquire load of a zero in-flight count sees our
   // push and our pending increment.
@@ -270,14 +271,19 @@ static int run_pending(mbx_record *r, int32_t budget) {
     if (!owner_claim(r))
       return count ? count : MBX_ECLOSED; /* the closer flushes for us */
     mbx_node *n = queue_pop(r);
-    if (n)
+    mbx_run_fn run = NULL;
+    void *arg = NULL;
+    if (n) {
+      /* Read and release under the claim: a closer that takes over
+       * flushes the release batch (and may free the node's block). */
+      run = n->run;
+      arg = n->arg;
+      mbx__node_release(r, n);
       r->consumed_unflushed++;
+    }
     owner_unclaim(r);
     if (!n)
       break;
-    mbx_run_fn run = n->run;
-    void *arg = n->arg;
-    mbx__node_free(n);
     count++;
     counter_bump(&r->run, 1);
     run(arg);
@@ -516,7 +522,7 @@ static int close_and_cancel(mbx_record *r, uint32_t gen, int reason) {
   while ((n = queue_pop(r)) != NULL) {
     mbx_cancel_fn cancel = n->cancel;
     void *arg = n->arg;
-    mbx__node_free(n);
+    mbx__node_release(r, n);
     r->consumed_unflushed++;
     count++;
     if (cancel) {
@@ -553,6 +559,7 @@ int mbx__thread_exit(int reason, int nested_ok) {
   tls_self = NULL;
   tls_self_handle = MBX_NULL_HANDLE;
   tls_draining = 0;
+  mbx__node_cache_flush(); /* an exiting thread keeps no spare nodes */
   mbx__record_release_owner(r);
   return count < 0 ? 0 : count;
 }

@@ -62,6 +62,8 @@ static void reset_queue(mbx_record *r) {
   atomic_store_explicit(&r->tail, &r->stub, memory_order_relaxed);
   r->head = &r->stub;
   r->consumed_unflushed = 0;
+  r->release_block = NULL; /* empty, unless an owner died inside a pop */
+  r->release_count = 0;
   atomic_store_explicit(&r->pending, 0, memory_order_relaxed);    // see above
   atomic_store_explicit(&r->waiting, 0, memory_order_relaxed);    // see above
   atomic_store_explicit(&r->consumer, 0, memory_order_relaxed);   // see above
@@ -293,6 +295,8 @@ static void add_record_counters(mbx_record *r, mbx_stats *s) {
   s->rejected_full +=
       atomic_load_explicit(&r->rejected_full, memory_order_relaxed);
   uint32_t hw = atomic_load_explicit(&r->high_water, memory_order_relaxed);
+  if (pending > 0 && (uint32_t)pending > hw)
+    hw = (uint32_t)pending; /* the peak since the drainer last looked */
   if (hw > s->queue_high_water)
     s->queue_high_water = hw;
 }
@@ -350,10 +354,14 @@ void mbx_memory_stats_get(mbx_memory_stats *out) {
   pthread_mutex_unlock(&g_registry_lock);
   out->records_live = out->records_total - out->records_quarantine;
   out->record_bytes = sizeof(mbx_record);
-  uint64_t allocs = mbx__stat_sum(MBX_STAT_NODE_ALLOC);
+  uint64_t allocs = mbx__stat_sum(MBX_STAT_SENT);
   uint64_t frees = mbx__stat_sum(MBX_STAT_NODE_FREE);
   out->nodes_live = allocs > frees ? allocs - frees : 0;
-  out->bytes_live = chunk_bytes + out->nodes_live * sizeof(mbx_node);
+  uint64_t slots = mbx__stat_sum(MBX_STAT_NODE_SLOTS_ALLOC) -
+                   mbx__stat_sum(MBX_STAT_NODE_SLOTS_FREE);
+  out->nodes_cached = slots > out->nodes_live ? slots - out->nodes_live : 0;
+  out->bytes_live = chunk_bytes + mbx__stat_sum(MBX_STAT_NODE_BYTES_ALLOC) -
+                    mbx__stat_sum(MBX_STAT_NODE_BYTES_FREE);
 }
 
 int mbx__record_set_pthread(mbx_handle h, uintptr_t id) {

@@ -1,0 +1,139 @@
+/* Shared helpers for the benchmark programs (test/bench, built only with
+ * -DMBX_BUILD_BENCH=ON, driven by js/bench.mjs). Header-only.
+ *
+ * Every program prints one line per measurement:
+ *   RESULT <workload> <contender> <value> <unit>
+ * and the driver takes medians over the repetitions. */
+#ifndef MBX_BENCH_COMMON_H
+#define MBX_BENCH_COMMON_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#ifdef __EMSCRIPTEN__
+#include <emscripten/emscripten.h>
+#include <emscripten/threading.h>
+#include <math.h>
+/* Process CPU time (user + system, all threads) in microseconds:
+ * process.cpuUsage() from test/bench/bench.js. */
+double bench_cpu_usage_us(void);
+#else
+#include <linux/futex.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+static inline double bench_cpu_usage_us(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec * 1e6 + (double)ru.ru_utime.tv_usec +
+         (double)ru.ru_stime.tv_sec * 1e6 + (double)ru.ru_stime.tv_usec;
+}
+#endif
+
+static inline double now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+static inline void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* Sleep while *word == expected (spurious returns allowed). */
+static inline void futex_wait_i32(_Atomic int32_t *word, int32_t expected) {
+#ifdef __EMSCRIPTEN__
+  emscripten_futex_wait((void *)word, (uint32_t)expected, INFINITY);
+#else
+  syscall(SYS_futex, (int32_t *)word, FUTEX_WAIT_PRIVATE, expected, NULL,
+          NULL, 0);
+#endif
+}
+
+static inline void futex_wake_i32(_Atomic int32_t *word, int count) {
+#ifdef __EMSCRIPTEN__
+  emscripten_futex_wake((void *)word, count);
+#else
+  syscall(SYS_futex, (int32_t *)word, FUTEX_WAKE_PRIVATE, count, NULL, NULL,
+          0);
+#endif
+}
+
+/* A one-shot completion: 0 = pending, 1 = done, 2 = pending with a sleeper.
+ * The waiter spins a little first (a round trip to a hot thread is
+ * short), then sleeps; the completer wakes only if someone sleeps. */
+typedef struct completion {
+  _Atomic int32_t state;
+} completion;
+
+#define COMPLETION_SPINS 2000
+
+static inline void completion_reset(completion *c) {
+  // Relaxed: published to the completer by the send that carries c.
+  atomic_store_explicit(&c->state, 0, memory_order_relaxed);
+}
+
+static inline void completion_signal(completion *c) {
+  // Release: the waiter's acquire sees what the handler did; acquire is not
+  // needed (we only read the old state to decide on a wake).
+  if (atomic_exchange_explicit(&c->state, 1, memory_order_release) == 2)
+    futex_wake_i32(&c->state, 1);
+}
+
+static inline void completion_wait(completion *c) {
+  for (int i = 0; i < COMPLETION_SPINS; i++)
+    // Acquire: pairs with completion_signal's release.
+    if (atomic_load_explicit(&c->state, memory_order_acquire) == 1)
+      return;
+  int32_t expected = 0;
+  // Acquire on failure: the state is 1 and we read the handler's effects.
+  if (!atomic_compare_exchange_strong_explicit(&c->state, &expected, 2,
+                                               memory_order_acquire,
+                                               memory_order_acquire))
+    return;
+  // Acquire: pairs with completion_signal's release.
+  while (atomic_load_explicit(&c->state, memory_order_acquire) != 1)
+    futex_wait_i32(&c->state, 2);
+}
+
+static inline long arg_long(int argc, char **argv, const char *name,
+                            long fallback) {
+  for (int i = 1; i + 1 < argc; i++)
+    if (strcmp(argv[i], name) == 0)
+      return strtol(argv[i + 1], NULL, 10);
+  return fallback;
+}
+
+static inline int arg_flag(int argc, char **argv, const char *name) {
+  for (int i = 1; i < argc; i++)
+    if (strcmp(argv[i], name) == 0)
+      return 1;
+  return 0;
+}
+
+static inline void result(const char *workload, const char *contender,
+                          double value, const char *unit) {
+  printf("RESULT %s %s %.6g %s\n", workload, contender, value, unit);
+  fflush(stdout);
+}
+
+#define BENCH_CHECK(cond)                                                      \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      fprintf(stderr, "bench: check failed %s:%d: %s\n", __FILE__, __LINE__,   \
+              #cond);                                                          \
+      abort();                                                                 \
+    }                                                                          \
+  } while (0)
+
+#endif

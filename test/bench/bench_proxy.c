@@ -1,0 +1,410 @@
+/*
+ * Message-passing benchmarks, ours against the proxying queue of the
+ * Emscripten we are built with (and, everywhere, against raw futex and
+ * spinning ping-pongs). Contenders are interleaved inside one process and
+ * each repetition prints one RESULT line (see bench_common.h).
+ *
+ * Workloads:
+ *   async-throughput-<P>p  P producers -> one consumer in its JS event loop
+ *   sync-rt-event-loop     round trip to a thread in its JS event loop
+ *   sync-rt-mbx-wait       round trip to a thread blocked in mbx_wait
+ * Ours in the round trips is mbx_proxy_sync (<mbx/proxy.h>); "mbx-send" is
+ * the bare core: mbx_send plus a futex completion written here.
+ *   idle-receiver-cpu      process CPU while a receiver idles in mbx_wait
+ * Natively only the sync-rt-mbx-wait and idle figures exist (there is no
+ * event loop and no proxying queue).
+ *
+ * Usage: bench_proxy [--reps R] [--msgs N] [--rts K] [--only async|el|wait|idle]
+ *                    [--only-mbx]  (async: skip the baseline, for profiling)
+ */
+#include "bench_common.h"
+
+#include <mbx/proxy.h>
+#include <mbx/thread.h>
+#include <pthread.h>
+#include <sched.h>
+
+#ifdef __EMSCRIPTEN__
+#if __has_include(<emscripten/proxying.h>)
+/* Emscripten 4.x/5.x: upstream's proxying queue, built on its per-thread
+ * mailboxes (Atomics.waitAsync notification). */
+#include <emscripten/proxying.h>
+#define PROXY_NAME "upstream"
+#define HAVE_PROXY_CALLBACK 1
+#else
+/* Emscripten 3.1.6 ships these in libc (system/lib/pthread/proxying.c) but
+ * does not install their header: declare them. The target thread is
+ * notified by postMessage relayed through the main browser thread. */
+typedef struct em_proxying_queue em_proxying_queue;
+em_proxying_queue *em_proxying_queue_create(void);
+int emscripten_proxy_async(em_proxying_queue *q, pthread_t target_thread,
+                           void (*func)(void *), void *arg);
+int emscripten_proxy_sync(em_proxying_queue *q, pthread_t target_thread,
+                          void (*func)(void *), void *arg);
+#define PROXY_NAME "legacy"
+#define HAVE_PROXY_CALLBACK 0
+#endif
+#endif
+
+static void nothing(void *arg) { (void)arg; }
+static void signal_completion(void *arg) { completion_signal(arg); }
+
+/* ------------------------------------------------ the event-loop consumer */
+#ifdef __EMSCRIPTEN__
+static em_proxying_queue *g_queue;
+static pthread_t g_loop_thread;
+static mbx_handle g_loop_handle;
+static completion g_loop_ready;
+
+static void *loop_main(void *unused) {
+  (void)unused;
+  BENCH_CHECK(mbx_event_loop_attach() == MBX_OK);
+  g_loop_handle = mbx_self();
+  completion_signal(&g_loop_ready);
+  emscripten_exit_with_live_runtime();
+  return NULL;
+}
+
+/* Async throughput. The counters are touched only by the consumer; main
+ * sets them before releasing the producers (the go flag and the sends
+ * publish them). */
+static uint64_t g_consumed, g_target;
+static completion g_all_consumed;
+static _Atomic int32_t g_go, g_started;
+enum { CONTENDER_MBX, CONTENDER_PROXY };
+
+static void count_one(void *arg) {
+  (void)arg;
+  if (++g_consumed == g_target)
+    completion_signal(&g_all_consumed);
+}
+
+typedef struct producer {
+  pthread_t thread;
+  int contender;
+  long count;
+} producer;
+
+static void *producer_main(void *p) {
+  producer *self = p;
+  // Relaxed: a counter main polls; the go flag below does the publishing.
+  atomic_fetch_add_explicit(&g_started, 1, memory_order_relaxed);
+  // Acquire: see g_target and friends.
+  while (atomic_load_explicit(&g_go, memory_order_acquire) == 0)
+    futex_wait_i32(&g_go, 0);
+  if (self->contender == CONTENDER_MBX) {
+    for (long i = 0; i < self->count; i++)
+      BENCH_CHECK(mbx_send(g_loop_handle, count_one, NULL, NULL) == MBX_OK);
+  } else {
+    for (long i = 0; i < self->count; i++)
+      BENCH_CHECK(emscripten_proxy_async(g_queue, g_loop_thread, count_one,
+                                         NULL));
+  }
+  return NULL;
+}
+
+/* Messages per second. */
+static double run_async(int contender, int producers, long total) {
+  producer ps[8];
+  long per = total / producers;
+  g_consumed = 0;
+  g_target = (uint64_t)per * (uint64_t)producers;
+  completion_reset(&g_all_consumed);
+  atomic_store(&g_go, 0);
+  atomic_store(&g_started, 0);
+  for (int i = 0; i < producers; i++) {
+    ps[i].contender = contender;
+    ps[i].count = per;
+    BENCH_CHECK(pthread_create(&ps[i].thread, NULL, producer_main, &ps[i]) ==
+                0);
+  }
+  while (atomic_load(&g_started) < producers)
+    sleep_ms(1);
+  sleep_ms(2); /* let them reach the futex */
+  double t0 = now_us();
+  atomic_store(&g_go, 1);
+  futex_wake_i32(&g_go, INT_MAX);
+  completion_wait(&g_all_consumed);
+  double t1 = now_us();
+  for (int i = 0; i < producers; i++)
+    pthread_join(ps[i].thread, NULL);
+  return (double)g_target / ((t1 - t0) / 1e6);
+}
+
+#if HAVE_PROXY_CALLBACK
+static void callback_done(void *arg) { *(int *)arg = 1; }
+#endif
+
+/* Round trips to the event-loop thread: microseconds each. */
+static double run_el_rt(const char *contender, long rts) {
+  completion c;
+  double t0 = now_us();
+  if (strcmp(contender, "mbx") == 0) {
+    for (long i = 0; i < rts; i++)
+      BENCH_CHECK(mbx_proxy_sync(g_loop_handle, nothing, NULL) == MBX_OK);
+  } else if (strcmp(contender, "mbx-send") == 0) {
+    for (long i = 0; i < rts; i++) {
+      completion_reset(&c);
+      BENCH_CHECK(mbx_send(g_loop_handle, signal_completion, NULL, &c) ==
+                  MBX_OK);
+      completion_wait(&c);
+    }
+  } else if (strcmp(contender, "sync") == 0) {
+    for (long i = 0; i < rts; i++)
+      BENCH_CHECK(emscripten_proxy_sync(g_queue, g_loop_thread, nothing, NULL));
+  }
+#if HAVE_PROXY_CALLBACK
+  else {
+    /* The callback comes back through the queue to this thread, which has
+     * no event loop to return to: it executes its queue until done. */
+    for (long i = 0; i < rts; i++) {
+      int done = 0;
+      BENCH_CHECK(emscripten_proxy_callback(g_queue, g_loop_thread, nothing,
+                                            callback_done, NULL, &done));
+      while (!done)
+        emscripten_proxy_execute_queue(g_queue);
+    }
+  }
+#endif
+  return (now_us() - t0) / (double)rts;
+}
+#endif /* __EMSCRIPTEN__ */
+
+/* ------------------------------------------- a receiver blocked in a wait */
+static _Atomic int32_t g_server_stop;
+static mbx_handle g_server_handle;
+static completion g_server_ready;
+
+static void *mbx_server_main(void *unused) {
+  (void)unused;
+  if (mbx_handle_is_null(mbx_self()))
+    BENCH_CHECK(mbx_thread_attach(NULL) == MBX_OK);
+  g_server_handle = mbx_self();
+  completion_signal(&g_server_ready);
+  // Relaxed: the stop message's send/receive orders this.
+  while (!atomic_load_explicit(&g_server_stop, memory_order_relaxed))
+    mbx_wait(-1);
+  return NULL;
+}
+
+/* Ping-pong words: the client writes ping = i, the server answers pong = i.
+ * PING_STOP ends the server. */
+static _Atomic int32_t g_ping, g_pong;
+#define PING_STOP INT32_MAX
+
+static void *futex_server_main(void *unused) {
+  (void)unused;
+  for (int32_t i = 1;; i++) {
+    int32_t seen;
+    // Acquire: a ping carries nothing but the value; acquire keeps the
+    // pattern of a real hand-off.
+    while ((seen = atomic_load_explicit(&g_ping, memory_order_acquire)) < i)
+      futex_wait_i32(&g_ping, seen);
+    if (seen == PING_STOP)
+      return NULL;
+    // Release: the reply.
+    atomic_store_explicit(&g_pong, i, memory_order_release);
+    futex_wake_i32(&g_pong, 1);
+  }
+}
+
+static void *spin_server_main(void *unused) {
+  (void)unused;
+  for (int32_t i = 1;; i++) {
+    int32_t seen;
+    // Acquire: see futex_server_main.
+    while ((seen = atomic_load_explicit(&g_ping, memory_order_acquire)) < i)
+      ;
+    if (seen == PING_STOP)
+      return NULL;
+    // Release: the reply.
+    atomic_store_explicit(&g_pong, i, memory_order_release);
+  }
+}
+
+static void start_mbx_server(pthread_t *t) {
+  completion_reset(&g_server_ready);
+  atomic_store(&g_server_stop, 0);
+  BENCH_CHECK(pthread_create(t, NULL, mbx_server_main, NULL) == 0);
+  completion_wait(&g_server_ready);
+}
+
+static void stop_mbx_server(pthread_t t) {
+  atomic_store(&g_server_stop, 1);
+  BENCH_CHECK(mbx_send(g_server_handle, nothing, NULL, NULL) == MBX_OK);
+  pthread_join(t, NULL);
+}
+
+static void start_pingpong(pthread_t *t, int spin) {
+  atomic_store(&g_ping, 0);
+  atomic_store(&g_pong, 0);
+  BENCH_CHECK(pthread_create(t, NULL, spin ? spin_server_main
+                                           : futex_server_main,
+                             NULL) == 0);
+}
+
+static void stop_pingpong(pthread_t t) {
+  atomic_store(&g_ping, PING_STOP);
+  futex_wake_i32(&g_ping, 1);
+  pthread_join(t, NULL);
+}
+
+/* Microseconds per round trip. */
+static double run_wait_rt(const char *contender, long rts) {
+  pthread_t t;
+  double t0, t1;
+  if (strcmp(contender, "mbx") == 0) {
+    start_mbx_server(&t);
+    t0 = now_us();
+    for (long i = 0; i < rts; i++)
+      BENCH_CHECK(mbx_proxy_sync(g_server_handle, nothing, NULL) == MBX_OK);
+    t1 = now_us();
+    stop_mbx_server(t);
+  } else if (strcmp(contender, "mbx-send") == 0) {
+    start_mbx_server(&t);
+    completion c;
+    t0 = now_us();
+    for (long i = 0; i < rts; i++) {
+      completion_reset(&c);
+      BENCH_CHECK(mbx_send(g_server_handle, signal_completion, NULL, &c) ==
+                  MBX_OK);
+      completion_wait(&c);
+    }
+    t1 = now_us();
+    stop_mbx_server(t);
+  } else {
+    int spin = strcmp(contender, "spin") == 0;
+    start_pingpong(&t, spin);
+    t0 = now_us();
+    for (int32_t i = 1; i <= (int32_t)rts; i++) {
+      // Release: the request.
+      atomic_store_explicit(&g_ping, i, memory_order_release);
+      if (!spin)
+        futex_wake_i32(&g_ping, 1);
+      int32_t seen;
+      // Acquire: the reply.
+      while ((seen = atomic_load_explicit(&g_pong, memory_order_acquire)) < i)
+        if (!spin)
+          futex_wait_i32(&g_pong, seen);
+    }
+    t1 = now_us();
+    stop_pingpong(t);
+  }
+  return (t1 - t0) / (double)rts;
+}
+
+/* Percent of one core the process uses over window_ms while a receiver
+ * (ours in mbx_wait, or the futex ping-pong server) idles right after a hot
+ * phase of round trips. */
+static double run_idle(const char *contender, int window_ms) {
+  pthread_t t;
+  int ours = strcmp(contender, "mbx") == 0;
+  if (ours)
+    start_mbx_server(&t);
+  else
+    start_pingpong(&t, 0);
+  /* A hot phase on the already running server. */
+  completion c;
+  for (int32_t i = 1; i <= 2000; i++) {
+    if (ours) {
+      completion_reset(&c);
+      BENCH_CHECK(mbx_send(g_server_handle, signal_completion, NULL, &c) ==
+                  MBX_OK);
+      completion_wait(&c);
+    } else {
+      atomic_store(&g_ping, i);
+      futex_wake_i32(&g_ping, 1);
+      int32_t seen;
+      while ((seen = atomic_load(&g_pong)) < i)
+        futex_wait_i32(&g_pong, seen);
+    }
+  }
+  double c0 = bench_cpu_usage_us(), t0 = now_us();
+  sleep_ms(window_ms);
+  double c1 = bench_cpu_usage_us(), t1 = now_us();
+  if (ours)
+    stop_mbx_server(t);
+  else
+    stop_pingpong(t);
+  return 100.0 * (c1 - c0) / (t1 - t0);
+}
+
+int main(int argc, char **argv) {
+  int reps = (int)arg_long(argc, argv, "--reps", 9);
+  long msgs = arg_long(argc, argv, "--msgs", 200000);
+  (void)msgs; /* event-loop workloads only */
+  long rts = arg_long(argc, argv, "--rts", 2000);
+  const char *only = "";
+  for (int i = 1; i + 1 < argc; i++)
+    if (strcmp(argv[i], "--only") == 0)
+      only = argv[i + 1];
+#define WANT(name) (!*only || strstr(only, name))
+  int only_ours = arg_flag(argc, argv, "--only-mbx");
+  (void)only_ours; /* event-loop workloads only */
+  setvbuf(stdout, NULL, _IOLBF, 0);
+#ifdef __EMSCRIPTEN__
+  g_queue = em_proxying_queue_create();
+  BENCH_CHECK(g_queue);
+  BENCH_CHECK(pthread_create(&g_loop_thread, NULL, loop_main, NULL) == 0);
+  completion_wait(&g_loop_ready);
+#endif
+  for (int rep = 0; rep < reps; rep++) {
+    int flip = rep & 1; /* alternate who goes first */
+#ifdef __EMSCRIPTEN__
+    if (WANT("async")) {
+      static const int producer_counts[] = {1, 2, 4};
+      for (int k = 0; k < 3; k++) {
+        char name[64];
+        int p = producer_counts[k];
+        snprintf(name, sizeof name, "async-throughput-%dp", p);
+        for (int j = 0; j < 2; j++) {
+          int contender = (j ^ flip) ? CONTENDER_PROXY : CONTENDER_MBX;
+          if (only_ours && contender != CONTENDER_MBX)
+            continue; /* profiling */
+          result(name,
+                 contender == CONTENDER_MBX ? "mbx"
+                                            : PROXY_NAME "-proxy-async",
+                 run_async(contender, p, msgs), "msg/s");
+        }
+      }
+    }
+    if (WANT("el")) {
+      const char *order[4] = {"mbx", "sync", "mbx-send", "callback"};
+      int n = HAVE_PROXY_CALLBACK ? 4 : 3;
+      for (int j = 0; j < n; j++) {
+        const char *c = order[(j + rep) % n];
+        char label[64];
+        if (strncmp(c, "mbx", 3) == 0)
+          snprintf(label, sizeof label, "%s", c);
+        else
+          snprintf(label, sizeof label, "%s-proxy-%s", PROXY_NAME, c);
+        result("sync-rt-event-loop", label, run_el_rt(c, rts), "us");
+      }
+    }
+#endif
+    if (WANT("wait")) {
+      const char *order[4] = {"mbx", "futex", "mbx-send", "spin"};
+      for (int j = 0; j < 4; j++) {
+        const char *c = order[(j + rep) % 4];
+        char label[64];
+        snprintf(label, sizeof label, "%s%s", c,
+                 strncmp(c, "mbx", 3) == 0 ? "" : "-pingpong");
+        result("sync-rt-mbx-wait", label, run_wait_rt(c, rts), "us");
+      }
+    }
+    if (WANT("idle")) {
+      for (int j = 0; j < 2; j++) {
+        const char *c = (j ^ flip) ? "futex" : "mbx";
+        result("idle-receiver-cpu",
+               strcmp(c, "mbx") == 0 ? "mbx" : "futex-pingpong",
+               run_idle(c, 300), "%core");
+      }
+    }
+  }
+  printf("DONE\n");
+  fflush(stdout);
+#ifdef __EMSCRIPTEN__
+  exit(0); /* the event-loop thread keeps the runtime alive otherwise */
+#endif
+  return 0;
+}
