@@ -8,7 +8,8 @@
  * in a loop (or sleeps in mbx_wait), two senders hammer it, and after a
  * random delay another thread closes it from outside. The closer takes the
  * queue over between the owner's pops; afterwards the owner's drains report
- * MBX_ECLOSED, its own exit cancels nothing, and the record is retired.
+ * MBX_ECLOSED (an owner asleep in mbx_wait(-1) is woken for it), its own
+ * exit cancels nothing, and the record is retired.
  * Per message: accepted ones run or canceled exactly once, refused ones
  * never; cancels come from the closer with the reason it gave.
  */
@@ -51,7 +52,8 @@ static void *owner(void *arg) {
   CHECK_EQ(mbx_thread_bind(g_box), MBX_OK);
   atomic_store(&g_bound, 1);
   while (!atomic_load(&g_owner_stop)) {
-    int rc = g_owner_waits ? mbx_wait(1) : mbx_poll();
+    /* Waiting forever: the closer must wake it (it sees the close). */
+    int rc = g_owner_waits ? mbx_wait(-1) : mbx_poll();
     if (rc == MBX_ECLOSED)
       atomic_fetch_add(&g_owner_ecl, 1);
     else

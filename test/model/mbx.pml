@@ -82,6 +82,7 @@
 #define CONS_FREE 0
 #define CONS_OWNER 1
 #define CONS_CLOSER 2
+#define PENDING_CLOSED (-100) /* mailbox.c PENDING_CLOSED: a closed, drained life */
 
 /* sync context states */
 #define C_PENDING 0
@@ -111,7 +112,8 @@ byte run_count;      /* internal.h:66, current life */
 byte canceled_count; /* internal.h:67, current life */
 byte folded_run;     /* record.c:35 g_folded */
 byte folded_canceled;
-byte rejected_closed; /* internal.h:69, current life (FINDING_STALE_STATS) */
+byte rejected_closed; /* internal.h: count of the tagged refusal counter */
+byte rej_tag = 1;     /* internal.h: its generation tag */
 
 /* ghosts */
 byte rstate = R_FRESH;
@@ -156,7 +158,8 @@ inline retire() {
   atomic {
     assert(rstate == R_LIVE);      /* exactly once per life */
     assert(!gate_open && !gate_owner && gate_holds == 0);
-    assert(pending == 0 && consumed_unflushed == 0);
+    assert((pending == 0 || pending == PENDING_CLOSED) &&
+           consumed_unflushed == 0);
     rstate = R_QUAR;
     qlen++;
     lives_retired++
@@ -423,11 +426,19 @@ inline mbx_send(m, hg, rc, sg, so, before, w, prev) {
   gate_refusal(sg, so, hg, rc);
   if
   :: rc != OK ->
-#ifdef FINDING_STALE_STATS
-     /* reject (mailbox.c:106-111): rejected_closed++ on the record, after
-      * the snapshot; the record may have been reused meanwhile. */
+#ifdef MUTANT_STALE_STATS
+     /* The old reject(): rejected_closed++ on the record, after the
+      * snapshot; the record may have been reused meanwhile (found by this
+      * model). */
      if
      :: rc == ECLOSED -> atomic { assert(gate_gen == hg); rejected_closed++ }
+     :: else
+     fi;
+#else
+     /* reject(): CAS-increment only while the tag names our life */
+     if
+     :: rc == ECLOSED ->
+        atomic { if :: rej_tag == hg -> assert(gate_gen == hg); rejected_closed++ :: else fi }
      :: else
      fi;
 #endif
@@ -476,7 +487,7 @@ inline mbx_send(m, hg, rc, sg, so, before, w, prev) {
 /* close_and_cancel (mailbox.c:437) by the owner of life g or by a closer
  * from outside holding the record; closed = 0 if the gate refused (already
  * closed by the other closer). */
-inline close_and_cancel(g, n, hd, nx, prev, closed) {
+inline close_and_cancel(g, n, hd, nx, prev, closed, notify) {
   /* mailbox.c:439-448 CAS clearing OPEN if the generation matches */
   atomic {
     assert(gate_gen == g);
@@ -520,6 +531,16 @@ inline close_and_cancel(g, n, hd, nx, prev, closed) {
      fi
   od;
   flush_consumed(g);                           /* mailbox.c:490 */
+#ifndef MUTANT_NO_CLOSE_WAKE
+  /* close_and_cancel: pending = PENDING_CLOSED (seq_cst), so an owner about
+   * to sleep on pending == 0 does not; then, for a live owner closed from
+   * outside, read waiting (seq_cst) and wake it. */
+  atomic { assert(LIFE_OK(g)); pending = PENDING_CLOSED }
+  if
+  :: notify -> atomic { assert(LIFE_OK(g)); if :: waiting -> owner_asleep = 0 :: else fi }
+  :: else
+  fi;
+#endif
   atomic { assert(LIFE_OK(g)); close_done = 1 }
   :: else
   fi
@@ -528,7 +549,7 @@ inline close_and_cancel(g, n, hd, nx, prev, closed) {
 /* mbx__thread_exit (mailbox.c:496) then mbx__record_release_owner
  * (record.c:197). */
 inline thread_exit(g, n, hd, nx, prev, retirable) {
-  close_and_cancel(g, n, hd, nx, prev, retirable); /* mailbox.c:508 */
+  close_and_cancel(g, n, hd, nx, prev, retirable, 0); /* mailbox.c:508 */
   atomic { assert(LIFE_OK(g)); bound = 0 }     /* mailbox.c:510 */
   /* record.c:200 fetch_and(gate, ~OWNER), acq_rel */
   atomic {
@@ -561,7 +582,7 @@ inline thread_bind(g) {
 proctype Target() {
   byte n, hd, nx, prev, count, budget, rounds;
   short p;
-  bit ok, timed, slept, retirable;
+  bit ok, timed, slept, retirable, taken;
   thread_bind(1);
   do
   :: rounds < ROUNDS ->
@@ -583,7 +604,13 @@ proctype Target() {
         fi;
         slept = 0;
         do
-        :: atomic { assert(LIFE_OK(1)); p = pending }         /* mailbox.c:320 */
+        :: /* mbx__wait: relaxed load, taken over from outside? */
+           atomic { assert(LIFE_OK(1)); taken = (consumer == CONS_CLOSER) }
+           if
+           :: taken -> break                                   /* MBX_ECLOSED */
+           :: else
+           fi;
+           atomic { assert(LIFE_OK(1)); p = pending }         /* mailbox.c:320 */
            if
            :: p > 0 ->
               budget = p;
@@ -596,12 +623,6 @@ proctype Target() {
            :: p == 0 ->
               if
               :: timed && slept -> break                       /* ETIMEDOUT */
-              :: else
-              fi;
-              /* mailbox.c:341 relaxed load: taken over from outside */
-              atomic { assert(LIFE_OK(1)); p = (consumer == CONS_CLOSER -> 1 : 0) }
-              if
-              :: p -> break                                    /* MBX_ECLOSED */
               :: else
               fi;
 #ifndef VARIANT_WAITING_AFTER_CHECK
@@ -758,7 +779,7 @@ proctype OutsideCloser() {
   }
   if
   :: held ->
-     close_and_cancel(1, n, hd, nx, prev, closed);   /* mailbox.c:530 */
+     close_and_cancel(1, n, hd, nx, prev, closed, 1); /* mailbox.c:530 */
      /* mailbox.c:531 mbx_release (record.c:182-193) */
      atomic {
        assert(gate_gen == 1 && gate_holds > 0);
@@ -820,6 +841,7 @@ end_wait_reuse:
     folded_run = folded_run + run_count; run_count = 0;
     folded_canceled = folded_canceled + canceled_count; canceled_count = 0;
     rejected_closed = 0;
+    rej_tag = gate_gen + 1;    /* record_open: tag stored before the gate CAS */
     node_next[STUB] = NIL; tail = STUB; head = STUB;
     consumed_unflushed = 0; pending = 0; waiting = 0; consumer = CONS_FREE;
     capacity = 0; bound = 0;
@@ -891,7 +913,8 @@ end_all:
 #if NSYNC
   assert(caller_returned);
 #endif
-  assert(pending == 0 && gate_inflight == 0 && gate_holds == 0);
+  assert((pending == 0 || pending == PENDING_CLOSED) && gate_inflight == 0 &&
+         gate_holds == 0);
   assert(rstate == R_QUAR && lives_retired == 2)
 }
 
@@ -901,5 +924,7 @@ ltl live {
 #if NSYNC
   (<> caller_returned) &&
 #endif
-  [] ((owner_asleep && pending > 0) -> <> !owner_asleep)
+  [] ((owner_asleep && pending > 0) -> <> !owner_asleep) &&
+  /* an owner asleep when its mailbox is taken over from outside wakes */
+  [] ((owner_asleep && consumer == CONS_CLOSER) -> <> !owner_asleep)
 }

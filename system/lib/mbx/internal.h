@@ -60,13 +60,13 @@ typedef struct mbx_record {
    * around each pop only (not while a handler runs), so a closer from
    * outside (runtime exit, a dead owner) can take the queue over. */
   _Atomic int32_t consumer;
-  _Atomic uint32_t capacity;   /* 0 = unbounded */
-  _Atomic uint32_t bound;      /* 1 while a thread owns it */
-  _Atomic(mbx_node *) tail;    /* producers exchange here */
-  mbx_node *head;              /* owner only */
-  uint32_t index;              /* immutable after chunk creation */
-  uint32_t quarantine_next;    /* index + 1 of the next record; registry lock */
-  int32_t consumed_unflushed;  /* owner only: popped, not yet subtracted */
+  _Atomic uint32_t capacity;  /* 0 = unbounded */
+  _Atomic uint32_t bound;     /* 1 while a thread owns it */
+  _Atomic(mbx_node *) tail;   /* producers exchange here */
+  mbx_node *head;             /* owner only */
+  uint32_t index;             /* immutable after chunk creation */
+  uint32_t quarantine_next;   /* index + 1 of the next record; registry lock */
+  int32_t consumed_unflushed; /* owner only: popped, not yet subtracted */
   /* Most messages pending at once, as seen by the drainer just before it
    * subtracts (pending only grows in between); stats add the current value. */
   _Atomic uint32_t high_water;
@@ -74,12 +74,16 @@ typedef struct mbx_record {
    * (batched: consecutive nodes usually share a block). */
   struct mbx_node_block *release_block;
   uint32_t release_count;
-  mbx_node stub;               /* queue sentinel */
+  mbx_node stub; /* queue sentinel */
   /* Counters of the current life; folded into the global totals at reuse. */
   _Atomic uint64_t run;      /* single writer: the owner */
   _Atomic uint64_t canceled; /* single writer: whoever drains at close */
   _Atomic uint64_t dropped;  /* single writer: whoever drains at close */
-  _Atomic uint32_t rejected_closed;
+  /* Refusals of this life: MBX_ECLOSED ones as generation << 32 | count,
+   * counted only when the tag names the sender's life (a refusal through a
+   * stale handle can race a reuse: found by the Spin model); MBX_EFULL ones
+   * are counted inside the gate, where no reuse can happen. */
+  _Atomic uint64_t rejected_closed;
   _Atomic uint32_t rejected_full;
   /* pthread_t of the thread this life was created for (0 if none), for
    * mbx_thread_handle(). Written by the creator under its hold and by the
@@ -211,8 +215,8 @@ enum {
   MBX_STAT_REJ_INVALID,
   MBX_STAT_REJ_NOMEM,
   MBX_STAT_REJ_FULL,
-  MBX_STAT_NODE_FREE, /* nodes whose message was consumed (nodes given to
-                         messages are MBX_STAT_SENT) */
+  MBX_STAT_NODE_FREE,        /* nodes whose message was consumed (nodes given to
+                                messages are MBX_STAT_SENT) */
   MBX_STAT_NODE_SLOTS_ALLOC, /* node slots in blocks obtained */
   MBX_STAT_NODE_SLOTS_FREE,  /* node slots in blocks returned */
   MBX_STAT_NODE_BYTES_ALLOC, /* bytes of blocks obtained */

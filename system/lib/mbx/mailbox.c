@@ -22,6 +22,12 @@ static _Atomic(mbx_post_wake_fn) g_post_wake_hook;
  * for a live owner); longer means the owner died inside one. */
 #define CLOSER_CLAIM_TIMEOUT_MS 1000.0
 
+/* What pending holds once a life is closed and drained: non-zero, so that
+ * an owner about to sleep on pending == 0 (mbx__wait, Atomics.waitAsync)
+ * returns at once and sees the close; negative, so that nobody counts it
+ * as messages. Reuse resets it to 0. */
+#define PENDING_CLOSED (INT32_MIN / 2)
+
 const char *mbx_strerror(int code) {
   switch (code) {
   case MBX_OK:
@@ -110,8 +116,8 @@ static int32_t flush_consumed(mbx_record *r) {
   /* pending only grows between our subtractions: its peak is here. */
   // Relaxed (both): statistics; the drainer is the only writer.
   if (before > 0 &&
-      (uint32_t)before > atomic_load_explicit(&r->high_water,
-                                              memory_order_relaxed))
+      (uint32_t)before >
+          atomic_load_explicit(&r->high_water, memory_order_relaxed))
     atomic_store_explicit(&r->high_water, (uint32_t)before,
                           memory_order_relaxed);
   return before - n;
@@ -119,17 +125,25 @@ static int32_t flush_consumed(mbx_record *r) {
 
 /* ---- sending */
 
-static void reject(mbx_record *r, int code) {
+/* Count a refusal. MBX_EFULL's per-mailbox count is taken inside the gate
+ * by the caller; MBX_ECLOSED's only if the record still counts for life
+ * gen (see internal.h). */
+static void reject(mbx_record *r, int code, uint32_t gen) {
   switch (code) {
-  case MBX_ECLOSED:
+  case MBX_ECLOSED: {
     mbx__stat_add(MBX_STAT_REJ_CLOSED, 1);
-    // Relaxed: a counter.
-    atomic_fetch_add_explicit(&r->rejected_closed, 1, memory_order_relaxed);
+    // Relaxed (load and CAS): a counter; the tag check is all that matters.
+    uint64_t tagged =
+        atomic_load_explicit(&r->rejected_closed, memory_order_relaxed);
+    while ((uint32_t)(tagged >> 32) == gen &&
+           !atomic_compare_exchange_weak_explicit(
+               &r->rejected_closed, &tagged, tagged + 1, memory_order_relaxed,
+               memory_order_relaxed)) {
+    }
     break;
+  }
   case MBX_EFULL:
     mbx__stat_add(MBX_STAT_REJ_FULL, 1);
-    // Relaxed: a counter.
-    atomic_fetch_add_explicit(&r->rejected_full, 1, memory_order_relaxed);
     break;
   case MBX_ESTALE:
     mbx__stat_add(MBX_STAT_REJ_STALE, 1);
@@ -165,10 +179,13 @@ int mbx__send_node(mbx_handle to, mbx_node *n, int check_capacity) {
           (int32_t)capacity)
     rc = MBX_EFULL;
   if (rc != MBX_OK) {
+    if (rc == MBX_EFULL)
+      // Relaxed: a counter; inside the gate it cannot reach a later life.
+      atomic_fetch_add_explicit(&r->rejected_full, 1, memory_order_relaxed);
     // Release: pairs with the closer's acquire wait (nothing published).
     atomic_fetch_sub_explicit(&r->gate, GATE_INFLIGHT_ONE,
                               memory_order_release);
-    reject(r, rc);
+    reject(r, rc, gen);
     return rc;
   }
   queue_push(r, n);
@@ -220,7 +237,7 @@ int mbx_send(mbx_handle to, mbx_run_fn run, mbx_cancel_fn cancel, void *arg) {
   int rc = gate_refusal(atomic_load_explicit(&r->gate, memory_order_relaxed),
                         handle_gen(to));
   if (rc != MBX_OK) {
-    reject(r, rc);
+    reject(r, rc, handle_gen(to));
     return rc;
   }
   // Allocate before entering the gate: a closer waits for senders inside
@@ -311,8 +328,8 @@ static int begin_drain(mbx_record **out, int nested_ok, int *was_draining) {
   return MBX_OK;
 }
 
-/* Owner: deliver the notification a sender would have sent in mode. */
-static void self_notify(mbx_record *r, int32_t mode) {
+/* Deliver the notification a sender would have sent to r's owner in mode. */
+static void wake_owner(mbx_record *r, int32_t mode) {
   if (mode == MBX_WAITING_WAKE) {
     mbx_platform_wake_all(&r->pending);
     return;
@@ -335,6 +352,10 @@ int mbx_poll(void) {
   // Relaxed: pending is only a budget here; the pops synchronise.
   int32_t budget = atomic_load_explicit(&r->pending, memory_order_relaxed);
   int count = budget > 0 ? run_pending(r, budget) : 0;
+  // Relaxed: a closer from outside owns the queue for good once set.
+  if (count == 0 && atomic_load_explicit(&r->consumer, memory_order_relaxed) ==
+                        MBX_CONSUMER_CLOSER)
+    count = MBX_ECLOSED;
   tls_draining = was_draining;
   return count;
 }
@@ -351,6 +372,13 @@ int mbx__wait(double timeout_ms, int nested_ok) {
   int32_t mode = atomic_load_explicit(&r->waiting, memory_order_relaxed);
   int count = 0;
   for (;;) {
+    // Relaxed: a closer from outside owns the queue for good once set; it
+    // is seen at the latest after PENDING_CLOSED below (release/seq_cst).
+    if (atomic_load_explicit(&r->consumer, memory_order_relaxed) ==
+        MBX_CONSUMER_CLOSER) {
+      count = MBX_ECLOSED;
+      break;
+    }
     // Seq_cst: see flush_consumed.
     int32_t pending = atomic_load_explicit(&r->pending, memory_order_seq_cst);
     if (pending > 0) {
@@ -361,7 +389,9 @@ int mbx__wait(double timeout_ms, int nested_ok) {
       continue;
     }
     if (pending < 0) {
-      mbx_platform_yield(); /* a sender is about to count a popped message */
+      /* A sender is about to count a popped message, or (PENDING_CLOSED)
+       * a closer took over: the check above sees it next time. */
+      mbx_platform_yield();
       continue;
     }
     double remaining = -1;
@@ -371,12 +401,6 @@ int mbx__wait(double timeout_ms, int nested_ok) {
         count = MBX_ETIMEDOUT;
         break;
       }
-    }
-    // Relaxed: a closer from outside owns the queue for good once set.
-    if (atomic_load_explicit(&r->consumer, memory_order_relaxed) ==
-        MBX_CONSUMER_CLOSER) {
-      count = MBX_ECLOSED;
-      break;
     }
     // Seq_cst: Dekker pair with mbx_send (set waiting, then re-read
     // pending; the sender increments pending, then reads waiting).
@@ -392,7 +416,7 @@ int mbx__wait(double timeout_ms, int nested_ok) {
     /* A send that found waiting cleared did not notify the event loop:
      * notify it ourselves if anything is left. */
     if (atomic_load_explicit(&r->pending, memory_order_seq_cst) != 0)
-      self_notify(r, mode);
+      wake_owner(r, mode);
   }
   tls_draining = was_draining;
   return count;
@@ -479,7 +503,8 @@ int mbx_thread_attach(mbx_handle *out) {
  * owns the right to drain r (its owner, or the closer of an orphan).
  * Returns the number canceled or dropped, or MBX_ECLOSED if already closed.
  */
-static int close_and_cancel(mbx_record *r, uint32_t gen, int reason) {
+static int close_and_cancel(mbx_record *r, uint32_t gen, int reason,
+                            int notify_owner) {
   // Relaxed load: the CAS re-validates.
   uint64_t gate = atomic_load_explicit(&r->gate, memory_order_relaxed);
   do {
@@ -533,6 +558,14 @@ static int close_and_cancel(mbx_record *r, uint32_t gen, int reason) {
     }
   }
   flush_consumed(r);
+  // Seq_cst: Dekker pair with an owner going to sleep (it sets waiting,
+  // then reads pending): it sees PENDING_CLOSED, or we see it waiting.
+  atomic_store_explicit(&r->pending, PENDING_CLOSED, memory_order_seq_cst);
+  if (notify_owner) { /* a live owner, closed from outside */
+    int32_t mode = atomic_load_explicit(&r->waiting, memory_order_seq_cst);
+    if (mode != MBX_WAITING_NONE)
+      wake_owner(r, mode);
+  }
   return count;
 }
 
@@ -550,7 +583,7 @@ int mbx__thread_exit(int reason, int nested_ok) {
    * message counted as run; close_and_cancel flushes what the interrupted
    * drain popped. If a closer from outside got here first, it drains. */
   tls_draining = 1;
-  int count = close_and_cancel(r, handle_gen(tls_self_handle), reason);
+  int count = close_and_cancel(r, handle_gen(tls_self_handle), reason, 0);
   /* Proxied work this thread started and did not finish (contexts left for
    * a later mbx_proxy_finish) is canceled now: its callers stop waiting. */
   mbx__proxy_thread_exiting();
@@ -576,7 +609,7 @@ int mbx__close_from_outside(mbx_handle h, int reason) {
   rc = mbx_hold(h);
   if (rc != MBX_OK)
     return rc;
-  int count = close_and_cancel(r, handle_gen(h), reason);
+  int count = close_and_cancel(r, handle_gen(h), reason, 1);
   mbx_release(h);
   return count;
 }
@@ -586,7 +619,8 @@ int mbx_mailbox_close_orphan(mbx_handle h) {
   int rc = mbx__lookup(h, &r);
   if (rc != MBX_OK)
     return rc;
-  int count = close_and_cancel(r, handle_gen(h), MBX_CANCEL_ABNORMAL_EXIT);
+  /* No notification: the owner is dead. */
+  int count = close_and_cancel(r, handle_gen(h), MBX_CANCEL_ABNORMAL_EXIT, 0);
   if (count < 0 && count != MBX_EBUSY)
     return count; /* stale, or someone else closed it first */
   /* MBX_EBUSY: the owner died inside a pop. Its queue is abandoned (the

@@ -141,13 +141,18 @@ int mbx__record_open(mbx_record **out, uint32_t *gen_out) {
   r->quarantine_next = 0;
   // Bump the generation and open with the owner's hold, keeping the
   // in-flight count of stale senders that are about to back out.
-  // Relaxed load: the CAS below re-validates.
+  // Relaxed load: the CAS below re-validates (only the in-flight count can
+  // change under us: generations change only here, under the lock).
   uint64_t old = atomic_load_explicit(&r->gate, memory_order_relaxed);
+  uint32_t gen = gate_gen(old) + 1;
+  if (gen == 0) /* 0 marks the null handle; skip it on wrap-around */
+    gen = 1;
+  /* Refusals count for the new life only (see internal.h). */
+  // Relaxed: published to senders by the release CAS below.
+  atomic_store_explicit(&r->rejected_closed, (uint64_t)gen << 32,
+                        memory_order_relaxed);
   uint64_t next;
   do {
-    uint32_t gen = gate_gen(old) + 1;
-    if (gen == 0) /* 0 marks the null handle; skip it on wrap-around */
-      gen = 1;
     next = ((uint64_t)gen << GATE_GEN_SHIFT) | GATE_OPEN | GATE_OWNER |
            (old & GATE_INFLIGHT_MASK);
     // Release: a sender whose gate RMW sees the new generation sees the
@@ -291,7 +296,7 @@ static void add_record_counters(mbx_record *r, mbx_stats *s) {
   int32_t pending = atomic_load_explicit(&r->pending, memory_order_relaxed);
   s->pending += pending > 0 ? (uint64_t)pending : 0;
   s->rejected_closed +=
-      atomic_load_explicit(&r->rejected_closed, memory_order_relaxed);
+      (uint32_t)atomic_load_explicit(&r->rejected_closed, memory_order_relaxed);
   s->rejected_full +=
       atomic_load_explicit(&r->rejected_full, memory_order_relaxed);
   uint32_t hw = atomic_load_explicit(&r->high_water, memory_order_relaxed);

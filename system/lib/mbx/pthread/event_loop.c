@@ -46,7 +46,11 @@ static _Atomic uint32_t g_next_epoch = 1;
 
 static void drain_and_arm(void) {
   for (int round = 0; round < MAX_DRAINS_PER_TASK; round++) {
-    mbx_poll();
+    if (mbx_poll() ==
+        MBX_ECLOSED) { /* closed from outside: nothing to wait for */
+      mbx_event_loop_detach();
+      return;
+    }
     _Atomic int32_t *word = mbx__self_pending_word();
     if (!word || !tls_epoch)
       return; /* a handler detached or the mailbox closed */
