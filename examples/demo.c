@@ -4,7 +4,8 @@
  * Each worker thread gets its mailbox automatically from pthread_create
  * (mbx::mbx interposes it), serves messages for a while, then returns with
  * messages still queued: its mailbox closes as it exits and those messages
- * are canceled on the dying worker. Senders
+ * are canceled on the dying worker. The worker in slot 0 never finishes by
+ * itself: main kills it with pthread_cancel, with the same result. Senders
  * hold handles to workers that may already be gone and get clean error
  * codes. The last line is computed from the library's own counters:
  * senders count `sent`, receivers count `run`/`canceled`, and
@@ -16,6 +17,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -53,9 +55,11 @@ typedef struct worker_args {
 
 static void *worker_main(void *p) {
   worker_args *a = p;
+  pthread_cleanup_push(free, a);
   mbx_set_capacity(mbx_self(), 1024); /* backpressure: senders see EFULL */
   long ran = 0;
   while (ran < a->quota) {
+    pthread_testcancel(); /* where pthread_cancel may end this thread */
     int n = mbx_wait(1000);
     if (n > 0)
       ran += n;
@@ -64,7 +68,7 @@ static void *worker_main(void *p) {
    * the senders keep queueing, and the exit cancels what they queued. */
   struct timespec pause = {0, 2000000};
   nanosleep(&pause, NULL);
-  free(a);
+  pthread_cleanup_pop(1);
   return NULL; /* the mailbox closes here, on the way out */
 }
 
@@ -98,7 +102,7 @@ int main(void) {
       worker_args *a = malloc(sizeof *a);
       a->slot = s;
       a->generation = gen;
-      a->quota = 20000 + 15000 * s;
+      a->quota = s == 0 ? INT32_MAX : 20000 + 15000 * s;
       pthread_create(&workers[s], NULL, worker_main, a);
       /* The mailbox is open before pthread_create returns: publish it at
        * once, and hold it so its counters survive the thread. */
@@ -106,12 +110,17 @@ int main(void) {
       mbx_hold(handles[s]);
       atomic_store(&g_slot_handle[s], handles[s].bits);
     }
+    struct timespec busy = {0, 30000000};
+    nanosleep(&busy, NULL);
+    pthread_cancel(workers[0]); /* kill it while it serves */
     for (int s = 0; s < WORKER_SLOTS; s++) {
-      pthread_join(workers[s], NULL);
+      void *result;
+      pthread_join(workers[s], &result);
       mbx_stats ws;
       mbx_stats_get(handles[s], &ws);
-      printf("worker %d.%d exited: ran %llu, canceled %llu still queued\n", s,
-             gen, (unsigned long long)ws.run,
+      printf("worker %d.%d %s: ran %llu, canceled %llu still queued\n", s, gen,
+             result == PTHREAD_CANCELED ? "killed" : "exited",
+             (unsigned long long)ws.run,
              (unsigned long long)(ws.canceled + ws.dropped));
       mbx_release(handles[s]);
     }

@@ -1,12 +1,16 @@
-// JS side of mbx: event-loop delivery. A thread that returns to its JS event
-// loop waits on its mailbox's `pending` word with Atomics.waitAsync and runs
-// its messages from a fresh event-loop task when a sender notifies it.
+// JS side of mbx (passed to emcc with --js-library).
+// - Event-loop delivery: a thread that returns to its JS event loop waits on
+//   its mailbox's `pending` word with Atomics.waitAsync (or, without a native
+//   waitAsync, gets a posted wakeup task) and runs its messages from a fresh
+//   event-loop task.
+// - Shutdown: on the main thread, watch every pthread's worker so that a
+//   terminated thread's mailbox is closed (abnormal death), and close all
+//   mailboxes when Emscripten tears the threads down at runtime exit.
 mergeInto(LibraryManager.library, {
   // Arm one wait: returns 1 if armed, 0 if the word is already non-zero (the
-  // caller drains again), -1 if Atomics.waitAsync is unavailable.
+  // caller drains again).
   mbx_js_arm__deps: ['$callUserCallback'],
   mbx_js_arm: function(addr, epoch) {
-    if (typeof Atomics.waitAsync !== 'function') return -1;
     var r = Atomics.waitAsync(HEAP32, addr >> 2, 0);
     if (!r.async) return 0;
     r.value.then(function() {
@@ -14,31 +18,120 @@ mergeInto(LibraryManager.library, {
     });
     return 1;
   },
-  // Run the drain again from a later task (used when a flood keeps the word
-  // non-zero, so that the thread still returns to its event loop).
+  // Run the drain again from a later task (a flood that keeps the word
+  // non-zero, or a wakeup posted in the fallback mode).
   mbx_js_defer__deps: ['$callUserCallback'],
   mbx_js_defer: function(epoch) {
     setTimeout(function() {
       callUserCallback(function() { _mbx__event_loop_wake(epoch); });
     }, 0);
   },
+  // Only a native waitAsync: newer Emscripten releases may install a
+  // polyfill that polls with timers, which the posted wakeup beats.
   mbx_js_has_wait_async: function() {
-    return typeof Atomics.waitAsync === 'function' ? 1 : 0;
+    return typeof Atomics.waitAsync === 'function' &&
+        /\[native code\]/.test(Function.prototype.toString.call(Atomics.waitAsync)) ? 1 : 0;
   },
-  mbx_js_keepalive_push__deps: ['$runtimeKeepalivePush'],
-  mbx_js_keepalive_push: function() { runtimeKeepalivePush(); },
-  mbx_js_keepalive_pop__deps: ['$runtimeKeepalivePop'],
-  mbx_js_keepalive_pop: function() { runtimeKeepalivePop(); },
+  // Keep the thread (a pthread: runtime keepalive) or the process (the Node
+  // main thread, whose pending waitAsync does not keep Node alive, and whose
+  // workers are unref'd by newer releases) alive while attached.
+  $mbxLoop: {nodeRef: null},
+  mbx_js_loop_hold__deps: ['$runtimeKeepalivePush', '$mbxLoop'],
+  mbx_js_loop_hold: function() {
+    if (ENVIRONMENT_IS_PTHREAD) {
+      runtimeKeepalivePush();
+    } else if (ENVIRONMENT_IS_NODE && !mbxLoop.nodeRef) {
+      mbxLoop.nodeRef = setInterval(function() {}, 1 << 30);
+    }
+  },
+  mbx_js_loop_release__deps: ['$runtimeKeepalivePop', '$mbxLoop'],
+  mbx_js_loop_release: function() {
+    if (ENVIRONMENT_IS_PTHREAD) {
+      runtimeKeepalivePop();
+    } else if (mbxLoop.nodeRef) {
+      clearInterval(mbxLoop.nodeRef);
+      mbxLoop.nodeRef = null;
+    }
+  },
   // A pthread is exiting: drop every keepalive it still holds (for example
   // emscripten_exit_with_live_runtime's). Emscripten 3.1.6 does not reset
   // the count, so it would leak into the next thread on this worker and that
   // thread would never exit. Releases whose library defines the counter as a
   // symbol reset it themselves: there this is a no-op, and we do not depend
-  // on their internal symbol.
+  // on their internal symbol. The main thread's count is the runtime's.
   mbx_js_thread_exiting__deps: ['$runtimeKeepalivePop'],
   mbx_js_thread_exiting: '$runtimeKeepaliveCounter' in LibraryManager.library ?
       function() {} :
       function() {
+        if (!ENVIRONMENT_IS_PTHREAD) return;
         for (var i = 0; i < 1e6 && runtimeKeepaliveCounter > 0; i++) runtimeKeepalivePop();
       },
+
+  // Shutdown watchers, installed once on the main thread (where Emscripten
+  // creates and terminates every worker).
+  $mbxWorkers__deps: ['$PThread', '$callUserCallback'],
+  $mbxWorkers: {
+    tearingDown: false,
+    // The pthread a worker hosts: 3.1.6 keeps it in worker.pthread, newer
+    // releases in worker.pthread_ptr.
+    hostedThread: function(w) {
+      if (w.pthread_ptr) return w.pthread_ptr;
+      if (w.pthread && w.pthread.threadInfoStruct) return w.pthread.threadInfoStruct;
+      return 0;
+    },
+    dead: function(low, gen) {
+      if (mbxWorkers.tearingDown || (typeof ABORT != 'undefined' && ABORT)) return;
+      callUserCallback(function() { _mbx__on_thread_death(low, gen); });
+    },
+    watch: function(w) {
+      if (w.mbxWatched) return;
+      w.mbxWatched = true;
+      var terminate = w.terminate;
+      w.terminate = function() {
+        // Capture the thread's handle now: Emscripten may forget (3.1.6:
+        // free) the pthread before the worker is really gone.
+        var ptr = mbxWorkers.hostedThread(w);
+        var low = 0, gen = 0;
+        if (ptr && !mbxWorkers.tearingDown) {
+          low = _mbx__death_capture(ptr);
+          gen = _mbx__death_capture_gen();
+        }
+        var result = terminate.apply(w, arguments);
+        if (low) {
+          if (typeof w.once == 'function') {  // Node worker_threads
+            w.once('exit', function() { mbxWorkers.dead(low, gen); });
+          } else {  // browsers fire nothing: the worker stops at once
+            setTimeout(function() { mbxWorkers.dead(low, gen); }, 0);
+          }
+        }
+        return result;
+      };
+    },
+    install: function() {
+      if (ENVIRONMENT_IS_PTHREAD || mbxWorkers.installed) return;
+      mbxWorkers.installed = true;
+      var getNewWorker = PThread.getNewWorker;
+      PThread.getNewWorker = function() {
+        var w = getNewWorker.apply(PThread, arguments);
+        if (w) mbxWorkers.watch(w);
+        return w;
+      };
+      // 3.1.6 tears threads down in terminateAllThreads (called twice);
+      // newer releases in terminateRuntime. Either is reached at runtime
+      // exit, also by emscripten_force_exit without EXIT_RUNTIME.
+      var name = PThread.terminateRuntime ? 'terminateRuntime' : 'terminateAllThreads';
+      var teardown = PThread[name];
+      PThread[name] = function() {
+        if (!mbxWorkers.tearingDown &&
+            !(typeof runtimeExited != 'undefined' && runtimeExited) &&
+            !(typeof ABORT != 'undefined' && ABORT)) {
+          _mbx__on_runtime_teardown();
+        }
+        mbxWorkers.tearingDown = true;
+        return teardown.apply(PThread, arguments);
+      };
+    },
+  },
+  mbx_js_watch_workers__deps: ['$mbxWorkers'],
+  mbx_js_watch_workers: function() { mbxWorkers.install(); },
 });

@@ -4,6 +4,7 @@
 //   // mbx-test-args: --iterations 2000
 //   // mbx-test-args-<flavor>: --iterations 500
 //   // mbx-test-timeout: 300
+//   // mbx-test-flavors: wasm wasm-asan     (skipped in the other flavours)
 //   // mbx-test-requires: emscripten/proxying.h   (headers the program needs;
 //      CMake does not build it where the toolchain lacks one, and it is
 //      reported here as skipped, with the reason)
@@ -29,7 +30,9 @@ function directives(file, flavor) {
   };
   const args = pick(`mbx-test-args-${flavor}`) ?? pick('mbx-test-args') ?? '';
   const timeout = Number(pick('mbx-test-timeout') ?? 300);
-  return { args: args.split(/\s+/).filter(Boolean), timeoutMs: timeout * 1000 };
+  const only = pick('mbx-test-flavors')?.split(/\s+/).filter(Boolean);
+  const skip = only && !only.includes(flavor) ? `runs only in ${only.join(', ')}` : false;
+  return { args: args.split(/\s+/).filter(Boolean), timeoutMs: timeout * 1000, skip };
 }
 
 const tail = (s) => s.split('\n').slice(-25).join('\n');
@@ -46,8 +49,8 @@ for (const flavor of selectedFlavors([])) {
     const skipped = skippedPrograms(flavor);
     for (const file of programs) {
       const name = path.basename(file, '.c');
-      it(`${flavor} ${name}`, { skip: skipped.get(name) ?? false }, async () => {
-        const { args, timeoutMs } = directives(file, flavor);
+      const { args, timeoutMs, skip } = directives(file, flavor);
+      it(`${flavor} ${name}`, { skip: skipped.get(name) ?? skip }, async () => {
         const r = await runProgram(flavor, name, args, { timeoutMs });
         const where = `\n--- stdout ---\n${tail(r.stdout)}\n--- stderr ---\n${tail(r.stderr)}`;
         assert.equal(r.timedOut, false, `watchdog: no exit within ${timeoutMs / 1000}s${where}`);

@@ -103,6 +103,7 @@ endif()
     const env = { ...toolEnv(), PKG_CONFIG_PATH: path.join(prefix, 'lib', 'pkgconfig') };
     const flags = sh('pkg-config', ['--cflags', '--libs', 'mbx'], { env }).trim().split(/\s+/);
     assert.ok(flags.includes('-Wl,--wrap=pthread_create'), flags.join(' '));
+    assert.ok(flags.includes('-Wl,--undefined=mbx_main_thread'), flags.join(' '));
     assert.ok(flags.includes('-pthread'), flags.join(' '));
     const js = flags.indexOf('--js-library');
     if (wasm) assert.equal(path.resolve(flags[js + 1]), path.join(prefix, 'share', 'mbx', 'mbx.js'), flags.join(' '));

@@ -6,8 +6,10 @@
  * notifications than messages; single messages sent one by one keep being
  * delivered (the wait is re-armed each time); when the thread exits from a
  * message handler, what is still queued is canceled on it and the keepalive
- * is dropped (the next thread on the same worker exits normally). Natively
- * there is no event loop: attach reports MBX_EINVAL.
+ * is dropped (the next thread on the same worker exits normally). All of
+ * it twice: with Atomics.waitAsync, and with it hidden from the receiver's
+ * worker (the posted-wakeup fallback). Natively there is no event loop:
+ * attach reports MBX_EINVAL.
  */
 #include "../core/check.h"
 
@@ -21,6 +23,8 @@
 #endif
 
 #ifdef __EMSCRIPTEN__
+int mbx_test_hide_wait_async(void); /* test/thread/test_support.js */
+
 static _Atomic int g_attached, g_runs, g_cancels, g_cancels_off_thread;
 static pthread_t g_receiver;
 
@@ -57,8 +61,9 @@ static void wait_for_runs(int expected) {
   CHECK_EQ(atomic_load(&g_runs), expected);
 }
 
-static void *receiver_main(void *arg) {
-  (void)arg;
+static void *receiver_main(void *hide_wait_async) {
+  if (hide_wait_async)
+    CHECK_EQ(mbx_test_hide_wait_async(), 1);
   CHECK_EQ(mbx_event_loop_attach(), MBX_OK);
   CHECK_EQ(mbx_event_loop_attach(), MBX_OK); /* idempotent */
   atomic_store(&g_attached, 1);
@@ -72,18 +77,14 @@ static void *plain_thread(void *arg) {
 }
 #endif
 
-int main(int argc, char **argv) {
-  long rounds = arg_long(argc, argv, "--rounds", 20);
-#ifndef __EMSCRIPTEN__
-  (void)rounds;
-  CHECK_EQ(mbx_event_loop_attach(), MBX_EPERM); /* main has no mailbox */
-  CHECK_EQ(mbx_thread_attach(NULL), MBX_OK);
-  CHECK_EQ(mbx_event_loop_attach(), MBX_EINVAL);
-  CHECK_EQ(mbx_event_loop_detach(), MBX_EINVAL);
-  printf("PASS event_loop (native: no event loop, attach refused)\n");
-  return 0;
-#else
-  CHECK_EQ(pthread_create(&g_receiver, NULL, receiver_main, NULL), 0);
+#ifdef __EMSCRIPTEN__
+static void run_scenario(long rounds, int hide_wait_async) {
+  atomic_store(&g_attached, 0);
+  atomic_store(&g_runs, 0);
+  atomic_store(&g_cancels, 0);
+  CHECK_EQ(pthread_create(&g_receiver, NULL, receiver_main,
+                          hide_wait_async ? (void *)1 : NULL),
+           0);
   mbx_handle to = mbx_thread_handle(g_receiver);
   while (!atomic_load(&g_attached))
     sched_yield();
@@ -146,9 +147,25 @@ int main(int argc, char **argv) {
     CHECK_EQ(pthread_join(t, &result), 0);
     CHECK(result == (void *)9);
   }
-  printf("free burst: 1000 messages, %ld wakeups; burst into a busy thread: "
-         "1000 messages, %ld wakeup; single messages: %ld, wakeups %ld\n",
+  printf("%s: free burst: 1000 messages, %ld wakeups; burst into a busy "
+         "thread: 1000 messages, %ld wakeup; single messages: %ld, wakeups "
+         "%ld\n",
+         hide_wait_async ? "posted wakeups (no waitAsync)" : "waitAsync",
          burst_wakeups, busy_burst_wakeups, rounds, single_wakeups);
+}
+#endif
+
+int main(int argc, char **argv) {
+  long rounds = arg_long(argc, argv, "--rounds", 20);
+#ifndef __EMSCRIPTEN__
+  (void)rounds;
+  CHECK_EQ(mbx_event_loop_attach(), MBX_EINVAL);
+  CHECK_EQ(mbx_event_loop_detach(), MBX_EINVAL);
+  printf("PASS event_loop (native: no event loop, attach refused)\n");
+  return 0;
+#else
+  run_scenario(rounds, 0);
+  run_scenario(rounds, 1);
   printf("PASS event_loop\n");
   return 0;
 #endif

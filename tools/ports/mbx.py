@@ -6,8 +6,9 @@
 #
 # It adds the include directory, builds libmbx (cached in Emscripten's cache
 # under a name that changes with the sources, so edits rebuild it), and at
-# link time adds -Wl,--wrap=pthread_create (every pthread gets a mailbox)
-# and --js-library src/mbx.js (event-loop delivery).
+# link time adds -Wl,--wrap=pthread_create (every pthread gets a mailbox),
+# -Wl,--undefined=mbx_main_thread (so does the main thread) and
+# --js-library src/mbx.js (event-loop delivery).
 import glob
 import hashlib
 import os
@@ -44,8 +45,10 @@ def get(ports, settings, shared):
                      flags=['-pthread', '-std=c11', '-Wall', '-Wextra'])
 
   # The list goes to wasm-ld as is: besides the library, the wrap flag that
-  # makes every pthread_create (and thrd_create, std::thread) open a mailbox.
-  return [shared.cache.get_lib(_lib_name(), create, what='port'), '--wrap=pthread_create']
+  # makes every pthread_create (and thrd_create, std::thread) open a mailbox,
+  # and the symbol that pulls in the main thread's mailbox.
+  return [shared.cache.get_lib(_lib_name(), create, what='port'),
+          '--wrap=pthread_create', '--undefined=mbx_main_thread']
 
 
 def clear(ports, settings, shared):

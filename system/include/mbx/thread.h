@@ -15,6 +15,26 @@
  *
  * Natively (glibc, the sanitizer builds) thrd_create does not go through
  * pthread_create and is not covered; pthread_create and std::thread are.
+ *
+ * The main thread gets its mailbox before main() runs (a constructor in the
+ * same object file as the interposed pthread_create, so it is linked in
+ * whenever the program creates threads or calls a function of this header).
+ *
+ * Shutdown (see docs/lifecycle.md):
+ * - Runtime exit (exit(), returning from main with EXIT_RUNTIME, or
+ *   emscripten_force_exit): every open mailbox is closed and its queued
+ *   messages are canceled with MBX_CANCEL_RUNTIME_EXIT on the exiting
+ *   thread (on Emscripten the main thread), after the program's own atexit
+ *   handlers and while the other threads still run. An owner that is inside
+ *   a handler at that moment keeps running it; the rest of its queue is
+ *   canceled.
+ * - Abnormal death (Emscripten): when the worker of a running pthread is
+ *   terminated (worker.terminate(), pthread_kill with SIGKILL on 3.1.6), its
+ *   mailbox is closed and its queued messages are canceled on the main
+ *   thread with MBX_CANCEL_ABNORMAL_EXIT, from the main thread's event loop
+ *   (on Node when the worker's 'exit' event arrives; in a browser on the
+ *   next task). A main thread that blocks waiting for the dead thread does
+ *   not run its event loop and so does not see the death.
  */
 #ifndef MBX_THREAD_H
 #define MBX_THREAD_H
@@ -39,14 +59,35 @@ extern "C" {
 mbx_handle mbx_thread_handle(pthread_t thread);
 
 /*
+ * Handle of the main thread's mailbox (the null handle if it could not be
+ * allocated at startup, or after runtime exit closed it: then sends to the
+ * old handle get MBX_ECLOSED). Any thread.
+ */
+mbx_handle mbx_main_thread(void);
+
+/*
  * Deliver the calling thread's messages from its JS event loop (Emscripten):
- * after this call, return to the event loop (emscripten_exit_with_live_runtime
- * on a pthread); each time senders notify the mailbox, its messages run from
- * a fresh event-loop task, with no polling. Notifications are coalesced: a
- * burst wakes the thread once per drain. The thread holds a runtime
- * keepalive while attached. Owner only.
+ * after this call, return to the event loop (emscripten_exit_with_live_runtime,
+ * or on the main thread returning from main without exiting); each time
+ * senders notify the mailbox, its messages run from a fresh event-loop task,
+ * with no polling. Notifications are coalesced: a burst wakes the thread
+ * once per drain. Owner only; works on pthreads and on the main thread.
+ *
+ * Wakeups use Atomics.waitAsync on the mailbox's notification word. Where
+ * the JS engine has no native waitAsync, a sender that finds the mailbox
+ * empty instead posts one wakeup task to the thread
+ * (emscripten_dispatch_to_thread_async), which schedules the drain with
+ * setTimeout; messages then cost one postMessage per burst.
+ *
+ * While attached, a pthread holds a runtime keepalive (so it stays alive
+ * between tasks), and the Node main thread holds a ref'd timer (so Node
+ * does not exit while messages may still arrive). Both are dropped on
+ * detach, at thread exit and at runtime exit. To end a program whose main
+ * thread sits in its event loop, call emscripten_force_exit(): a plain
+ * exit() does not end a runtime that emscripten_exit_with_live_runtime keeps
+ * alive.
  * Returns MBX_OK (also if already attached), MBX_EPERM (no mailbox),
- * MBX_EINVAL (native build, or no Atomics.waitAsync in this JS engine).
+ * MBX_EINVAL (native build).
  */
 int mbx_event_loop_attach(void);
 

@@ -51,8 +51,13 @@ typedef struct mbx_record {
    * the JS event loop waits on. May dip to -1 briefly (a message popped
    * before its sender counted it). */
   _Atomic int32_t pending;
-  /* Non-zero while the owner sleeps (or the JS loop is armed) on pending. */
+  /* How a sender that takes pending from 0 must notify the owner: one of
+   * MBX_WAITING_* (the owner sleeps on pending, or its JS loop waits). */
   _Atomic int32_t waiting;
+  /* Who may pop the queue right now: MBX_CONSUMER_*. The owner claims it
+   * around each pop only (not while a handler runs), so a closer from
+   * outside (runtime exit, a dead owner) can take the queue over. */
+  _Atomic int32_t consumer;
   _Atomic uint32_t capacity;   /* 0 = unbounded */
   _Atomic uint32_t bound;      /* 1 while a thread owns it */
   _Atomic(mbx_node *) tail;    /* producers exchange here */
@@ -73,6 +78,17 @@ typedef struct mbx_record {
    * thread at bind (the same value); reset at reuse. */
   _Atomic uintptr_t pthread_id;
 } mbx_record;
+
+enum {
+  MBX_WAITING_NONE = 0,
+  MBX_WAITING_WAKE = 1, /* futex / Atomics.waitAsync on pending */
+  MBX_WAITING_POST = 2, /* event loop without waitAsync: post_wake_hook */
+};
+enum {
+  MBX_CONSUMER_FREE = 0,
+  MBX_CONSUMER_OWNER = 1,  /* the owner is inside a pop */
+  MBX_CONSUMER_CLOSER = 2, /* the closer of this life drains it; final */
+};
 
 /* ---- record.c */
 /* Resolve a handle to its record without trusting any of its bits. Returns
@@ -113,16 +129,34 @@ void mbx__record_release_owner(mbx_record *r);
 int mbx__record_set_pthread(mbx_handle h, uintptr_t id);
 /* Handle of the open life created for pthread id, or the null handle. */
 mbx_handle mbx__handle_of_pthread(uintptr_t id);
+/* Number of records ever published; indexes below it are valid. */
+uint32_t mbx__record_count(void);
+/* Handle of record index's current life if it is open, else null. */
+mbx_handle mbx__open_life_at(uint32_t index);
 
 /* ---- mailbox.c */
 /* mbx_thread_exit, but also allowed from inside a handler (nested_ok), for
  * the pthread exit hook. */
 int mbx__thread_exit(int reason, int nested_ok);
 
-/* Event-loop delivery (Emscripten): the calling thread's record, or NULL.
- * mbx__event_loop_prepare sets `waiting` and returns the word to wait on. */
+/* Close h's life from outside its owner (runtime exit): after this no send
+ * succeeds; queued messages are canceled on the calling thread with reason
+ * once the owner is between pops. The owner keeps running and still
+ * releases its own hold when it exits. Returns the number canceled or
+ * dropped, MBX_ECLOSED/MBX_ESTALE (already closed or gone), MBX_EBUSY (the
+ * owner did not leave a pop within the bound: it is dead mid-pop, and its
+ * queue is left as it is). */
+int mbx__close_from_outside(mbx_handle h, int reason);
+
+/* Event-loop delivery (Emscripten): the calling thread's pending word, or
+ * NULL; and its notification mode (MBX_WAITING_*). */
 _Atomic int32_t *mbx__self_pending_word(void);
-void mbx__self_set_waiting(int32_t value);
+void mbx__self_set_waiting(int32_t mode);
+/* Called by a sender, inside the gate (the owner cannot finish closing
+ * meanwhile), when it makes pending leave 0 and the owner is in
+ * MBX_WAITING_POST mode. Set once, before any owner enters that mode. */
+typedef void (*mbx_post_wake_fn)(uintptr_t owner_pthread);
+void mbx__set_post_wake_hook(mbx_post_wake_fn hook);
 
 /* ---- alloc.c */
 void *mbx__alloc(size_t size);

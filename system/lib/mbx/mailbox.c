@@ -16,6 +16,11 @@
 static _Thread_local mbx_record *tls_self;
 static _Thread_local mbx_handle tls_self_handle;
 static _Thread_local int tls_draining;
+static _Atomic(mbx_post_wake_fn) g_post_wake_hook;
+
+/* How long a closer waits for an owner to leave a pop (a few instructions
+ * for a live owner); longer means the owner died inside one. */
+#define CLOSER_CLAIM_TIMEOUT_MS 1000.0
 
 const char *mbx_strerror(int code) {
   switch (code) {
@@ -56,9 +61,10 @@ static void queue_push(mbx_record *r, mbx_node *n) {
   atomic_store_explicit(&prev->next, n, memory_order_release);
 }
 
-/* Owner only. Returns NULL when empty, or when a producer is between its
- * exchange and its link (it then still has its gate count and has not yet
- * counted the message in pending, so nothing is lost by stopping). */
+/* Consumer only (the holder of r->consumer). Returns NULL when empty, or
+ * when a producer is between its exchange and its link (it then still has
+ * its gate count and has not yet counted the message in pending, so nothing
+ * is lost by stopping). */
 static mbx_node *queue_pop(mbx_record *r) {
   mbx_node *head = r->head;
   // Acquire (all loads of next): pairs with the release link in queue_push.
@@ -85,7 +91,7 @@ static mbx_node *queue_pop(mbx_record *r) {
   return NULL;
 }
 
-/* Owner only: subtract what was popped from pending. */
+/* Consumer only: subtract what was popped from pending. */
 static int32_t flush_consumed(mbx_record *r) {
   int32_t n = r->consumed_unflushed;
   r->consumed_unflushed = 0;
@@ -170,8 +176,22 @@ int mbx_send(mbx_handle to, mbx_run_fn run, mbx_cancel_fn cancel, void *arg) {
   int32_t before =
       atomic_fetch_add_explicit(&r->pending, 1, memory_order_seq_cst);
   // Seq_cst: the other half of the Dekker pair above.
-  int wake =
-      before == 0 && atomic_load_explicit(&r->waiting, memory_order_seq_cst);
+  int32_t wake = before == 0
+                     ? atomic_load_explicit(&r->waiting, memory_order_seq_cst)
+                     : MBX_WAITING_NONE;
+  if (wake == MBX_WAITING_POST) {
+    /* Inside the gate: the owner cannot finish closing (and its thread
+     * cannot go away) until we leave, so posting to it is safe. */
+    // Acquire: pairs with the release in mbx__set_post_wake_hook.
+    mbx_post_wake_fn hook =
+        atomic_load_explicit(&g_post_wake_hook, memory_order_acquire);
+    // Relaxed: set by the owner before it entered POST mode, which we
+    // observed through the seq_cst load of waiting.
+    uintptr_t owner =
+        atomic_load_explicit(&r->pthread_id, memory_order_relaxed);
+    if (hook && owner)
+      hook(owner);
+  }
   // Relaxed: statistics.
   uint32_t high_water =
       atomic_load_explicit(&r->high_water, memory_order_relaxed);
@@ -188,31 +208,62 @@ int mbx_send(mbx_handle to, mbx_run_fn run, mbx_cancel_fn cancel, void *arg) {
   // Only the sender that made pending leave zero wakes, so a burst costs one
   // notification. After leaving the gate the record may already serve a new
   // thread; a wake there is spurious and harmless (records are never freed).
-  if (wake) {
+  if (wake != MBX_WAITING_NONE) {
     mbx__stat_add(MBX_STAT_WAKEUP, 1);
-    mbx_platform_wake_all(&r->pending);
+    if (wake == MBX_WAITING_WAKE)
+      mbx_platform_wake_all(&r->pending);
   }
   return MBX_OK;
 }
 
+void mbx__set_post_wake_hook(mbx_post_wake_fn hook) {
+  // Release: a sender that loads the hook may call it at once.
+  atomic_store_explicit(&g_post_wake_hook, hook, memory_order_release);
+}
+
 /* ---- receiving */
 
-/* Owner only, tls_draining set. Runs at most budget messages. */
+/* Owner: take the consumer role for one pop. Fails only when a closer from
+ * outside has taken the queue over for good. */
+static int owner_claim(mbx_record *r) {
+  int32_t expected = MBX_CONSUMER_FREE;
+  // Relaxed: a closer never hands the queue back, so success only follows
+  // our own release below; the closer's acquire CAS orders it after us.
+  return atomic_compare_exchange_strong_explicit(
+      &r->consumer, &expected, MBX_CONSUMER_OWNER, memory_order_relaxed,
+      memory_order_relaxed);
+}
+static void owner_unclaim(mbx_record *r) {
+  // Release: a closer that claims next sees our pops and counters.
+  atomic_store_explicit(&r->consumer, MBX_CONSUMER_FREE, memory_order_release);
+}
+
+/* Owner only, tls_draining set. Runs at most budget messages; the queue is
+ * claimed only around each pop, never while a handler runs, so a closer
+ * from outside can take over between messages. Returns the number run, or
+ * MBX_ECLOSED if the queue was taken over before anything ran. */
 static int run_pending(mbx_record *r, int32_t budget) {
   int count = 0;
   while (count < budget) {
+    if (!owner_claim(r))
+      return count ? count : MBX_ECLOSED; /* the closer flushes for us */
     mbx_node *n = queue_pop(r);
+    if (n)
+      r->consumed_unflushed++;
+    owner_unclaim(r);
     if (!n)
       break;
     mbx_run_fn run = n->run;
     void *arg = n->arg;
     mbx__node_free(n);
-    r->consumed_unflushed++;
     count++;
     counter_bump(&r->run, 1);
     run(arg);
   }
+  if (!owner_claim(r))
+    return count ? count : MBX_ECLOSED;
   flush_consumed(r);
+  owner_unclaim(r);
   return count;
 }
 
@@ -225,6 +276,21 @@ static int begin_drain(mbx_record **out) {
   tls_draining = 1;
   *out = r;
   return MBX_OK;
+}
+
+/* Owner: deliver the notification a sender would have sent in mode. */
+static void self_notify(mbx_record *r, int32_t mode) {
+  if (mode == MBX_WAITING_WAKE) {
+    mbx_platform_wake_all(&r->pending);
+    return;
+  }
+  // Acquire: see mbx_send.
+  mbx_post_wake_fn hook =
+      atomic_load_explicit(&g_post_wake_hook, memory_order_acquire);
+  // Relaxed: written by this thread.
+  uintptr_t owner = atomic_load_explicit(&r->pthread_id, memory_order_relaxed);
+  if (hook && owner)
+    hook(owner);
 }
 
 int mbx_poll(void) {
@@ -245,13 +311,16 @@ int mbx_wait(double timeout_ms) {
   if (rc != MBX_OK)
     return rc;
   double deadline = timeout_ms >= 0 ? mbx_platform_now_ms() + timeout_ms : 0;
+  /* An event-loop thread may wait too: keep its notification mode. */
+  // Relaxed: only the owner writes waiting.
+  int32_t mode = atomic_load_explicit(&r->waiting, memory_order_relaxed);
   int count = 0;
   for (;;) {
     // Seq_cst: see flush_consumed.
     int32_t pending = atomic_load_explicit(&r->pending, memory_order_seq_cst);
     if (pending > 0) {
       count = run_pending(r, pending);
-      if (count > 0)
+      if (count != 0)
         break;
       mbx_platform_yield(); /* a sender is mid-push: a few instructions */
       continue;
@@ -268,13 +337,27 @@ int mbx_wait(double timeout_ms) {
         break;
       }
     }
+    // Relaxed: a closer from outside owns the queue for good once set.
+    if (atomic_load_explicit(&r->consumer, memory_order_relaxed) ==
+        MBX_CONSUMER_CLOSER) {
+      count = MBX_ECLOSED;
+      break;
+    }
     // Seq_cst: Dekker pair with mbx_send (set waiting, then re-read
     // pending; the sender increments pending, then reads waiting).
-    atomic_store_explicit(&r->waiting, 1, memory_order_seq_cst);
+    atomic_store_explicit(&r->waiting, MBX_WAITING_WAKE, memory_order_seq_cst);
     if (atomic_load_explicit(&r->pending, memory_order_seq_cst) == 0)
       mbx_platform_wait(&r->pending, 0, remaining);
-    // Relaxed: only an optimisation hint for senders.
-    atomic_store_explicit(&r->waiting, 0, memory_order_relaxed);
+    // Relaxed: only a hint for senders (the mode is restored below).
+    atomic_store_explicit(&r->waiting, MBX_WAITING_NONE, memory_order_relaxed);
+  }
+  if (mode != MBX_WAITING_NONE) {
+    // Seq_cst: Dekker pair with mbx_send, as above.
+    atomic_store_explicit(&r->waiting, mode, memory_order_seq_cst);
+    /* A send that found waiting cleared did not notify the event loop:
+     * notify it ourselves if anything is left. */
+    if (atomic_load_explicit(&r->pending, memory_order_seq_cst) != 0)
+      self_notify(r, mode);
   }
   tls_draining = 0;
   return count;
@@ -284,11 +367,11 @@ _Atomic int32_t *mbx__self_pending_word(void) {
   return tls_self ? &tls_self->pending : NULL;
 }
 
-void mbx__self_set_waiting(int32_t value) {
+void mbx__self_set_waiting(int32_t mode) {
   if (tls_self)
     // Seq_cst: the Dekker pair with mbx_send (set waiting, then the
     // Atomics.waitAsync value check on pending).
-    atomic_store_explicit(&tls_self->waiting, value, memory_order_seq_cst);
+    atomic_store_explicit(&tls_self->waiting, mode, memory_order_seq_cst);
 }
 
 /* ---- lifecycle */
@@ -369,6 +452,26 @@ static int close_and_cancel(mbx_record *r, uint32_t gen, int reason) {
   while (atomic_load_explicit(&r->gate, memory_order_acquire) &
          GATE_INFLIGHT_MASK)
     mbx_platform_yield();
+  /* Take the queue for good. The owner holds it only inside a pop; if it
+   * stays there, the owner died in it and the queue cannot be trusted. */
+  double deadline = 0;
+  for (;;) {
+    int32_t expected = MBX_CONSUMER_FREE;
+    // Acquire: pairs with owner_unclaim, so the owner's pops and consumed
+    // count are visible. Relaxed on failure: we retry.
+    if (atomic_compare_exchange_weak_explicit(
+            &r->consumer, &expected, MBX_CONSUMER_CLOSER, memory_order_acquire,
+            memory_order_relaxed))
+      break;
+    if (expected != MBX_CONSUMER_FREE) {
+      double now = mbx_platform_now_ms();
+      if (!deadline)
+        deadline = now + CLOSER_CLAIM_TIMEOUT_MS;
+      else if (now > deadline)
+        return MBX_EBUSY;
+      mbx_platform_yield();
+    }
+  }
   int count = 0;
   mbx_node *n;
   while ((n = queue_pop(r)) != NULL) {
@@ -399,9 +502,9 @@ int mbx__thread_exit(int reason, int nested_ok) {
   if (tls_draining && !nested_ok)
     return MBX_EBUSY;
   /* A handler that ends its thread (pthread_exit inside run) leaves its own
-   * message counted as run; account for what the interrupted drain popped. */
+   * message counted as run; close_and_cancel flushes what the interrupted
+   * drain popped. If a closer from outside got here first, it drains. */
   tls_draining = 1;
-  flush_consumed(r);
   int count = close_and_cancel(r, handle_gen(tls_self_handle), reason);
   // Relaxed: only the owner reads bound; it is reset at reuse anyway.
   atomic_store_explicit(&r->bound, 0, memory_order_relaxed);
@@ -414,14 +517,31 @@ int mbx__thread_exit(int reason, int nested_ok) {
 
 int mbx_thread_exit(int reason) { return mbx__thread_exit(reason, 0); }
 
+int mbx__close_from_outside(mbx_handle h, int reason) {
+  mbx_record *r;
+  int rc = mbx__lookup(h, &r);
+  if (rc != MBX_OK)
+    return rc;
+  /* Our hold keeps this life from being retired and reused while we drain,
+   * even if the owner exits meanwhile. */
+  rc = mbx_hold(h);
+  if (rc != MBX_OK)
+    return rc;
+  int count = close_and_cancel(r, handle_gen(h), reason);
+  mbx_release(h);
+  return count;
+}
+
 int mbx_mailbox_close_orphan(mbx_handle h) {
   mbx_record *r;
   int rc = mbx__lookup(h, &r);
   if (rc != MBX_OK)
     return rc;
   int count = close_and_cancel(r, handle_gen(h), MBX_CANCEL_ABNORMAL_EXIT);
-  if (count < 0)
+  if (count < 0 && count != MBX_EBUSY)
     return count; /* stale, or someone else closed it first */
+  /* MBX_EBUSY: the owner died inside a pop. Its queue is abandoned (the
+   * nodes leak; reuse resets the queue), but the record is still retired. */
   // Relaxed: the record is closed; nobody binds a closed record.
   atomic_store_explicit(&r->bound, 0, memory_order_relaxed);
   mbx__record_release_owner(r); /* the dead owner's hold */

@@ -64,6 +64,7 @@ static void reset_queue(mbx_record *r) {
   r->consumed_unflushed = 0;
   atomic_store_explicit(&r->pending, 0, memory_order_relaxed);    // see above
   atomic_store_explicit(&r->waiting, 0, memory_order_relaxed);    // see above
+  atomic_store_explicit(&r->consumer, 0, memory_order_relaxed);   // see above
   atomic_store_explicit(&r->capacity, 0, memory_order_relaxed);   // see above
   atomic_store_explicit(&r->bound, 0, memory_order_relaxed);      // see above
   atomic_store_explicit(&r->pthread_id, 0, memory_order_relaxed); // see above
@@ -365,4 +366,20 @@ mbx_handle mbx__handle_of_pthread(uintptr_t id) {
       return make_handle(i, gate_gen(before));
   }
   return MBX_NULL_HANDLE;
+}
+
+uint32_t mbx__record_count(void) {
+  // Acquire: see mbx__lookup.
+  return atomic_load_explicit(&g_record_count, memory_order_acquire);
+}
+
+mbx_handle mbx__open_life_at(uint32_t index) {
+  if (index >= mbx__record_count())
+    return MBX_NULL_HANDLE;
+  // Relaxed: a snapshot; whoever uses the handle re-checks the gate.
+  uint64_t gate =
+      atomic_load_explicit(&record_at(index)->gate, memory_order_relaxed);
+  if (!(gate & GATE_OPEN))
+    return MBX_NULL_HANDLE;
+  return make_handle(index, gate_gen(gate));
 }

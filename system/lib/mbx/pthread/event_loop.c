@@ -2,12 +2,21 @@
  * Event-loop delivery: a thread that returns to its JS event loop runs its
  * messages when senders notify its mailbox, with no polling (src/mbx.js).
  *
- * Arming: set the mailbox's `waiting` flag (so a sender that takes pending
- * from 0 to 1 notifies), then Atomics.waitAsync(pending, 0). waitAsync
- * checks the value atomically, so a send that lands before the wait is
- * registered makes it return "not-equal" and we drain again: no lost wakeup.
- * While armed the thread holds a runtime keepalive, so Emscripten keeps it
- * alive between tasks; it is dropped on detach and at thread exit (3.1.6
+ * Arming with Atomics.waitAsync: set the mailbox's `waiting` mode (so a
+ * sender that takes pending from 0 to 1 notifies), then waitAsync(pending,
+ * 0). waitAsync checks the value atomically, so a send that lands before the
+ * wait is registered makes it return "not-equal" and we drain again: no lost
+ * wakeup.
+ *
+ * Without a native waitAsync: set the mode to POST, then re-read pending
+ * (the sender increments pending, then reads the mode: one of us sees the
+ * other). A sender that makes pending leave 0 posts wake_task to this
+ * thread with emscripten_dispatch_to_thread_async; wake_task only schedules
+ * the drain with setTimeout, because Emscripten may also run posted tasks
+ * inside futex waits, where handlers must not run.
+ *
+ * While attached a pthread holds a runtime keepalive, so Emscripten keeps
+ * it alive between tasks; it is dropped on detach and at thread exit (3.1.6
  * would otherwise leak it into the next thread on the same worker).
  */
 #include "../internal.h"
@@ -16,18 +25,21 @@
 
 #ifdef __EMSCRIPTEN__
 #include <emscripten/emscripten.h>
+#include <emscripten/threading.h>
 
 int mbx_js_arm(_Atomic int32_t *word, uint32_t epoch);
 void mbx_js_defer(uint32_t epoch);
 int mbx_js_has_wait_async(void);
-void mbx_js_keepalive_push(void);
-void mbx_js_keepalive_pop(void);
+void mbx_js_loop_hold(void);
+void mbx_js_loop_release(void);
 void mbx_js_thread_exiting(void);
 
 /* Non-zero while event-loop delivery is on for this thread: the epoch of
  * the current attachment, so that a wait armed by an earlier attachment (or
  * an earlier thread on the same worker) is ignored when it fires. */
 static _Thread_local uint32_t tls_epoch;
+/* MBX_WAITING_WAKE (waitAsync) or MBX_WAITING_POST (fallback). */
+static _Thread_local int32_t tls_mode;
 static _Atomic uint32_t g_next_epoch = 1;
 
 #define MAX_DRAINS_PER_TASK 16
@@ -38,12 +50,16 @@ static void drain_and_arm(void) {
     _Atomic int32_t *word = mbx__self_pending_word();
     if (!word || !tls_epoch)
       return; /* a handler detached or the mailbox closed */
-    mbx__self_set_waiting(1);
-    int armed = mbx_js_arm(word, tls_epoch);
-    if (armed == 1)
-      return;
-    if (armed < 0)
-      break; /* no waitAsync: see mbx_event_loop_attach */
+    mbx__self_set_waiting(tls_mode);
+    if (tls_mode == MBX_WAITING_WAKE) {
+      if (mbx_js_arm(word, tls_epoch) == 1)
+        return;
+    } else {
+      // Seq_cst: the other half of the Dekker pair with mbx_send (we set
+      // the mode above, the sender increments pending first).
+      if (atomic_load_explicit(word, memory_order_seq_cst) == 0)
+        return; /* the next sender posts wake_task */
+    }
   }
   /* Still busy after many rounds: yield to the event loop, then go on. */
   mbx_js_defer(tls_epoch);
@@ -55,18 +71,35 @@ EMSCRIPTEN_KEEPALIVE void mbx__event_loop_wake(uint32_t epoch) {
   drain_and_arm();
 }
 
+/* Runs on the owner, posted by a sender (see mbx_send). */
+static void wake_task(void) {
+  if (tls_epoch)
+    mbx_js_defer(tls_epoch);
+}
+
+static void post_wake(uintptr_t owner) {
+  emscripten_dispatch_to_thread_async_((pthread_t)owner, EM_FUNC_SIG_V,
+                                       (void *)wake_task, NULL);
+}
+
 int mbx_event_loop_attach(void) {
   if (!mbx__self_pending_word())
     return MBX_EPERM;
   if (tls_epoch)
     return MBX_OK;
-  if (!mbx_js_has_wait_async())
-    return MBX_EINVAL;
+  if (mbx_js_has_wait_async()) {
+    tls_mode = MBX_WAITING_WAKE;
+  } else {
+    tls_mode = MBX_WAITING_POST;
+    /* Senders post to the pthread recorded for this life. */
+    mbx__record_set_pthread(mbx_self(), (uintptr_t)pthread_self());
+    mbx__set_post_wake_hook(post_wake);
+  }
   // Relaxed: only uniqueness matters.
   uint32_t epoch =
       atomic_fetch_add_explicit(&g_next_epoch, 1, memory_order_relaxed);
   tls_epoch = epoch ? epoch : 1;
-  mbx_js_keepalive_push();
+  mbx_js_loop_hold();
   drain_and_arm();
   return MBX_OK;
 }
@@ -77,8 +110,8 @@ int mbx_event_loop_detach(void) {
   if (!tls_epoch)
     return MBX_EINVAL;
   tls_epoch = 0;
-  mbx__self_set_waiting(0);
-  mbx_js_keepalive_pop();
+  mbx__self_set_waiting(MBX_WAITING_NONE);
+  mbx_js_loop_release();
   return MBX_OK;
 }
 

@@ -8,6 +8,9 @@
  * queued messages are canceled on the dying thread, while its stack exists
  * and before thread-specific-data destructors run. C11 thrd_create and C++
  * std::thread go through pthread_create, so they are covered too.
+ *
+ * The main thread gets its mailbox from a constructor, before main runs;
+ * it is closed at runtime exit (shutdown.c).
  */
 #include "../internal.h"
 
@@ -26,6 +29,28 @@ typedef struct start_info {
 } start_info;
 
 void mbx__event_loop_on_exit(void);
+void mbx__shutdown_install(void);
+
+static _Atomic uint64_t g_main_handle;
+
+/* Runs on the main thread before main(). If it fails (out of memory) the
+ * main thread simply has no mailbox: mbx_main_thread() says so. */
+__attribute__((constructor)) static void open_main_mailbox(void) {
+  mbx_handle h;
+  if (mbx_thread_attach(&h) != MBX_OK)
+    return;
+  mbx__record_set_pthread(h, (uintptr_t)pthread_self());
+  // Release: pairs with mbx_main_thread; other constructors may already
+  // have started threads that read it.
+  atomic_store_explicit(&g_main_handle, h.bits, memory_order_release);
+  mbx__shutdown_install();
+}
+
+mbx_handle mbx_main_thread(void) {
+  // Acquire: pairs with the release in open_main_mailbox.
+  mbx_handle h = {atomic_load_explicit(&g_main_handle, memory_order_acquire)};
+  return h;
+}
 
 static void close_on_exit(void *unused) {
   (void)unused;

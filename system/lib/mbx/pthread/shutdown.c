@@ -1,0 +1,95 @@
+/*
+ * Closing mailboxes whose owners will never run their exit path:
+ *
+ * - Runtime exit. exit() runs atexit handlers on one thread while every
+ *   other thread keeps running, then ends them without any cleanup (native
+ *   exit, Emscripten's worker.terminate()). mbx__runtime_exit closes every
+ *   open mailbox from outside and cancels what is queued, on the exiting
+ *   thread, with MBX_CANCEL_RUNTIME_EXIT. It runs from an atexit handler
+ *   registered before main, so it runs after the program's own handlers,
+ *   and on Emscripten also from the JS thread teardown (which
+ *   emscripten_force_exit reaches even without EXIT_RUNTIME).
+ *
+ * - Abnormal death (Emscripten): a pthread's worker is terminated while the
+ *   thread runs. src/mbx.js watches every worker on the main thread; when
+ *   one is terminated it captures the handle of the thread it hosted, and
+ *   when the worker is gone it calls mbx__on_thread_death on the main
+ *   thread, which closes the mailbox as an orphan (MBX_CANCEL_ABNORMAL_EXIT).
+ */
+#include "../internal.h"
+
+#include <mbx/thread.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+void mbx__event_loop_on_exit(void);
+
+static _Atomic int g_runtime_exiting;
+
+void mbx__runtime_exit(void) {
+  // Relaxed: only one caller may proceed; nothing is published through it.
+  if (atomic_exchange_explicit(&g_runtime_exiting, 1, memory_order_relaxed))
+    return;
+  mbx_handle self = mbx_self();
+  /* Others first: their cancel handlers may notify this thread by message,
+   * and those messages are then canceled here too instead of refused. */
+  uint32_t count = mbx__record_count();
+  for (uint32_t i = 0; i < count; i++) {
+    mbx_handle h = mbx__open_life_at(i);
+    if (!mbx_handle_is_null(h) && !mbx_handle_equal(h, self))
+      mbx__close_from_outside(h, MBX_CANCEL_RUNTIME_EXIT);
+  }
+  mbx__event_loop_on_exit();
+  /* nested_ok: exit() is often called from inside a message handler. */
+  mbx__thread_exit(MBX_CANCEL_RUNTIME_EXIT, 1);
+}
+
+static void runtime_exit_at_exit(void) { mbx__runtime_exit(); }
+
+#ifdef __EMSCRIPTEN__
+#include <emscripten/emscripten.h>
+
+void mbx_js_watch_workers(void);
+
+/* The handle captured by the last mbx__death_capture, split for JS (which
+ * cannot take 64-bit values from 3.1.6 without BigInt support). */
+static uint32_t g_capture_gen;
+
+/* Main thread, from src/mbx.js, when the worker hosting pthread ptr is
+ * being terminated. Returns the low half of that thread's handle (0 if it
+ * has no open mailbox); mbx__death_capture_gen returns the high half. */
+EMSCRIPTEN_KEEPALIVE uint32_t mbx__death_capture(uintptr_t ptr) {
+  mbx_handle h = ptr ? mbx__handle_of_pthread(ptr) : MBX_NULL_HANDLE;
+  g_capture_gen = (uint32_t)(h.bits >> 32);
+  return (uint32_t)h.bits;
+}
+EMSCRIPTEN_KEEPALIVE uint32_t mbx__death_capture_gen(void) {
+  return g_capture_gen;
+}
+
+/* Main thread, from src/mbx.js, once the worker is gone. The generation
+ * makes this a no-op if the thread exited normally first (MBX_ECLOSED) or
+ * its record already serves another thread (MBX_ESTALE). */
+EMSCRIPTEN_KEEPALIVE void mbx__on_thread_death(uint32_t low, uint32_t gen) {
+  mbx_handle h = {((uint64_t)gen << 32) | low};
+  if (!mbx_handle_is_null(h))
+    mbx_mailbox_close_orphan(h);
+}
+
+/* Main thread, from src/mbx.js, when Emscripten starts tearing threads
+ * down (also without EXIT_RUNTIME, e.g. emscripten_force_exit). */
+EMSCRIPTEN_KEEPALIVE void mbx__on_runtime_teardown(void) {
+  mbx__runtime_exit();
+}
+
+void mbx__shutdown_install(void) {
+  atexit(runtime_exit_at_exit);
+  mbx_js_watch_workers();
+}
+
+#else
+
+void mbx__shutdown_install(void) { atexit(runtime_exit_at_exit); }
+
+#endif

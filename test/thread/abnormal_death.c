@@ -1,0 +1,181 @@
+// mbx-test-flavors: wasm wasm-asan
+// mbx-test-args: --rounds 6
+// mbx-test-timeout: 120
+/*
+ * Abnormal death (Emscripten): the worker of a live pthread is terminated,
+ * so the thread never runs its exit path. The mailbox must still close and
+ * every queued message must be canceled, on the main thread, with
+ * MBX_CANCEL_ABNORMAL_EXIT, so that nobody waits forever: here a sender
+ * thread blocks until its message is run or canceled. Victims alternate
+ * between a thread blocked in pthread_cond_wait (never polling) and an
+ * event-loop thread terminated in the middle of a handler. Afterwards sends
+ * to the dead thread fail with MBX_ECLOSED, and new threads keep working.
+ * (Natively threads cannot be killed one by one: wasm only.)
+ */
+#include "../core/check.h"
+
+#ifdef __EMSCRIPTEN__
+
+#include <emscripten/emscripten.h>
+#include <emscripten/threading.h>
+#include <mbx/thread.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <time.h>
+
+int mbx_test_terminate_thread(pthread_t thread); /* test_support.js */
+
+enum { QUEUED = 20 };
+
+static pthread_t g_main;
+static _Atomic int g_ready, g_in_handler, g_runs, g_cancels, g_bad_cancels;
+static _Atomic int g_waiter_sent, g_waiter_released;
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+static void on_run(void *arg) {
+  (void)arg;
+  atomic_fetch_add(&g_runs, 1);
+}
+static void on_cancel(void *arg, int reason) {
+  (void)arg;
+  if (reason != MBX_CANCEL_ABNORMAL_EXIT ||
+      !pthread_equal(pthread_self(), g_main))
+    atomic_fetch_add(&g_bad_cancels, 1);
+  atomic_fetch_add(&g_cancels, 1);
+}
+
+static void *blocked_victim(void *arg) {
+  (void)arg;
+  static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+  static pthread_cond_t never = PTHREAD_COND_INITIALIZER;
+  atomic_store(&g_ready, 1);
+  pthread_mutex_lock(&lock);
+  for (;;)
+    pthread_cond_wait(&never, &lock);
+  return NULL;
+}
+
+static void endless_handler(void *arg) {
+  (void)arg;
+  atomic_store(&g_in_handler, 1);
+  for (;;)
+    sleep_ms(5);
+}
+static void *event_loop_victim(void *arg) {
+  (void)arg;
+  CHECK_EQ(mbx_event_loop_attach(), MBX_OK);
+  atomic_store(&g_ready, 1);
+  emscripten_exit_with_live_runtime();
+  return NULL;
+}
+
+/* A sender that blocks until its message is run or canceled. */
+static _Atomic int g_done_word;
+static void done_run(void *arg) {
+  (void)arg;
+  atomic_store(&g_done_word, 1);
+  emscripten_futex_wake((void *)&g_done_word, 1);
+}
+static void done_cancel(void *arg, int reason) {
+  on_cancel(arg, reason);
+  done_run(arg);
+}
+static void *blocking_sender(void *to) {
+  atomic_store(&g_done_word, 0);
+  CHECK_EQ(mbx_send(*(mbx_handle *)to, done_run, done_cancel, NULL), MBX_OK);
+  atomic_store(&g_waiter_sent, 1);
+  while (!atomic_load(&g_done_word))
+    emscripten_futex_wait((void *)&g_done_word, 0, 10000);
+  atomic_store(&g_waiter_released, 1);
+  return NULL;
+}
+
+/* Runs on main: Emscripten terminates workers from the main thread. */
+static void terminate_on_main(void *victim) {
+  CHECK_EQ(mbx_test_terminate_thread(*(pthread_t *)victim), 1);
+}
+
+static void finish(void *arg) {
+  printf("rounds=%ld: every queued message canceled on main with "
+         "MBX_CANCEL_ABNORMAL_EXIT; blocked senders released\n",
+         (long)(intptr_t)arg);
+  printf("PASS abnormal_death\n");
+  fflush(stdout);
+  emscripten_force_exit(0);
+}
+
+static void *coordinator(void *arg) {
+  long rounds = (long)(intptr_t)arg;
+  for (long round = 0; round < rounds; round++) {
+    int in_event_loop = round % 2;
+    atomic_store(&g_ready, 0);
+    atomic_store(&g_in_handler, 0);
+    atomic_store(&g_cancels, 0);
+    atomic_store(&g_waiter_released, 0);
+    atomic_store(&g_waiter_sent, 0);
+    pthread_t victim;
+    CHECK_EQ(pthread_create(&victim, NULL,
+                            in_event_loop ? event_loop_victim : blocked_victim,
+                            NULL),
+             0);
+    mbx_handle to = mbx_thread_handle(victim);
+    CHECK(!mbx_handle_is_null(to));
+    while (!atomic_load(&g_ready))
+      sleep_ms(1);
+    if (in_event_loop) { /* terminate it in the middle of a handler */
+      CHECK_EQ(mbx_send(to, endless_handler, NULL, NULL), MBX_OK);
+      while (!atomic_load(&g_in_handler))
+        sleep_ms(1);
+    }
+    for (int i = 0; i < QUEUED; i++)
+      CHECK_EQ(mbx_send(to, on_run, on_cancel, NULL), MBX_OK);
+    pthread_t waiter;
+    CHECK_EQ(pthread_create(&waiter, NULL, blocking_sender, &to), 0);
+    while (!atomic_load(&g_waiter_sent))
+      sleep_ms(1);
+    CHECK_EQ(mbx_send(mbx_main_thread(), terminate_on_main, NULL, &victim),
+             MBX_OK);
+    CHECK_EQ(pthread_join(waiter, NULL), 0); /* released by the cancel */
+    CHECK_EQ(atomic_load(&g_waiter_released), 1);
+    CHECK_EQ(atomic_load(&g_cancels), QUEUED + 1);
+    CHECK_EQ(mbx_send(to, on_run, on_cancel, NULL), MBX_ECLOSED);
+  }
+  CHECK_EQ(atomic_load(&g_runs), 0);
+  CHECK_EQ(atomic_load(&g_bad_cancels), 0);
+  /* Threads created after the deaths still work. */
+  for (int i = 0; i < 4; i++) {
+    pthread_t t;
+    atomic_store(&g_ready, 0);
+    CHECK_EQ(pthread_create(&t, NULL, blocked_victim, NULL), 0);
+    while (!atomic_load(&g_ready))
+      sleep_ms(1);
+    CHECK(!mbx_handle_is_null(mbx_thread_handle(t)));
+    CHECK_EQ(mbx_send(mbx_main_thread(), terminate_on_main, NULL, &t), MBX_OK);
+    sleep_ms(20);
+  }
+  CHECK_EQ(mbx_send(mbx_main_thread(), finish, NULL, (void *)(intptr_t)rounds),
+           MBX_OK);
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  long rounds = arg_long(argc, argv, "--rounds", 6);
+  g_main = pthread_self();
+  CHECK_EQ(mbx_event_loop_attach(), MBX_OK);
+  pthread_t t;
+  CHECK_EQ(pthread_create(&t, NULL, coordinator, (void *)(intptr_t)rounds), 0);
+  CHECK_EQ(pthread_detach(t), 0);
+  emscripten_exit_with_live_runtime();
+  return 99;
+}
+#else
+int main(void) {
+  puts("abnormal_death: wasm only (see mbx-test-flavors)");
+  return 1;
+}
+#endif
