@@ -1,11 +1,16 @@
 // Test-only JS helpers, linked into the test/thread programs.
 mergeInto(LibraryManager.library, {
-  // Hide Atomics.waitAsync from the calling thread's JS realm (each worker
-  // has its own), so that mbx_event_loop_attach takes the posted-wakeup path.
+  // Hide the native Atomics.waitAsync from the calling thread's JS realm
+  // (each worker has its own), so that mbx_event_loop_attach takes the
+  // posted-wakeup path. It is replaced by a forwarding function, which is
+  // what an engine without waitAsync looks like once Emscripten 4+ has
+  // installed its polyfill (that runtime needs one for its own mailbox);
+  // mbx only trusts a native waitAsync.
   mbx_test_hide_wait_async: function() {
-    var had = typeof Atomics.waitAsync === 'function';
-    delete Atomics.waitAsync;
-    return had ? 1 : 0;
+    var native = Atomics.waitAsync;
+    if (typeof native !== 'function') return 0;
+    Atomics.waitAsync = function() { return native.apply(Atomics, arguments); };
+    return 1;
   },
   // Terminate the worker hosting pthread `ptr`, as a crashed or killed
   // worker would end. Main thread only. Returns 1 if a worker was found.

@@ -102,7 +102,9 @@ int mbx_send(mbx_handle to, mbx_run_fn run, mbx_cancel_fn cancel, void *arg);
  * make poll loop forever (such messages run on the next poll). Owner only.
  * This is also the entry point the JS event-loop delivery calls.
  * Returns the number of messages run (>= 0), MBX_EBUSY if called from inside
- * a handler, MBX_EPERM if the calling thread has no mailbox.
+ * a handler, MBX_EPERM if the calling thread has no mailbox, MBX_ECLOSED if
+ * the mailbox was closed from outside (runtime exit: the exiting thread
+ * cancels what is queued).
  */
 int mbx_poll(void);
 
@@ -110,7 +112,7 @@ int mbx_poll(void);
  * Block until at least one message is pending (or timeout_ms passes), then
  * run pending messages as mbx_poll does. timeout_ms < 0 waits forever.
  * Owner only. Returns the number run (>= 1), MBX_ETIMEDOUT, MBX_EBUSY,
- * MBX_EPERM.
+ * MBX_EPERM, MBX_ECLOSED (closed from outside, as for mbx_poll).
  */
 int mbx_wait(double timeout_ms);
 
@@ -162,7 +164,10 @@ int mbx_thread_exit(int reason);
  * never bound. Cancels queued messages on the calling thread with
  * MBX_CANCEL_ABNORMAL_EXIT and releases the owner's hold. Must not be called
  * while the owner may still run. Returns the number canceled (>= 0),
- * MBX_ECLOSED (already closed), MBX_ESTALE, MBX_EINVAL.
+ * MBX_ECLOSED (already closed), MBX_ESTALE, MBX_EINVAL, MBX_EBUSY (the dead
+ * owner stopped in the middle of popping a message, so its queue cannot be
+ * trusted: it is abandoned, its messages stay counted as pending, and the
+ * record is still retired).
  */
 int mbx_mailbox_close_orphan(mbx_handle h);
 
