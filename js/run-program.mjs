@@ -1,13 +1,12 @@
 // Runs one built program of a flavour with a watchdog.
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { ROOT, FLAVORS, toolEnv } from './build.mjs';
+import { FLAVORS, ROOT, buildDir, nodeArgs, toolEnv } from './build.mjs';
 
 export function programCommand(flavor, name, args = []) {
-  const dir = path.join(ROOT, 'build', flavor);
+  const dir = buildDir(flavor);
   if (FLAVORS[flavor].wasm) {
-    // Emscripten 3.1.6 + Node 20 needs --no-experimental-fetch to load .wasm.
-    return { cmd: process.execPath, args: ['--no-experimental-fetch', path.join(dir, `${name}.js`), ...args] };
+    return { cmd: process.execPath, args: [...nodeArgs(), path.join(dir, `${name}.js`), ...args] };
   }
   return { cmd: path.join(dir, name), args };
 }
@@ -23,13 +22,14 @@ export function sanitizerEnv() {
 
 // Spawns a command with a watchdog: killed and reported as timedOut if it
 // has not exited after timeoutMs.
-export function runCommand(cmd, args, { timeoutMs = 300000, env = sanitizerEnv() } = {}) {
+export function runCommand(cmd, args, { timeoutMs = 300000, env = sanitizerEnv(), cwd = ROOT } = {}) {
   return new Promise((resolve) => {
-    const child = spawn(cmd, args, { env, cwd: ROOT });
+    const child = spawn(cmd, args, { env, cwd });
     let stdout = '', stderr = '', timedOut = false;
     child.stdout.on('data', (d) => { stdout += d; });
     child.stderr.on('data', (d) => { stderr += d; });
     const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, timeoutMs);
+    child.on('error', (e) => { stderr += String(e); });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       resolve({ code, signal, stdout, stderr, timedOut });
@@ -37,8 +37,8 @@ export function runCommand(cmd, args, { timeoutMs = 300000, env = sanitizerEnv()
   });
 }
 
-// Runs build/<flavor>/<name> (or its .js under Node). `wrapper` is a command
-// prefix, e.g. ['valgrind', '--quiet'].
+// Runs the program `name` of a flavour from its build directory (wasm: its
+// .js under Node). `wrapper` is a command prefix, e.g. ['valgrind', '--quiet'].
 export function runProgram(flavor, name, args = [], { timeoutMs, wrapper = [] } = {}) {
   const { cmd, args: full } = programCommand(flavor, name, args);
   const [first, ...rest] = [...wrapper, cmd, ...full];
