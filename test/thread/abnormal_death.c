@@ -96,8 +96,10 @@ static void *blocking_sender(void *to) {
 }
 
 /* Runs on main: Emscripten terminates workers from the main thread. */
+static _Atomic int g_terminated;
 static void terminate_on_main(void *victim) {
   CHECK_EQ(mbx_test_terminate_thread(*(pthread_t *)victim), 1);
+  atomic_fetch_add(&g_terminated, 1);
 }
 
 static void finish(void *arg) {
@@ -155,8 +157,10 @@ static void *coordinator(void *arg) {
     while (!atomic_load(&g_ready))
       sleep_ms(1);
     CHECK(!mbx_handle_is_null(mbx_thread_handle(t)));
+    int terminated = atomic_load(&g_terminated);
     CHECK_EQ(mbx_send(mbx_main_thread(), terminate_on_main, NULL, &t), MBX_OK);
-    sleep_ms(20);
+    while (atomic_load(&g_terminated) == terminated) /* it reads t */
+      sleep_ms(1);
   }
   CHECK_EQ(mbx_send(mbx_main_thread(), finish, NULL, (void *)(intptr_t)rounds),
            MBX_OK);
