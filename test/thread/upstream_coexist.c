@@ -13,6 +13,9 @@
  * order; then it exits from one of our handlers with both queues non-empty.
  * Part 3: the differences docs/upstream-comparison.md describes, observed:
  * a target that has exited, nested execution, back-pressure.
+ * Part 4: a target that stores a sync-with-context call's context and exits
+ * without finishing it: mbx_proxy_sync_with_ctx returns MBX_ECANCELED;
+ * what emscripten_proxy_sync_with_ctx does is observed and pinned.
  * Every "upstream:" line printed is an observation that the checks pin
  * down, so a release that changes behaviour fails here.
  */
@@ -22,6 +25,7 @@
 #include <emscripten/proxying.h>
 #include <emscripten/threading.h>
 #include <math.h>
+#include <mbx/proxy.h>
 #include <mbx/thread.h>
 #include <pthread.h>
 #include <sched.h>
@@ -406,12 +410,79 @@ static void part3(em_proxying_queue *q) {
   CHECK_EQ(theirs_accepted, 10000);
 }
 
+/* ------------------------------------------------ part 4: contexts */
+
+static _Atomic int g_ctx_quit, g_ctx_stored, g_ours_rc = 1, g_theirs_rc = -1;
+static mbx_proxy_ctx *g_our_ctx;
+static em_proxying_ctx *g_their_ctx;
+static mbx_handle g_ctx_target;
+
+static void keep_our_ctx(mbx_proxy_ctx *ctx, void *arg) {
+  (void)arg;
+  g_our_ctx = ctx; /* finished later, by nobody before the exit */
+  atomic_fetch_add(&g_ctx_stored, 1);
+}
+static void keep_their_ctx(em_proxying_ctx *ctx, void *arg) {
+  (void)arg;
+  g_their_ctx = ctx;
+  atomic_fetch_add(&g_ctx_stored, 1);
+}
+static void *ctx_target_main(void *arg) {
+  em_proxying_queue *q = arg;
+  while (!atomic_load(&g_ctx_quit)) {
+    mbx_wait(2);
+    emscripten_proxy_execute_queue(q);
+  }
+  return NULL; /* exits with both contexts unfinished */
+}
+static void *our_ctx_caller(void *arg) {
+  (void)arg;
+  atomic_store(&g_ours_rc,
+               mbx_proxy_sync_with_ctx(g_ctx_target, keep_our_ctx, NULL));
+  return NULL;
+}
+static pthread_t g_ctx_target_thread;
+static void *their_ctx_caller(void *q) {
+  atomic_store(&g_theirs_rc, emscripten_proxy_sync_with_ctx(
+                                 q, g_ctx_target_thread, keep_their_ctx, NULL)
+                                 ? 1
+                                 : 0);
+  return NULL;
+}
+
+static void part4(em_proxying_queue *q) {
+  pthread_t target, ours, theirs;
+  CHECK_EQ(pthread_create(&target, NULL, ctx_target_main, q), 0);
+  g_ctx_target_thread = target;
+  g_ctx_target = mbx_thread_handle(target);
+  CHECK_EQ(pthread_create(&ours, NULL, our_ctx_caller, NULL), 0);
+  CHECK_EQ(pthread_create(&theirs, NULL, their_ctx_caller, q), 0);
+  CHECK_EQ(await_count(NULL, &g_ctx_stored, 2), 2);
+  atomic_store(&g_ctx_quit, 1);
+  CHECK_EQ(pthread_join(target, NULL), 0);
+  CHECK_EQ(pthread_join(ours, NULL), 0); /* returns: canceled by the exit */
+  CHECK_EQ(atomic_load(&g_ours_rc), MBX_ECANCELED);
+  CHECK_EQ(mbx_proxy_finish(g_our_ctx), MBX_ECANCELED); /* frees it */
+  sleep_ms(500);
+  int theirs_rc = atomic_load(&g_theirs_rc);
+  printf("ours: mbx_proxy_sync_with_ctx -> MBX_ECANCELED when the target "
+         "exits with the context unfinished; late finish -> MBX_ECANCELED\n");
+  printf("upstream: emscripten_proxy_sync_with_ctx after the target exited "
+         "with the context unfinished: %s\n",
+         theirs_rc < 0 ? "still blocked after 500 ms"
+         : theirs_rc   ? "returned true"
+                       : "returned false");
+  CHECK_EQ(theirs_rc, 0); /* pinned: 5.0.7 cancels it at the exit too */
+  CHECK_EQ(pthread_join(theirs, NULL), 0);
+}
+
 int main(void) {
   em_proxying_queue *q = em_proxying_queue_create();
   CHECK(q != NULL);
   part1(q);
   part2(q);
   part3(q);
+  part4(q);
   mbx_stats st;
   mbx_stats_global(&st);
   CHECK_EQ(st.sent, st.run + st.canceled + st.dropped + st.pending);
