@@ -10,20 +10,26 @@
  * targets that exited long ago, and the senders themselves) while the main
  * thread keeps creating targets that serve a random number of receive calls
  * and end at a random point: return, pthread_exit, pthread_cancel, or
- * pthread_exit from inside a message handler. Message kinds: async with a
- * cancel function, async without one (dropped at close), and sends the
- * sender then waits for (untimed or timed, serving its own mailbox while it
- * waits). Some sends are made under mbx_hold.
+ * pthread_exit from inside a message handler. Message kinds: mailbox sends
+ * (async with a cancel function, async without one (dropped at close), and
+ * sends the sender then waits for, untimed or timed, serving its own mailbox
+ * while it waits) and the proxying API of <mbx/proxy.h> (mbx_proxy_async
+ * with a cancel function, mbx_proxy_sync, mbx_proxy_sync_timed with short
+ * limits so some fire, and mbx_proxy_callback). Some sends are made under
+ * mbx_hold; any kind of message may end the target's thread from inside.
  *
- * Every message has an id and a state byte: the sender records its send's
- * result, the run or cancel function records its call, and a second call
- * or a call for a refused send fails at once. At the end, per message:
- * accepted and run, accepted and canceled, accepted and dropped (no cancel
- * function), or refused; and the library's counters agree.
+ * Every message has an id and a state word: the sender records its send's
+ * result, the run or cancel function (or a callback's on_done/on_cancel)
+ * records its call, and a second call, a call for a refused send or a run
+ * after MBX_ETIMEDOUT fails at once. At the end, per message: accepted and
+ * run, accepted and canceled, accepted and dropped (no cancel function), or
+ * refused; every sync outcome and callback matches what fn did; and the
+ * library's counters (mailbox and proxy) agree.
  *   --messages N --seed S [--lifetimes L] (failure output names the seed)
  */
 #include "../core/check.h"
 
+#include <mbx/proxy.h>
 #include <mbx/thread.h>
 #include <pthread.h>
 #include <sched.h>
@@ -33,18 +39,45 @@
 #define DIRECTORS 3 /* targets alive at a time */
 #define POOL 24 /* archive slots: handles kept long after their thread died */
 
-enum { F_OK = 1, F_REFUSED = 2, F_RUN = 4, F_CANCEL = 8 };
-enum { K_ASYNC, K_NOCANCEL, K_WAIT, K_TIMED_WAIT, K_EXIT, K_COUNT };
+enum {
+  F_OK = 1,              /* send accepted */
+  F_REFUSED = 2,         /* send refused: nothing may run */
+  F_RUN = 4,             /* fn started */
+  F_CANCEL = 8,          /* cancel function called */
+  F_EXITED = 16,         /* fn ended its (target) thread */
+  F_CB_DONE = 32,        /* callback: on_done ran on the caller */
+  F_CB_CANCEL = 64,      /* callback: on_cancel ran on the caller */
+  F_TIMED_OUT = 128,     /* sync: MBX_ETIMEDOUT, fn must never run */
+  F_SYNC_CANCELED = 256, /* sync: MBX_ECANCELED */
+};
+enum {
+  K_ASYNC,       /* mbx_send with a cancel function */
+  K_NOCANCEL,    /* mbx_send without one */
+  K_WAIT,        /* mbx_send, then wait for run/cancel */
+  K_TIMED_WAIT,  /* ... giving up after a while */
+  K_PASYNC,      /* mbx_proxy_async with a cancel function */
+  K_PSYNC,       /* mbx_proxy_sync */
+  K_PTIMED,      /* mbx_proxy_sync_timed */
+  K_PCALLBACK,   /* mbx_proxy_callback */
+  K_EXIT_BIT = 8 /* fn calls pthread_exit when it runs on a target */
+};
+#define ARG(id, kind) ((void *)(((uintptr_t)(id) << 4) | (kind)))
+#define ARG_ID(arg) ((long)((uintptr_t)(arg) >> 4))
+#define ARG_KIND(arg) ((unsigned)((uintptr_t)(arg)&7))
 
 static long g_messages, g_max_lifetimes;
 static uint64_t g_seed;
-static _Atomic unsigned char *g_flags;
+static _Atomic uint16_t *g_flags;
+static unsigned char *g_meta; /* id -> kind | sender index + 1 << 4 */
 static _Atomic uint64_t g_pool[POOL];
 static _Atomic uint64_t g_current[DIRECTORS]; /* each director's live target */
 static _Atomic uint64_t g_sender_handles[SENDERS];
 static _Atomic long g_next_id, g_lifetimes, g_timed_out, g_held_sends;
+static _Atomic long g_deadlk; /* sync calls to ourselves: MBX_EDEADLK */
 static _Atomic int g_senders_done;
 static _Thread_local int tls_is_target;
+static _Thread_local int tls_sender; /* index + 1 on a sender */
+static _Thread_local long tls_callbacks_outstanding;
 
 static void fail_seed(void) {
   fprintf(stderr, "torture failed: reproduce with --messages %ld --seed %llu\n",
@@ -58,21 +91,42 @@ static void fail_seed(void) {
     }                                                                          \
   } while (0)
 
-static void mark(uintptr_t arg, unsigned char flag) {
-  long id = (long)(arg >> 3);
-  unsigned char prev = atomic_fetch_or(&g_flags[id], flag);
-  /* one call per message, and never for a refused send */
-  TCHECK(!(prev & (F_RUN | F_CANCEL | F_REFUSED)));
+/* Record one call for message arg; returns the flags it had before. */
+static unsigned mark(void *arg, unsigned flag) {
+  return atomic_fetch_or(&g_flags[ARG_ID(arg)], flag);
 }
 
 static void on_run(void *arg) {
-  mark((uintptr_t)arg, F_RUN);
-  if (((uintptr_t)arg & 7) == K_EXIT && tls_is_target)
+  unsigned prev = mark(arg, F_RUN);
+  /* one call per message, never for a refused send or a timed-out sync */
+  TCHECK(!(prev & (F_RUN | F_CANCEL | F_REFUSED | F_TIMED_OUT)));
+  if (((uintptr_t)arg & K_EXIT_BIT) && tls_is_target) {
+    mark(arg, F_EXITED);
     pthread_exit(NULL); /* ends the thread from inside a handler */
+  }
 }
 static void on_cancel(void *arg, int reason) {
   TCHECK(reason == MBX_CANCEL_THREAD_EXIT);
-  mark((uintptr_t)arg, F_CANCEL);
+  unsigned prev = mark(arg, F_CANCEL);
+  TCHECK(!(prev & (F_RUN | F_CANCEL | F_REFUSED)));
+}
+
+/* A callback's outcome: on the sender that made the call, exactly once. */
+static void callback_outcome(void *arg, unsigned flag) {
+  TCHECK(tls_sender != 0 && g_meta[ARG_ID(arg)] >> 4 == tls_sender);
+  TCHECK(tls_callbacks_outstanding > 0);
+  tls_callbacks_outstanding--;
+  unsigned prev = mark(arg, flag);
+  TCHECK(prev & F_OK);
+  TCHECK(!(prev & (F_CB_DONE | F_CB_CANCEL)));
+  if (flag == F_CB_DONE) /* fn ran and returned */
+    TCHECK((prev & F_RUN) && !(prev & F_EXITED));
+  else /* fn never ran, or it ended the target's thread */
+    TCHECK(!(prev & F_RUN) || (prev & F_EXITED));
+}
+static void on_done(void *arg) { callback_outcome(arg, F_CB_DONE); }
+static void on_callback_cancel(void *arg) {
+  callback_outcome(arg, F_CB_CANCEL);
 }
 
 static void publish(rng *r, mbx_handle h) {
@@ -104,44 +158,120 @@ static void wait_done(long id, int timed) {
   }
 }
 
+static unsigned pick_kind(rng *r) {
+  unsigned x = rng_below(r, 100);
+  unsigned kind = x < 36   ? K_ASYNC
+                  : x < 44 ? K_NOCANCEL
+                  : x < 50 ? K_WAIT
+                  : x < 58 ? K_TIMED_WAIT
+                  : x < 68 ? K_PASYNC
+                  : x < 78 ? K_PSYNC
+                  : x < 90 ? K_PTIMED
+                           : K_PCALLBACK;
+  return kind | (rng_below(r, 100) == 0 ? K_EXIT_BIT : 0);
+}
+
+/* Send message id of the given kind; returns the send's code (for sync
+ * calls, the call's outcome). */
+static int send_one(rng *r, mbx_handle to, void *msg) {
+  switch (ARG_KIND(msg)) {
+  case K_NOCANCEL:
+    return mbx_send(to, on_run, NULL, msg);
+  case K_PASYNC:
+    return mbx_proxy_async(to, on_run, on_cancel, msg);
+  case K_PSYNC:
+    return mbx_proxy_sync(to, on_run, msg);
+  case K_PTIMED: /* 0 to 1.5 ms: some fire before the target gets to it */
+    return mbx_proxy_sync_timed(to, on_run, msg, rng_below(r, 4) * 0.5);
+  case K_PCALLBACK: {
+    tls_callbacks_outstanding++; /* before: on_done may run inside the call */
+    int rc = mbx_proxy_callback(to, on_run, on_done, on_callback_cancel, msg);
+    if (rc != MBX_OK)
+      tls_callbacks_outstanding--;
+    return rc;
+  }
+  default:
+    return mbx_send(to, on_run, on_cancel, msg);
+  }
+}
+
+/* Record a sync call's outcome. MBX_OK: fn ran once and returned.
+ * MBX_ECANCELED: the target exited before fn returned (fn never ran and
+ * never will, or it ended the thread). MBX_ETIMEDOUT: fn has not run and
+ * never will (on_run checks the latter). */
+static void sync_outcome(long id, int rc) {
+  unsigned prev;
+  switch (rc) {
+  case MBX_OK:
+    prev = atomic_fetch_or(&g_flags[id], F_OK);
+    TCHECK(prev == F_RUN);
+    break;
+  case MBX_ECANCELED:
+    prev = atomic_fetch_or(&g_flags[id], F_OK | F_SYNC_CANCELED);
+    TCHECK(prev == 0 || prev == (F_RUN | F_EXITED));
+    break;
+  case MBX_ETIMEDOUT:
+    prev = atomic_fetch_or(&g_flags[id], F_OK | F_TIMED_OUT);
+    TCHECK(prev == 0);
+    break;
+  default: /* refused */
+    prev = atomic_fetch_or(&g_flags[id], F_REFUSED);
+    TCHECK(prev == 0);
+  }
+}
+
 static void *sender_main(void *arg) {
   rng r;
   rng_seed(&r, g_seed * 131 + (uintptr_t)arg);
-  atomic_store(&g_sender_handles[(uintptr_t)arg], mbx_self().bits);
+  tls_sender = (int)(uintptr_t)arg + 1;
+  mbx_handle self = mbx_self();
+  atomic_store(&g_sender_handles[(uintptr_t)arg], self.bits);
   for (;;) {
     long id = atomic_fetch_add(&g_next_id, 1);
     if (id >= g_messages)
       break;
     mbx_handle to = pick(&r);
-    unsigned kind = rng_below(&r, 100);
-    kind = kind < 62   ? K_ASYNC
-           : kind < 72 ? K_NOCANCEL
-           : kind < 84 ? K_WAIT
-           : kind < 99 ? K_TIMED_WAIT
-                       : K_EXIT;
-    void *msg = (void *)(((uintptr_t)id << 3) | kind);
+    unsigned kind = pick_kind(&r);
+    void *msg = ARG(id, kind);
+    g_meta[id] = (unsigned char)(kind | tls_sender << 4);
+    int sync = (kind & 7) == K_PSYNC || (kind & 7) == K_PTIMED;
     int held = rng_below(&r, 16) == 0 && mbx_hold(to) == MBX_OK;
-    int rc = mbx_send(to, on_run, kind == K_NOCANCEL ? NULL : on_cancel, msg);
+    int rc = send_one(&r, to, msg);
     if (held) {
-      /* a held record is never reused: a refusal can only be "closed" */
-      TCHECK(rc == MBX_OK || rc == MBX_ECLOSED);
+      /* a held record is never reused: a refusal can only be "closed" (or
+       * a sync call to ourselves) */
+      TCHECK(rc == MBX_OK || rc == MBX_ECLOSED || rc == MBX_ECANCELED ||
+             rc == MBX_ETIMEDOUT || rc == MBX_EDEADLK);
       TCHECK(mbx_release(to) == MBX_OK);
       atomic_fetch_add(&g_held_sends, 1);
     }
     TCHECK(rc == MBX_OK || rc == MBX_ECLOSED || rc == MBX_ESTALE ||
-           rc == MBX_EINVAL /* an empty pool slot */);
-    unsigned char prev =
-        atomic_fetch_or(&g_flags[id], rc == MBX_OK ? F_OK : F_REFUSED);
-    TCHECK(rc == MBX_OK || prev == 0);
-    if (rc == MBX_OK && (kind == K_WAIT || kind == K_TIMED_WAIT))
-      wait_done(id, kind == K_TIMED_WAIT);
+           rc == MBX_EINVAL /* an empty pool slot */ ||
+           (sync && (rc == MBX_ECANCELED || rc == MBX_EDEADLK)) ||
+           ((kind & 7) == K_PTIMED && rc == MBX_ETIMEDOUT));
+    if (rc == MBX_EDEADLK) {
+      TCHECK(mbx_handle_equal(to, self));
+      atomic_fetch_add(&g_deadlk, 1);
+    }
+    if (sync) {
+      sync_outcome(id, rc);
+    } else {
+      unsigned prev =
+          atomic_fetch_or(&g_flags[id], rc == MBX_OK ? F_OK : F_REFUSED);
+      TCHECK(rc == MBX_OK || prev == 0);
+    }
+    if (rc == MBX_OK && ((kind & 7) == K_WAIT || (kind & 7) == K_TIMED_WAIT))
+      wait_done(id, (kind & 7) == K_TIMED_WAIT);
     if ((id & 15) == 0)
       mbx_poll();
   }
+  /* Every callback ends in on_done or on_cancel here: the targets live on
+   * until all senders are done, other senders drain before they exit. */
+  while (tls_callbacks_outstanding > 0)
+    mbx_wait(1);
   atomic_fetch_add(&g_senders_done, 1);
   return NULL; /* our mailbox closes: what is queued is canceled here */
 }
-
 typedef struct plan {
   int receives, how; /* how: 0 return, 1 pthread_exit, 2 canceled */
 } plan;
@@ -197,10 +327,13 @@ int main(int argc, char **argv) {
   g_max_lifetimes = arg_long(argc, argv, "--lifetimes", 1000000);
   printf("torture seed=%llu messages=%ld\n", (unsigned long long)g_seed,
          g_messages);
-  g_flags = calloc((size_t)g_messages, 1);
-  CHECK(g_flags);
+  g_flags = calloc((size_t)g_messages, sizeof *g_flags);
+  g_meta = calloc((size_t)g_messages, 1);
+  CHECK(g_flags && g_meta);
   mbx_stats before;
   mbx_stats_global(&before);
+  mbx_proxy_stats pbefore;
+  mbx_proxy_stats_get(&pbefore);
   pthread_t senders[SENDERS];
   for (uintptr_t i = 0; i < SENDERS; i++)
     CHECK_EQ(pthread_create(&senders[i], NULL, sender_main, (void *)i), 0);
@@ -215,21 +348,63 @@ int main(int argc, char **argv) {
     TCHECK(rc == MBX_ECLOSED || rc == MBX_ESTALE || rc == MBX_EINVAL);
   }
 
-  long ok = 0, refused = 0, run = 0, canceled = 0, dropped = 0;
+  /* Per message, by kind, the only end states allowed. */
+  enum { OK = F_OK, RUN = F_OK | F_RUN, EXITED = F_OK | F_RUN | F_EXITED };
+  long ok = 0, refused = 0, runs = 0, exited = 0, canceled = 0, dropped = 0;
+  long sync_ok = 0, sync_canceled = 0, sync_canceled_ran = 0, timed_out = 0;
+  long cb_done = 0, cb_canceled = 0, cb_canceled_ran = 0;
+  long work_runs = 0, work_canceled = 0; /* proxy records' run/cancel */
   for (long id = 0; id < g_messages; id++) {
-    unsigned char f = atomic_load(&g_flags[id]);
+    unsigned f = atomic_load(&g_flags[id]), kind = g_meta[id] & 7;
     if (f == F_REFUSED) {
       refused++;
-    } else {
-      TCHECK(f & F_OK);
-      ok++;
-      if (f == (F_OK | F_RUN))
-        run++;
-      else if (f == (F_OK | F_CANCEL))
+      continue;
+    }
+    TCHECK(f & F_OK);
+    ok++;
+    runs += (f & F_RUN) != 0;
+    exited += (f & F_EXITED) != 0;
+    switch (kind) {
+    case K_PSYNC:
+    case K_PTIMED:
+      if (f == RUN) {
+        sync_ok++;
+        work_runs++;
+      } else if (f == (OK | F_SYNC_CANCELED)) {
+        sync_canceled++;
+        work_canceled++;
+      } else if (f == (EXITED | F_SYNC_CANCELED)) {
+        sync_canceled++;
+        sync_canceled_ran++;
+        work_runs++;
+      } else {
+        TCHECK(kind == K_PTIMED && f == (OK | F_TIMED_OUT));
+        timed_out++;
+      }
+      break;
+    case K_PCALLBACK:
+      if (f == (RUN | F_CB_DONE)) {
+        cb_done++;
+        work_runs++;
+      } else if (f == (OK | F_CB_CANCEL)) {
+        cb_canceled++;
+        work_canceled++;
+      } else {
+        TCHECK(f == (EXITED | F_CB_CANCEL));
+        cb_canceled++;
+        cb_canceled_ran++;
+        work_runs++;
+      }
+      break;
+    default: /* mailbox sends and mbx_proxy_async */
+      if (f == (OK | F_CANCEL)) {
+        TCHECK(kind != K_NOCANCEL);
         canceled++;
-      else {
-        TCHECK(f == F_OK); /* accepted, no cancel function, dropped */
+      } else if (f == OK) {
+        TCHECK(kind == K_NOCANCEL); /* no cancel function: dropped */
         dropped++;
+      } else {
+        TCHECK(f == RUN || f == EXITED);
       }
     }
   }
@@ -237,26 +412,61 @@ int main(int argc, char **argv) {
   mbx_stats_global(&after);
   mbx_memory_stats m;
   mbx_memory_stats_get(&m);
+  mbx_proxy_stats pafter;
+  mbx_proxy_stats_get(&pafter);
   long lib_refused = (long)((after.rejected_closed - before.rejected_closed) +
                             (after.rejected_stale - before.rejected_stale) +
                             (after.rejected_invalid - before.rejected_invalid));
-  printf("sent=%ld run=%ld canceled=%ld dropped=%ld refused=%ld lifetimes=%ld "
-         "timed_out_waits=%ld held_sends=%ld records_total=%llu\n",
-         ok, run, canceled, dropped, refused, atomic_load(&g_lifetimes),
-         atomic_load(&g_timed_out), atomic_load(&g_held_sends),
-         (unsigned long long)m.records_total);
+  long deadlk = atomic_load(&g_deadlk);
+  printf("sent=%ld run=%ld (exited inside %ld) canceled=%ld dropped=%ld "
+         "refused=%ld (edeadlk %ld) lifetimes=%ld timed_out_waits=%ld "
+         "held_sends=%ld records_total=%llu\n",
+         ok, runs, exited, canceled + work_canceled, dropped, refused, deadlk,
+         atomic_load(&g_lifetimes), atomic_load(&g_timed_out),
+         atomic_load(&g_held_sends), (unsigned long long)m.records_total);
+  printf("sync: ok=%ld canceled=%ld (fn ended the thread %ld) timed_out=%ld; "
+         "callbacks: done=%ld canceled=%ld (fn ended the thread %ld)\n",
+         sync_ok, sync_canceled, sync_canceled_ran, timed_out, cb_done,
+         cb_canceled, cb_canceled_ran);
   TCHECK(ok + refused == g_messages);
-  TCHECK(ok == run + canceled + dropped);
-  TCHECK((long)(after.sent - before.sent) == ok);
-  TCHECK((long)(after.run - before.run) == run);
-  TCHECK((long)(after.canceled - before.canceled) == canceled);
-  TCHECK((long)(after.dropped - before.dropped) == dropped);
-  TCHECK(lib_refused == refused + POOL);
+  TCHECK(ok == runs + canceled + work_canceled + dropped + timed_out);
+
+  /* The proxy layer's counters agree with ours; every record is freed. */
+  TCHECK(pafter.calls_live == 0);
+  TCHECK((long)(pafter.sync_done - pbefore.sync_done) == sync_ok);
+  TCHECK((long)(pafter.sync_canceled - pbefore.sync_canceled) == sync_canceled);
+  TCHECK((long)(pafter.sync_timed_out - pbefore.sync_timed_out) == timed_out);
+  TCHECK((long)(pafter.abandoned - pbefore.abandoned) == timed_out);
+  TCHECK((long)(pafter.callbacks_done - pbefore.callbacks_done) == cb_done);
+  TCHECK((long)(pafter.callbacks_canceled - pbefore.callbacks_canceled) ==
+         cb_canceled);
+  TCHECK(pafter.callbacks_dropped == pbefore.callbacks_dropped);
+  TCHECK(pafter.contexts_canceled == pbefore.contexts_canceled);
+
+  /* The mailbox counters: each accepted proxy call is one message, and each
+   * sync/callback outcome one more (the caller's wake-up, which may still
+   * be queued when a sync caller exits: then dropped). A timed-out call's
+   * message is run (skipped) or canceled: the split is the target's. */
+  long replies = sync_ok + sync_canceled + cb_done + cb_canceled;
+  long replies_dropped = (long)(after.dropped - before.dropped) - dropped;
+  long abandoned_run =
+      (long)(after.run - before.run) - runs - (replies - replies_dropped);
+  long abandoned_canceled =
+      (long)(after.canceled - before.canceled) - canceled - work_canceled;
+  TCHECK((long)(after.sent - before.sent) == ok + replies);
+  TCHECK(replies_dropped >= 0 && replies_dropped <= sync_ok + sync_canceled);
+  TCHECK(abandoned_run >= 0 && abandoned_canceled >= 0);
+  TCHECK(abandoned_run + abandoned_canceled == timed_out);
+  TCHECK(lib_refused == refused - deadlk + POOL);
   TCHECK(after.pending == 0);
   TCHECK(m.nodes_live == 0);
   if (g_messages >= 10000)
-    TCHECK(run > 0 && canceled > 0 && refused > 0);
+    TCHECK(runs > 0 && canceled > 0 && refused > 0 && sync_ok > 0 &&
+           sync_canceled > 0 && timed_out > 0 && cb_done > 0 &&
+           cb_canceled > 0);
   free((void *)g_flags);
-  printf("PASS torture lost=%ld\n", ok - run - canceled - dropped);
+  free(g_meta);
+  printf("PASS torture lost=%ld\n",
+         ok - runs - canceled - work_canceled - dropped - timed_out);
   return 0;
 }
