@@ -27,6 +27,7 @@
  * library's counters (mailbox and proxy) agree.
  *   --messages N --seed S [--lifetimes L] (failure output names the seed)
  */
+#define _GNU_SOURCE /* pthread_tryjoin_np */
 #include "../core/check.h"
 
 #include <mbx/proxy.h>
@@ -34,6 +35,12 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <time.h>
+
+#ifdef __EMSCRIPTEN__
+#include <emscripten/emscripten.h>
+int mbx_test_terminate_thread(pthread_t thread); /* test_support.js */
+#endif
 
 #define SENDERS 3
 #define DIRECTORS 3 /* targets alive at a time */
@@ -68,12 +75,16 @@ enum {
 static long g_messages, g_max_lifetimes;
 static uint64_t g_seed;
 static _Atomic uint16_t *g_flags;
-static unsigned char *g_meta; /* id -> kind | sender index + 1 << 4 */
+/* id -> kind (4 bits) | sender index + 1 (2 bits) | M_DOOMED */
+static unsigned char *g_meta;
+enum { M_DOOMED = 0x80 }; /* sent to a target whose worker is terminated */
 static _Atomic uint64_t g_pool[POOL];
 static _Atomic uint64_t g_current[DIRECTORS]; /* each director's live target */
 static _Atomic uint64_t g_sender_handles[SENDERS];
+static _Atomic uint64_t g_doomed[DIRECTORS]; /* wasm: to be terminated */
 static _Atomic long g_next_id, g_lifetimes, g_timed_out, g_held_sends;
 static _Atomic long g_deadlk; /* sync calls to ourselves: MBX_EDEADLK */
+static _Atomic long g_abnormal_cancels; /* on main, for terminated workers */
 static _Atomic int g_senders_done;
 static _Thread_local int tls_is_target;
 static _Thread_local int tls_sender; /* index + 1 on a sender */
@@ -106,14 +117,20 @@ static void on_run(void *arg) {
   }
 }
 static void on_cancel(void *arg, int reason) {
-  TCHECK(reason == MBX_CANCEL_THREAD_EXIT);
+  /* a terminated worker's queue is canceled on the main thread */
+  if (g_meta[ARG_ID(arg)] & M_DOOMED) {
+    atomic_fetch_add(&g_abnormal_cancels, 1);
+    TCHECK(reason == MBX_CANCEL_ABNORMAL_EXIT &&
+           mbx_handle_equal(mbx_self(), mbx_main_thread()));
+  } else
+    TCHECK(reason == MBX_CANCEL_THREAD_EXIT);
   unsigned prev = mark(arg, F_CANCEL);
   TCHECK(!(prev & (F_RUN | F_CANCEL | F_REFUSED)));
 }
 
 /* A callback's outcome: on the sender that made the call, exactly once. */
 static void callback_outcome(void *arg, unsigned flag) {
-  TCHECK(tls_sender != 0 && g_meta[ARG_ID(arg)] >> 4 == tls_sender);
+  TCHECK(tls_sender != 0 && (g_meta[ARG_ID(arg)] >> 4 & 3) == tls_sender);
   TCHECK(tls_callbacks_outstanding > 0);
   tls_callbacks_outstanding--;
   unsigned prev = mark(arg, flag);
@@ -134,9 +151,17 @@ static void publish(rng *r, mbx_handle h) {
 }
 
 /* Mostly a current target, sometimes a sender (maybe ourselves), sometimes
- * an archived handle whose thread is probably long gone. */
-static mbx_handle pick(rng *r) {
+ * an archived handle whose thread is probably long gone; on wasm sometimes
+ * a target whose worker will be terminated (*doomed set). */
+static mbx_handle pick(rng *r, int *doomed) {
   uint32_t x = rng_below(r, 100);
+  *doomed = 0;
+#ifdef __EMSCRIPTEN__
+  if (x < 4) {
+    *doomed = 1;
+    return (mbx_handle){atomic_load(&g_doomed[rng_below(r, DIRECTORS)])};
+  }
+#endif
   if (x < 70)
     return (mbx_handle){atomic_load(&g_current[rng_below(r, DIRECTORS)])};
   if (x < 80)
@@ -230,10 +255,17 @@ static void *sender_main(void *arg) {
     long id = atomic_fetch_add(&g_next_id, 1);
     if (id >= g_messages)
       break;
-    mbx_handle to = pick(&r);
+    int doomed;
+    mbx_handle to = pick(&r, &doomed);
     unsigned kind = pick_kind(&r);
+    /* A terminated worker cannot report work it was in the middle of: only
+     * fire-and-forget kinds with a cancel function go there (a sync call
+     * or callback whose fn is cut short would wait forever). */
+    if (doomed)
+      kind = (kind & 7) == K_PASYNC ? K_PASYNC : K_ASYNC;
     void *msg = ARG(id, kind);
-    g_meta[id] = (unsigned char)(kind | tls_sender << 4);
+    g_meta[id] =
+        (unsigned char)(kind | tls_sender << 4 | (doomed ? M_DOOMED : 0));
     int sync = (kind & 7) == K_PSYNC || (kind & 7) == K_PTIMED;
     int held = rng_below(&r, 16) == 0 && mbx_hold(to) == MBX_OK;
     int rc = send_one(&r, to, msg);
@@ -293,53 +325,136 @@ static void *target_main(void *arg) {
   return NULL;
 }
 
+/* A target whose worker main terminates: it serves until then. */
+static void *doomed_main(void *arg) {
+  (void)arg;
+  for (;;)
+    mbx_wait(1);
+  return NULL;
+}
+
 /* The main thread creates and joins every target: on Emscripten 3.1.6 a
  * pthread_create from a worker is proxied to the main thread, which must
- * not be blocked in a join meanwhile. DIRECTORS targets live at a time. */
-static void direct_targets(void) {
-  rng r;
-  rng_seed(&r, g_seed * 977);
-  pthread_attr_t small_stack;
-  pthread_attr_init(&small_stack);
-  pthread_attr_setstacksize(&small_stack, 128 * 1024);
-  while (atomic_load(&g_senders_done) < SENDERS) {
-    pthread_t t[DIRECTORS];
-    plan p[DIRECTORS];
-    for (int i = 0; i < DIRECTORS; i++) {
-      int last = atomic_fetch_add(&g_lifetimes, 1) >= g_max_lifetimes;
-      p[i] = (plan){last ? -1 : (int)rng_below(&r, 200), (int)rng_below(&r, 3)};
-      TCHECK(pthread_create(&t[i], &small_stack, target_main, &p[i]) == 0);
-      mbx_handle h = mbx_thread_handle(t[i]);
-      atomic_store(&g_current[i], h.bits);
-      publish(&r, h);
-      if (p[i].how == 2)
-        TCHECK(pthread_cancel(t[i]) == 0);
-    }
-    for (int i = 0; i < DIRECTORS; i++)
-      TCHECK(pthread_join(t[i], NULL) == 0);
+ * not be blocked in a join meanwhile. DIRECTORS targets live at a time.
+ * On wasm main returns to its event loop between steps, which is where a
+ * terminated worker's mailbox is closed; a terminated target is detached
+ * (it can never be joined) and its handle is kept in g_doomed only. */
+typedef struct slot {
+  pthread_t thread;
+  plan p;
+  int live, doomed_steps; /* doomed_steps > 0: terminate after that many */
+} slot;
+static slot g_slots[DIRECTORS];
+static rng g_director_rng;
+static pthread_attr_t g_small_stack;
+static long g_terminations, g_max_terminations;
+
+static void start_target(int i) {
+  slot *s = &g_slots[i];
+  rng *r = &g_director_rng;
+  s->live = 1;
+  s->doomed_steps = 0;
+  if (g_terminations < g_max_terminations && rng_below(r, 8) == 0) {
+    g_terminations++;
+    s->doomed_steps = 1 + (int)rng_below(r, 20);
+    TCHECK(pthread_create(&s->thread, &g_small_stack, doomed_main, NULL) == 0);
+    TCHECK(pthread_detach(s->thread) == 0);
+    atomic_store(&g_doomed[i], mbx_thread_handle(s->thread).bits);
+    return;
   }
-  pthread_attr_destroy(&small_stack);
+  int last = atomic_fetch_add(&g_lifetimes, 1) >= g_max_lifetimes;
+  s->p = (plan){last ? -1 : (int)rng_below(r, 200), (int)rng_below(r, 3)};
+  TCHECK(pthread_create(&s->thread, &g_small_stack, target_main, &s->p) == 0);
+  mbx_handle h = mbx_thread_handle(s->thread);
+  atomic_store(&g_current[i], h.bits);
+  publish(r, h);
+  if (s->p.how == 2)
+    TCHECK(pthread_cancel(s->thread) == 0);
 }
+
+/* One step: end what has ended, start what is missing. Returns 1 once the
+ * senders are done and every target has ended. */
+static int direct_step(void) {
+  int senders_done = atomic_load(&g_senders_done) == SENDERS, live = 0;
+  for (int i = 0; i < DIRECTORS; i++) {
+    slot *s = &g_slots[i];
+    if (s->live && s->doomed_steps > 0) {
+#ifdef __EMSCRIPTEN__
+      if (--s->doomed_steps == 0 || senders_done) {
+        TCHECK(mbx_test_terminate_thread(s->thread) == 1);
+        s->live = 0;
+      }
+#endif
+    } else if (s->live && pthread_tryjoin_np(s->thread, NULL) == 0) {
+      s->live = 0;
+    }
+    if (!s->live && !senders_done)
+      start_target(i);
+    live += s->live;
+  }
+  return senders_done && live == 0;
+}
+
+static void finish(void);
+static pthread_t g_senders[SENDERS];
+static mbx_stats g_before;
+static mbx_proxy_stats g_pbefore;
+
+#ifdef __EMSCRIPTEN__
+static void direct_tick(void *unused) {
+  (void)unused;
+  if (!direct_step()) {
+    emscripten_async_call(direct_tick, NULL, 0);
+    return;
+  }
+  /* The terminated workers' queues are canceled from this event loop. */
+  mbx_stats now;
+  mbx_stats_global(&now);
+  if (now.pending != 0) {
+    emscripten_async_call(direct_tick, NULL, 1);
+    return;
+  }
+  finish();
+  fflush(stdout);
+  emscripten_force_exit(0);
+}
+#endif
 
 int main(int argc, char **argv) {
   g_messages = arg_long(argc, argv, "--messages", 100000);
   g_seed = (uint64_t)arg_long(argc, argv, "--seed", 1);
   g_max_lifetimes = arg_long(argc, argv, "--lifetimes", 1000000);
+  g_max_terminations = arg_long(argc, argv, "--terminations", 6);
   printf("torture seed=%llu messages=%ld\n", (unsigned long long)g_seed,
          g_messages);
   g_flags = calloc((size_t)g_messages, sizeof *g_flags);
   g_meta = calloc((size_t)g_messages, 1);
   CHECK(g_flags && g_meta);
-  mbx_stats before;
-  mbx_stats_global(&before);
-  mbx_proxy_stats pbefore;
-  mbx_proxy_stats_get(&pbefore);
-  pthread_t senders[SENDERS];
+  mbx_stats_global(&g_before);
+  mbx_proxy_stats_get(&g_pbefore);
+  rng_seed(&g_director_rng, g_seed * 977);
+  pthread_attr_init(&g_small_stack);
+  pthread_attr_setstacksize(&g_small_stack, 128 * 1024);
   for (uintptr_t i = 0; i < SENDERS; i++)
-    CHECK_EQ(pthread_create(&senders[i], NULL, sender_main, (void *)i), 0);
-  direct_targets();
+    CHECK_EQ(pthread_create(&g_senders[i], NULL, sender_main, (void *)i), 0);
+#ifdef __EMSCRIPTEN__
+  emscripten_async_call(direct_tick, NULL, 0);
+  emscripten_exit_with_live_runtime();
+#else
+  g_max_terminations = 0; /* natively threads cannot be killed one by one */
+  while (!direct_step()) {
+    struct timespec pause = {0, 100000};
+    nanosleep(&pause, NULL);
+  }
+  finish();
+#endif
+  return 0;
+}
+
+static void finish(void) {
+  pthread_attr_destroy(&g_small_stack);
   for (int i = 0; i < SENDERS; i++)
-    CHECK_EQ(pthread_join(senders[i], NULL), 0);
+    CHECK_EQ(pthread_join(g_senders[i], NULL), 0);
 
   /* Handles kept long after their threads died: all refused, nothing runs. */
   for (int i = 0; i < POOL; i++) {
@@ -354,6 +469,7 @@ int main(int argc, char **argv) {
   long sync_ok = 0, sync_canceled = 0, sync_canceled_ran = 0, timed_out = 0;
   long cb_done = 0, cb_canceled = 0, cb_canceled_ran = 0;
   long work_runs = 0, work_canceled = 0; /* proxy records' run/cancel */
+  long killed = 0, doomed = 0; /* wasm: messages to terminated workers */
   for (long id = 0; id < g_messages; id++) {
     unsigned f = atomic_load(&g_flags[id]), kind = g_meta[id] & 7;
     if (f == F_REFUSED) {
@@ -362,6 +478,7 @@ int main(int argc, char **argv) {
     }
     TCHECK(f & F_OK);
     ok++;
+    doomed += (g_meta[id] & M_DOOMED) != 0;
     runs += (f & F_RUN) != 0;
     exited += (f & F_EXITED) != 0;
     switch (kind) {
@@ -400,6 +517,8 @@ int main(int argc, char **argv) {
       if (f == (OK | F_CANCEL)) {
         TCHECK(kind != K_NOCANCEL);
         canceled++;
+      } else if (f == OK && (g_meta[id] & M_DOOMED)) {
+        killed++; /* taken from the queue, its worker terminated before fn */
       } else if (f == OK) {
         TCHECK(kind == K_NOCANCEL); /* no cancel function: dropped */
         dropped++;
@@ -414,9 +533,10 @@ int main(int argc, char **argv) {
   mbx_memory_stats_get(&m);
   mbx_proxy_stats pafter;
   mbx_proxy_stats_get(&pafter);
-  long lib_refused = (long)((after.rejected_closed - before.rejected_closed) +
-                            (after.rejected_stale - before.rejected_stale) +
-                            (after.rejected_invalid - before.rejected_invalid));
+  long lib_refused =
+      (long)((after.rejected_closed - g_before.rejected_closed) +
+             (after.rejected_stale - g_before.rejected_stale) +
+             (after.rejected_invalid - g_before.rejected_invalid));
   long deadlk = atomic_load(&g_deadlk);
   printf("sent=%ld run=%ld (exited inside %ld) canceled=%ld dropped=%ld "
          "refused=%ld (edeadlk %ld) lifetimes=%ld timed_out_waits=%ld "
@@ -425,35 +545,40 @@ int main(int argc, char **argv) {
          atomic_load(&g_lifetimes), atomic_load(&g_timed_out),
          atomic_load(&g_held_sends), (unsigned long long)m.records_total);
   printf("sync: ok=%ld canceled=%ld (fn ended the thread %ld) timed_out=%ld; "
-         "callbacks: done=%ld canceled=%ld (fn ended the thread %ld)\n",
+         "callbacks: done=%ld canceled=%ld (fn ended the thread %ld); "
+         "terminated workers=%ld (sent there %ld, canceled by the "
+         "abnormal exit %ld, cut off %ld)\n",
          sync_ok, sync_canceled, sync_canceled_ran, timed_out, cb_done,
-         cb_canceled, cb_canceled_ran);
+         cb_canceled, cb_canceled_ran, g_terminations, doomed,
+         atomic_load(&g_abnormal_cancels), killed);
   TCHECK(ok + refused == g_messages);
-  TCHECK(ok == runs + canceled + work_canceled + dropped + timed_out);
+  TCHECK(ok == runs + canceled + work_canceled + dropped + timed_out + killed);
+  TCHECK(killed <= g_terminations);
 
   /* The proxy layer's counters agree with ours; every record is freed. */
   TCHECK(pafter.calls_live == 0);
-  TCHECK((long)(pafter.sync_done - pbefore.sync_done) == sync_ok);
-  TCHECK((long)(pafter.sync_canceled - pbefore.sync_canceled) == sync_canceled);
-  TCHECK((long)(pafter.sync_timed_out - pbefore.sync_timed_out) == timed_out);
-  TCHECK((long)(pafter.abandoned - pbefore.abandoned) == timed_out);
-  TCHECK((long)(pafter.callbacks_done - pbefore.callbacks_done) == cb_done);
-  TCHECK((long)(pafter.callbacks_canceled - pbefore.callbacks_canceled) ==
+  TCHECK((long)(pafter.sync_done - g_pbefore.sync_done) == sync_ok);
+  TCHECK((long)(pafter.sync_canceled - g_pbefore.sync_canceled) ==
+         sync_canceled);
+  TCHECK((long)(pafter.sync_timed_out - g_pbefore.sync_timed_out) == timed_out);
+  TCHECK((long)(pafter.abandoned - g_pbefore.abandoned) == timed_out);
+  TCHECK((long)(pafter.callbacks_done - g_pbefore.callbacks_done) == cb_done);
+  TCHECK((long)(pafter.callbacks_canceled - g_pbefore.callbacks_canceled) ==
          cb_canceled);
-  TCHECK(pafter.callbacks_dropped == pbefore.callbacks_dropped);
-  TCHECK(pafter.contexts_canceled == pbefore.contexts_canceled);
+  TCHECK(pafter.callbacks_dropped == g_pbefore.callbacks_dropped);
+  TCHECK(pafter.contexts_canceled == g_pbefore.contexts_canceled);
 
   /* The mailbox counters: each accepted proxy call is one message, and each
    * sync/callback outcome one more (the caller's wake-up, which may still
    * be queued when a sync caller exits: then dropped). A timed-out call's
    * message is run (skipped) or canceled: the split is the target's. */
   long replies = sync_ok + sync_canceled + cb_done + cb_canceled;
-  long replies_dropped = (long)(after.dropped - before.dropped) - dropped;
-  long abandoned_run =
-      (long)(after.run - before.run) - runs - (replies - replies_dropped);
+  long replies_dropped = (long)(after.dropped - g_before.dropped) - dropped;
+  long abandoned_run = (long)(after.run - g_before.run) - runs - killed -
+                       (replies - replies_dropped);
   long abandoned_canceled =
-      (long)(after.canceled - before.canceled) - canceled - work_canceled;
-  TCHECK((long)(after.sent - before.sent) == ok + replies);
+      (long)(after.canceled - g_before.canceled) - canceled - work_canceled;
+  TCHECK((long)(after.sent - g_before.sent) == ok + replies);
   TCHECK(replies_dropped >= 0 && replies_dropped <= sync_ok + sync_canceled);
   TCHECK(abandoned_run >= 0 && abandoned_canceled >= 0);
   TCHECK(abandoned_run + abandoned_canceled == timed_out);
@@ -467,6 +592,5 @@ int main(int argc, char **argv) {
   free((void *)g_flags);
   free(g_meta);
   printf("PASS torture lost=%ld\n",
-         ok - runs - canceled - work_canceled - dropped - timed_out);
-  return 0;
+         ok - runs - canceled - work_canceled - dropped - timed_out - killed);
 }
