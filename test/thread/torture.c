@@ -17,6 +17,10 @@
  * with a cancel function, mbx_proxy_sync, mbx_proxy_sync_timed with short
  * limits so some fire, and mbx_proxy_callback). Some sends are made under
  * mbx_hold; any kind of message may end the target's thread from inside.
+ * On wasm a few targets (--terminations, default 6) end with their worker
+ * terminated instead: main, stepping from its event loop, kills them, and
+ * what they had queued must be canceled on main with
+ * MBX_CANCEL_ABNORMAL_EXIT.
  *
  * Every message has an id and a state word: the sender records its send's
  * result, the run or cancel function (or a callback's on_done/on_cancel)
@@ -25,7 +29,8 @@
  * run, accepted and canceled, accepted and dropped (no cancel function), or
  * refused; every sync outcome and callback matches what fn did; and the
  * library's counters (mailbox and proxy) agree.
- *   --messages N --seed S [--lifetimes L] (failure output names the seed)
+ *   --messages N --seed S [--lifetimes L] [--terminations T]
+ * (failure output names the seed)
  */
 #define _GNU_SOURCE /* pthread_tryjoin_np */
 #include "../core/check.h"
@@ -251,6 +256,8 @@ static void *sender_main(void *arg) {
   tls_sender = (int)(uintptr_t)arg + 1;
   mbx_handle self = mbx_self();
   atomic_store(&g_sender_handles[(uintptr_t)arg], self.bits);
+  while (atomic_load(&g_lifetimes) == 0) /* the first targets exist */
+    sched_yield();
   for (;;) {
     long id = atomic_fetch_add(&g_next_id, 1);
     if (id >= g_messages)
