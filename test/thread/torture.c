@@ -10,41 +10,90 @@
  * targets that exited long ago, and the senders themselves) while the main
  * thread keeps creating targets that serve a random number of receive calls
  * and end at a random point: return, pthread_exit, pthread_cancel, or
- * pthread_exit from inside a message handler. Message kinds: async with a
- * cancel function, async without one (dropped at close), and sends the
- * sender then waits for (untimed or timed, serving its own mailbox while it
- * waits). Some sends are made under mbx_hold.
+ * pthread_exit from inside a message handler. Message kinds: mailbox sends
+ * (async with a cancel function, async without one (dropped at close), and
+ * sends the sender then waits for, untimed or timed, serving its own mailbox
+ * while it waits) and the proxying API of <mbx/proxy.h> (mbx_proxy_async
+ * with a cancel function, mbx_proxy_sync, mbx_proxy_sync_timed with short
+ * limits so some fire, and mbx_proxy_callback). Some sends are made under
+ * mbx_hold; any kind of message may end the target's thread from inside.
+ * On wasm a few targets (--terminations, default 6) end with their worker
+ * terminated instead: main, stepping from its event loop, kills them, and
+ * what they had queued must be canceled on main with
+ * MBX_CANCEL_ABNORMAL_EXIT.
  *
- * Every message has an id and a state byte: the sender records its send's
- * result, the run or cancel function records its call, and a second call
- * or a call for a refused send fails at once. At the end, per message:
- * accepted and run, accepted and canceled, accepted and dropped (no cancel
- * function), or refused; and the library's counters agree.
- *   --messages N --seed S [--lifetimes L] (failure output names the seed)
+ * Every message has an id and a state word: the sender records its send's
+ * result, the run or cancel function (or a callback's on_done/on_cancel)
+ * records its call, and a second call, a call for a refused send or a run
+ * after MBX_ETIMEDOUT fails at once. At the end, per message: accepted and
+ * run, accepted and canceled, accepted and dropped (no cancel function), or
+ * refused; every sync outcome and callback matches what fn did; and the
+ * library's counters (mailbox and proxy) agree.
+ *   --messages N --seed S [--lifetimes L] [--terminations T]
+ * (failure output names the seed)
  */
+#define _GNU_SOURCE /* pthread_tryjoin_np */
 #include "../core/check.h"
 
+#include <mbx/proxy.h>
 #include <mbx/thread.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <time.h>
+
+#ifdef __EMSCRIPTEN__
+#include <emscripten/emscripten.h>
+int mbx_test_terminate_thread(pthread_t thread); /* test_support.js */
+#endif
 
 #define SENDERS 3
 #define DIRECTORS 3 /* targets alive at a time */
 #define POOL 24 /* archive slots: handles kept long after their thread died */
 
-enum { F_OK = 1, F_REFUSED = 2, F_RUN = 4, F_CANCEL = 8 };
-enum { K_ASYNC, K_NOCANCEL, K_WAIT, K_TIMED_WAIT, K_EXIT, K_COUNT };
+enum {
+  F_OK = 1,              /* send accepted */
+  F_REFUSED = 2,         /* send refused: nothing may run */
+  F_RUN = 4,             /* fn started */
+  F_CANCEL = 8,          /* cancel function called */
+  F_EXITED = 16,         /* fn ended its (target) thread */
+  F_CB_DONE = 32,        /* callback: on_done ran on the caller */
+  F_CB_CANCEL = 64,      /* callback: on_cancel ran on the caller */
+  F_TIMED_OUT = 128,     /* sync: MBX_ETIMEDOUT, fn must never run */
+  F_SYNC_CANCELED = 256, /* sync: MBX_ECANCELED */
+};
+enum {
+  K_ASYNC,       /* mbx_send with a cancel function */
+  K_NOCANCEL,    /* mbx_send without one */
+  K_WAIT,        /* mbx_send, then wait for run/cancel */
+  K_TIMED_WAIT,  /* ... giving up after a while */
+  K_PASYNC,      /* mbx_proxy_async with a cancel function */
+  K_PSYNC,       /* mbx_proxy_sync */
+  K_PTIMED,      /* mbx_proxy_sync_timed */
+  K_PCALLBACK,   /* mbx_proxy_callback */
+  K_EXIT_BIT = 8 /* fn calls pthread_exit when it runs on a target */
+};
+#define ARG(id, kind) ((void *)(((uintptr_t)(id) << 4) | (kind)))
+#define ARG_ID(arg) ((long)((uintptr_t)(arg) >> 4))
+#define ARG_KIND(arg) ((unsigned)((uintptr_t)(arg)&7))
 
 static long g_messages, g_max_lifetimes;
 static uint64_t g_seed;
-static _Atomic unsigned char *g_flags;
+static _Atomic uint16_t *g_flags;
+/* id -> kind (4 bits) | sender index + 1 (2 bits) | M_DOOMED */
+static unsigned char *g_meta;
+enum { M_DOOMED = 0x80 }; /* sent to a target whose worker is terminated */
 static _Atomic uint64_t g_pool[POOL];
 static _Atomic uint64_t g_current[DIRECTORS]; /* each director's live target */
 static _Atomic uint64_t g_sender_handles[SENDERS];
+static _Atomic uint64_t g_doomed[DIRECTORS]; /* wasm: to be terminated */
 static _Atomic long g_next_id, g_lifetimes, g_timed_out, g_held_sends;
+static _Atomic long g_deadlk; /* sync calls to ourselves: MBX_EDEADLK */
+static _Atomic long g_abnormal_cancels; /* on main, for terminated workers */
 static _Atomic int g_senders_done;
 static _Thread_local int tls_is_target;
+static _Thread_local int tls_sender; /* index + 1 on a sender */
+static _Thread_local long tls_callbacks_outstanding;
 
 static void fail_seed(void) {
   fprintf(stderr, "torture failed: reproduce with --messages %ld --seed %llu\n",
@@ -58,21 +107,48 @@ static void fail_seed(void) {
     }                                                                          \
   } while (0)
 
-static void mark(uintptr_t arg, unsigned char flag) {
-  long id = (long)(arg >> 3);
-  unsigned char prev = atomic_fetch_or(&g_flags[id], flag);
-  /* one call per message, and never for a refused send */
-  TCHECK(!(prev & (F_RUN | F_CANCEL | F_REFUSED)));
+/* Record one call for message arg; returns the flags it had before. */
+static unsigned mark(void *arg, unsigned flag) {
+  return atomic_fetch_or(&g_flags[ARG_ID(arg)], flag);
 }
 
 static void on_run(void *arg) {
-  mark((uintptr_t)arg, F_RUN);
-  if (((uintptr_t)arg & 7) == K_EXIT && tls_is_target)
+  unsigned prev = mark(arg, F_RUN);
+  /* one call per message, never for a refused send or a timed-out sync */
+  TCHECK(!(prev & (F_RUN | F_CANCEL | F_REFUSED | F_TIMED_OUT)));
+  if (((uintptr_t)arg & K_EXIT_BIT) && tls_is_target) {
+    mark(arg, F_EXITED);
     pthread_exit(NULL); /* ends the thread from inside a handler */
+  }
 }
 static void on_cancel(void *arg, int reason) {
-  TCHECK(reason == MBX_CANCEL_THREAD_EXIT);
-  mark((uintptr_t)arg, F_CANCEL);
+  /* a terminated worker's queue is canceled on the main thread */
+  if (g_meta[ARG_ID(arg)] & M_DOOMED) {
+    atomic_fetch_add(&g_abnormal_cancels, 1);
+    TCHECK(reason == MBX_CANCEL_ABNORMAL_EXIT &&
+           mbx_handle_equal(mbx_self(), mbx_main_thread()));
+  } else
+    TCHECK(reason == MBX_CANCEL_THREAD_EXIT);
+  unsigned prev = mark(arg, F_CANCEL);
+  TCHECK(!(prev & (F_RUN | F_CANCEL | F_REFUSED)));
+}
+
+/* A callback's outcome: on the sender that made the call, exactly once. */
+static void callback_outcome(void *arg, unsigned flag) {
+  TCHECK(tls_sender != 0 && (g_meta[ARG_ID(arg)] >> 4 & 3) == tls_sender);
+  TCHECK(tls_callbacks_outstanding > 0);
+  tls_callbacks_outstanding--;
+  unsigned prev = mark(arg, flag);
+  TCHECK(prev & F_OK);
+  TCHECK(!(prev & (F_CB_DONE | F_CB_CANCEL)));
+  if (flag == F_CB_DONE) /* fn ran and returned */
+    TCHECK((prev & F_RUN) && !(prev & F_EXITED));
+  else /* fn never ran, or it ended the target's thread */
+    TCHECK(!(prev & F_RUN) || (prev & F_EXITED));
+}
+static void on_done(void *arg) { callback_outcome(arg, F_CB_DONE); }
+static void on_callback_cancel(void *arg) {
+  callback_outcome(arg, F_CB_CANCEL);
 }
 
 static void publish(rng *r, mbx_handle h) {
@@ -80,9 +156,17 @@ static void publish(rng *r, mbx_handle h) {
 }
 
 /* Mostly a current target, sometimes a sender (maybe ourselves), sometimes
- * an archived handle whose thread is probably long gone. */
-static mbx_handle pick(rng *r) {
+ * an archived handle whose thread is probably long gone; on wasm sometimes
+ * a target whose worker will be terminated (*doomed set). */
+static mbx_handle pick(rng *r, int *doomed) {
   uint32_t x = rng_below(r, 100);
+  *doomed = 0;
+#ifdef __EMSCRIPTEN__
+  if (x < 4) {
+    *doomed = 1;
+    return (mbx_handle){atomic_load(&g_doomed[rng_below(r, DIRECTORS)])};
+  }
+#endif
   if (x < 70)
     return (mbx_handle){atomic_load(&g_current[rng_below(r, DIRECTORS)])};
   if (x < 80)
@@ -104,44 +188,129 @@ static void wait_done(long id, int timed) {
   }
 }
 
+static unsigned pick_kind(rng *r) {
+  unsigned x = rng_below(r, 100);
+  unsigned kind = x < 36   ? K_ASYNC
+                  : x < 44 ? K_NOCANCEL
+                  : x < 50 ? K_WAIT
+                  : x < 58 ? K_TIMED_WAIT
+                  : x < 68 ? K_PASYNC
+                  : x < 78 ? K_PSYNC
+                  : x < 90 ? K_PTIMED
+                           : K_PCALLBACK;
+  return kind | (rng_below(r, 100) == 0 ? K_EXIT_BIT : 0);
+}
+
+/* Send message id of the given kind; returns the send's code (for sync
+ * calls, the call's outcome). */
+static int send_one(rng *r, mbx_handle to, void *msg) {
+  switch (ARG_KIND(msg)) {
+  case K_NOCANCEL:
+    return mbx_send(to, on_run, NULL, msg);
+  case K_PASYNC:
+    return mbx_proxy_async(to, on_run, on_cancel, msg);
+  case K_PSYNC:
+    return mbx_proxy_sync(to, on_run, msg);
+  case K_PTIMED: /* 0 to 1.5 ms: some fire before the target gets to it */
+    return mbx_proxy_sync_timed(to, on_run, msg, rng_below(r, 4) * 0.5);
+  case K_PCALLBACK: {
+    tls_callbacks_outstanding++; /* before: on_done may run inside the call */
+    int rc = mbx_proxy_callback(to, on_run, on_done, on_callback_cancel, msg);
+    if (rc != MBX_OK)
+      tls_callbacks_outstanding--;
+    return rc;
+  }
+  default:
+    return mbx_send(to, on_run, on_cancel, msg);
+  }
+}
+
+/* Record a sync call's outcome. MBX_OK: fn ran once and returned.
+ * MBX_ECANCELED: the target exited before fn returned (fn never ran and
+ * never will, or it ended the thread). MBX_ETIMEDOUT: fn has not run and
+ * never will (on_run checks the latter). */
+static void sync_outcome(long id, int rc) {
+  unsigned prev;
+  switch (rc) {
+  case MBX_OK:
+    prev = atomic_fetch_or(&g_flags[id], F_OK);
+    TCHECK(prev == F_RUN);
+    break;
+  case MBX_ECANCELED:
+    prev = atomic_fetch_or(&g_flags[id], F_OK | F_SYNC_CANCELED);
+    TCHECK(prev == 0 || prev == (F_RUN | F_EXITED));
+    break;
+  case MBX_ETIMEDOUT:
+    prev = atomic_fetch_or(&g_flags[id], F_OK | F_TIMED_OUT);
+    TCHECK(prev == 0);
+    break;
+  default: /* refused */
+    prev = atomic_fetch_or(&g_flags[id], F_REFUSED);
+    TCHECK(prev == 0);
+  }
+}
+
 static void *sender_main(void *arg) {
   rng r;
   rng_seed(&r, g_seed * 131 + (uintptr_t)arg);
-  atomic_store(&g_sender_handles[(uintptr_t)arg], mbx_self().bits);
+  tls_sender = (int)(uintptr_t)arg + 1;
+  mbx_handle self = mbx_self();
+  atomic_store(&g_sender_handles[(uintptr_t)arg], self.bits);
+  while (atomic_load(&g_lifetimes) == 0) /* the first targets exist */
+    sched_yield();
   for (;;) {
     long id = atomic_fetch_add(&g_next_id, 1);
     if (id >= g_messages)
       break;
-    mbx_handle to = pick(&r);
-    unsigned kind = rng_below(&r, 100);
-    kind = kind < 62   ? K_ASYNC
-           : kind < 72 ? K_NOCANCEL
-           : kind < 84 ? K_WAIT
-           : kind < 99 ? K_TIMED_WAIT
-                       : K_EXIT;
-    void *msg = (void *)(((uintptr_t)id << 3) | kind);
+    int doomed;
+    mbx_handle to = pick(&r, &doomed);
+    unsigned kind = pick_kind(&r);
+    /* A terminated worker cannot report work it was in the middle of: only
+     * fire-and-forget kinds with a cancel function go there (a sync call
+     * or callback whose fn is cut short would wait forever). */
+    if (doomed)
+      kind = (kind & 7) == K_PASYNC ? K_PASYNC : K_ASYNC;
+    void *msg = ARG(id, kind);
+    g_meta[id] =
+        (unsigned char)(kind | tls_sender << 4 | (doomed ? M_DOOMED : 0));
+    int sync = (kind & 7) == K_PSYNC || (kind & 7) == K_PTIMED;
     int held = rng_below(&r, 16) == 0 && mbx_hold(to) == MBX_OK;
-    int rc = mbx_send(to, on_run, kind == K_NOCANCEL ? NULL : on_cancel, msg);
+    int rc = send_one(&r, to, msg);
     if (held) {
-      /* a held record is never reused: a refusal can only be "closed" */
-      TCHECK(rc == MBX_OK || rc == MBX_ECLOSED);
+      /* a held record is never reused: a refusal can only be "closed" (or
+       * a sync call to ourselves) */
+      TCHECK(rc == MBX_OK || rc == MBX_ECLOSED || rc == MBX_ECANCELED ||
+             rc == MBX_ETIMEDOUT || rc == MBX_EDEADLK);
       TCHECK(mbx_release(to) == MBX_OK);
       atomic_fetch_add(&g_held_sends, 1);
     }
     TCHECK(rc == MBX_OK || rc == MBX_ECLOSED || rc == MBX_ESTALE ||
-           rc == MBX_EINVAL /* an empty pool slot */);
-    unsigned char prev =
-        atomic_fetch_or(&g_flags[id], rc == MBX_OK ? F_OK : F_REFUSED);
-    TCHECK(rc == MBX_OK || prev == 0);
-    if (rc == MBX_OK && (kind == K_WAIT || kind == K_TIMED_WAIT))
-      wait_done(id, kind == K_TIMED_WAIT);
+           rc == MBX_EINVAL /* an empty pool slot */ ||
+           (sync && (rc == MBX_ECANCELED || rc == MBX_EDEADLK)) ||
+           ((kind & 7) == K_PTIMED && rc == MBX_ETIMEDOUT));
+    if (rc == MBX_EDEADLK) {
+      TCHECK(mbx_handle_equal(to, self));
+      atomic_fetch_add(&g_deadlk, 1);
+    }
+    if (sync) {
+      sync_outcome(id, rc);
+    } else {
+      unsigned prev =
+          atomic_fetch_or(&g_flags[id], rc == MBX_OK ? F_OK : F_REFUSED);
+      TCHECK(rc == MBX_OK || prev == 0);
+    }
+    if (rc == MBX_OK && ((kind & 7) == K_WAIT || (kind & 7) == K_TIMED_WAIT))
+      wait_done(id, (kind & 7) == K_TIMED_WAIT);
     if ((id & 15) == 0)
       mbx_poll();
   }
+  /* Every callback ends in on_done or on_cancel here: the targets live on
+   * until all senders are done, other senders drain before they exit. */
+  while (tls_callbacks_outstanding > 0)
+    mbx_wait(1);
   atomic_fetch_add(&g_senders_done, 1);
   return NULL; /* our mailbox closes: what is queued is canceled here */
 }
-
 typedef struct plan {
   int receives, how; /* how: 0 return, 1 pthread_exit, 2 canceled */
 } plan;
@@ -163,50 +332,136 @@ static void *target_main(void *arg) {
   return NULL;
 }
 
+/* A target whose worker main terminates: it serves until then. */
+static void *doomed_main(void *arg) {
+  (void)arg;
+  for (;;)
+    mbx_wait(1);
+  return NULL;
+}
+
 /* The main thread creates and joins every target: on Emscripten 3.1.6 a
  * pthread_create from a worker is proxied to the main thread, which must
- * not be blocked in a join meanwhile. DIRECTORS targets live at a time. */
-static void direct_targets(void) {
-  rng r;
-  rng_seed(&r, g_seed * 977);
-  pthread_attr_t small_stack;
-  pthread_attr_init(&small_stack);
-  pthread_attr_setstacksize(&small_stack, 128 * 1024);
-  while (atomic_load(&g_senders_done) < SENDERS) {
-    pthread_t t[DIRECTORS];
-    plan p[DIRECTORS];
-    for (int i = 0; i < DIRECTORS; i++) {
-      int last = atomic_fetch_add(&g_lifetimes, 1) >= g_max_lifetimes;
-      p[i] = (plan){last ? -1 : (int)rng_below(&r, 200), (int)rng_below(&r, 3)};
-      TCHECK(pthread_create(&t[i], &small_stack, target_main, &p[i]) == 0);
-      mbx_handle h = mbx_thread_handle(t[i]);
-      atomic_store(&g_current[i], h.bits);
-      publish(&r, h);
-      if (p[i].how == 2)
-        TCHECK(pthread_cancel(t[i]) == 0);
-    }
-    for (int i = 0; i < DIRECTORS; i++)
-      TCHECK(pthread_join(t[i], NULL) == 0);
+ * not be blocked in a join meanwhile. DIRECTORS targets live at a time.
+ * On wasm main returns to its event loop between steps, which is where a
+ * terminated worker's mailbox is closed; a terminated target is detached
+ * (it can never be joined) and its handle is kept in g_doomed only. */
+typedef struct slot {
+  pthread_t thread;
+  plan p;
+  int live, doomed_steps; /* doomed_steps > 0: terminate after that many */
+} slot;
+static slot g_slots[DIRECTORS];
+static rng g_director_rng;
+static pthread_attr_t g_small_stack;
+static long g_terminations, g_max_terminations;
+
+static void start_target(int i) {
+  slot *s = &g_slots[i];
+  rng *r = &g_director_rng;
+  s->live = 1;
+  s->doomed_steps = 0;
+  if (g_terminations < g_max_terminations && rng_below(r, 8) == 0) {
+    g_terminations++;
+    s->doomed_steps = 1 + (int)rng_below(r, 20);
+    TCHECK(pthread_create(&s->thread, &g_small_stack, doomed_main, NULL) == 0);
+    TCHECK(pthread_detach(s->thread) == 0);
+    atomic_store(&g_doomed[i], mbx_thread_handle(s->thread).bits);
+    return;
   }
-  pthread_attr_destroy(&small_stack);
+  int last = atomic_fetch_add(&g_lifetimes, 1) >= g_max_lifetimes;
+  s->p = (plan){last ? -1 : (int)rng_below(r, 200), (int)rng_below(r, 3)};
+  TCHECK(pthread_create(&s->thread, &g_small_stack, target_main, &s->p) == 0);
+  mbx_handle h = mbx_thread_handle(s->thread);
+  atomic_store(&g_current[i], h.bits);
+  publish(r, h);
+  if (s->p.how == 2)
+    TCHECK(pthread_cancel(s->thread) == 0);
 }
+
+/* One step: end what has ended, start what is missing. Returns 1 once the
+ * senders are done and every target has ended. */
+static int direct_step(void) {
+  int senders_done = atomic_load(&g_senders_done) == SENDERS, live = 0;
+  for (int i = 0; i < DIRECTORS; i++) {
+    slot *s = &g_slots[i];
+    if (s->live && s->doomed_steps > 0) {
+#ifdef __EMSCRIPTEN__
+      if (--s->doomed_steps == 0 || senders_done) {
+        TCHECK(mbx_test_terminate_thread(s->thread) == 1);
+        s->live = 0;
+      }
+#endif
+    } else if (s->live && pthread_tryjoin_np(s->thread, NULL) == 0) {
+      s->live = 0;
+    }
+    if (!s->live && !senders_done)
+      start_target(i);
+    live += s->live;
+  }
+  return senders_done && live == 0;
+}
+
+static void finish(void);
+static pthread_t g_senders[SENDERS];
+static mbx_stats g_before;
+static mbx_proxy_stats g_pbefore;
+
+#ifdef __EMSCRIPTEN__
+static void direct_tick(void *unused) {
+  (void)unused;
+  if (!direct_step()) {
+    emscripten_async_call(direct_tick, NULL, 0);
+    return;
+  }
+  /* The terminated workers' queues are canceled from this event loop. */
+  mbx_stats now;
+  mbx_stats_global(&now);
+  if (now.pending != 0) {
+    emscripten_async_call(direct_tick, NULL, 1);
+    return;
+  }
+  finish();
+  fflush(stdout);
+  emscripten_force_exit(0);
+}
+#endif
 
 int main(int argc, char **argv) {
   g_messages = arg_long(argc, argv, "--messages", 100000);
   g_seed = (uint64_t)arg_long(argc, argv, "--seed", 1);
   g_max_lifetimes = arg_long(argc, argv, "--lifetimes", 1000000);
+  g_max_terminations = arg_long(argc, argv, "--terminations", 6);
   printf("torture seed=%llu messages=%ld\n", (unsigned long long)g_seed,
          g_messages);
-  g_flags = calloc((size_t)g_messages, 1);
-  CHECK(g_flags);
-  mbx_stats before;
-  mbx_stats_global(&before);
-  pthread_t senders[SENDERS];
+  g_flags = calloc((size_t)g_messages, sizeof *g_flags);
+  g_meta = calloc((size_t)g_messages, 1);
+  CHECK(g_flags && g_meta);
+  mbx_stats_global(&g_before);
+  mbx_proxy_stats_get(&g_pbefore);
+  rng_seed(&g_director_rng, g_seed * 977);
+  pthread_attr_init(&g_small_stack);
+  pthread_attr_setstacksize(&g_small_stack, 128 * 1024);
   for (uintptr_t i = 0; i < SENDERS; i++)
-    CHECK_EQ(pthread_create(&senders[i], NULL, sender_main, (void *)i), 0);
-  direct_targets();
+    CHECK_EQ(pthread_create(&g_senders[i], NULL, sender_main, (void *)i), 0);
+#ifdef __EMSCRIPTEN__
+  emscripten_async_call(direct_tick, NULL, 0);
+  emscripten_exit_with_live_runtime();
+#else
+  g_max_terminations = 0; /* natively threads cannot be killed one by one */
+  while (!direct_step()) {
+    struct timespec pause = {0, 100000};
+    nanosleep(&pause, NULL);
+  }
+  finish();
+#endif
+  return 0;
+}
+
+static void finish(void) {
+  pthread_attr_destroy(&g_small_stack);
   for (int i = 0; i < SENDERS; i++)
-    CHECK_EQ(pthread_join(senders[i], NULL), 0);
+    CHECK_EQ(pthread_join(g_senders[i], NULL), 0);
 
   /* Handles kept long after their threads died: all refused, nothing runs. */
   for (int i = 0; i < POOL; i++) {
@@ -215,21 +470,67 @@ int main(int argc, char **argv) {
     TCHECK(rc == MBX_ECLOSED || rc == MBX_ESTALE || rc == MBX_EINVAL);
   }
 
-  long ok = 0, refused = 0, run = 0, canceled = 0, dropped = 0;
+  /* Per message, by kind, the only end states allowed. */
+  enum { OK = F_OK, RUN = F_OK | F_RUN, EXITED = F_OK | F_RUN | F_EXITED };
+  long ok = 0, refused = 0, runs = 0, exited = 0, canceled = 0, dropped = 0;
+  long sync_ok = 0, sync_canceled = 0, sync_canceled_ran = 0, timed_out = 0;
+  long cb_done = 0, cb_canceled = 0, cb_canceled_ran = 0;
+  long work_runs = 0, work_canceled = 0; /* proxy records' run/cancel */
+  long killed = 0, doomed = 0; /* wasm: messages to terminated workers */
   for (long id = 0; id < g_messages; id++) {
-    unsigned char f = atomic_load(&g_flags[id]);
+    unsigned f = atomic_load(&g_flags[id]), kind = g_meta[id] & 7;
     if (f == F_REFUSED) {
       refused++;
-    } else {
-      TCHECK(f & F_OK);
-      ok++;
-      if (f == (F_OK | F_RUN))
-        run++;
-      else if (f == (F_OK | F_CANCEL))
+      continue;
+    }
+    TCHECK(f & F_OK);
+    ok++;
+    doomed += (g_meta[id] & M_DOOMED) != 0;
+    runs += (f & F_RUN) != 0;
+    exited += (f & F_EXITED) != 0;
+    switch (kind) {
+    case K_PSYNC:
+    case K_PTIMED:
+      if (f == RUN) {
+        sync_ok++;
+        work_runs++;
+      } else if (f == (OK | F_SYNC_CANCELED)) {
+        sync_canceled++;
+        work_canceled++;
+      } else if (f == (EXITED | F_SYNC_CANCELED)) {
+        sync_canceled++;
+        sync_canceled_ran++;
+        work_runs++;
+      } else {
+        TCHECK(kind == K_PTIMED && f == (OK | F_TIMED_OUT));
+        timed_out++;
+      }
+      break;
+    case K_PCALLBACK:
+      if (f == (RUN | F_CB_DONE)) {
+        cb_done++;
+        work_runs++;
+      } else if (f == (OK | F_CB_CANCEL)) {
+        cb_canceled++;
+        work_canceled++;
+      } else {
+        TCHECK(f == (EXITED | F_CB_CANCEL));
+        cb_canceled++;
+        cb_canceled_ran++;
+        work_runs++;
+      }
+      break;
+    default: /* mailbox sends and mbx_proxy_async */
+      if (f == (OK | F_CANCEL)) {
+        TCHECK(kind != K_NOCANCEL);
         canceled++;
-      else {
-        TCHECK(f == F_OK); /* accepted, no cancel function, dropped */
+      } else if (f == OK && (g_meta[id] & M_DOOMED)) {
+        killed++; /* taken from the queue, its worker terminated before fn */
+      } else if (f == OK) {
+        TCHECK(kind == K_NOCANCEL); /* no cancel function: dropped */
         dropped++;
+      } else {
+        TCHECK(f == RUN || f == EXITED);
       }
     }
   }
@@ -237,26 +538,66 @@ int main(int argc, char **argv) {
   mbx_stats_global(&after);
   mbx_memory_stats m;
   mbx_memory_stats_get(&m);
-  long lib_refused = (long)((after.rejected_closed - before.rejected_closed) +
-                            (after.rejected_stale - before.rejected_stale) +
-                            (after.rejected_invalid - before.rejected_invalid));
-  printf("sent=%ld run=%ld canceled=%ld dropped=%ld refused=%ld lifetimes=%ld "
-         "timed_out_waits=%ld held_sends=%ld records_total=%llu\n",
-         ok, run, canceled, dropped, refused, atomic_load(&g_lifetimes),
-         atomic_load(&g_timed_out), atomic_load(&g_held_sends),
-         (unsigned long long)m.records_total);
+  mbx_proxy_stats pafter;
+  mbx_proxy_stats_get(&pafter);
+  long lib_refused =
+      (long)((after.rejected_closed - g_before.rejected_closed) +
+             (after.rejected_stale - g_before.rejected_stale) +
+             (after.rejected_invalid - g_before.rejected_invalid));
+  long deadlk = atomic_load(&g_deadlk);
+  printf("sent=%ld run=%ld (exited inside %ld) canceled=%ld dropped=%ld "
+         "refused=%ld (edeadlk %ld) lifetimes=%ld timed_out_waits=%ld "
+         "held_sends=%ld records_total=%llu\n",
+         ok, runs, exited, canceled + work_canceled, dropped, refused, deadlk,
+         atomic_load(&g_lifetimes), atomic_load(&g_timed_out),
+         atomic_load(&g_held_sends), (unsigned long long)m.records_total);
+  printf("sync: ok=%ld canceled=%ld (fn ended the thread %ld) timed_out=%ld; "
+         "callbacks: done=%ld canceled=%ld (fn ended the thread %ld); "
+         "terminated workers=%ld (sent there %ld, canceled by the "
+         "abnormal exit %ld, cut off %ld)\n",
+         sync_ok, sync_canceled, sync_canceled_ran, timed_out, cb_done,
+         cb_canceled, cb_canceled_ran, g_terminations, doomed,
+         atomic_load(&g_abnormal_cancels), killed);
   TCHECK(ok + refused == g_messages);
-  TCHECK(ok == run + canceled + dropped);
-  TCHECK((long)(after.sent - before.sent) == ok);
-  TCHECK((long)(after.run - before.run) == run);
-  TCHECK((long)(after.canceled - before.canceled) == canceled);
-  TCHECK((long)(after.dropped - before.dropped) == dropped);
-  TCHECK(lib_refused == refused + POOL);
+  TCHECK(ok == runs + canceled + work_canceled + dropped + timed_out + killed);
+  TCHECK(killed <= g_terminations);
+
+  /* The proxy layer's counters agree with ours; every record is freed. */
+  TCHECK(pafter.calls_live == 0);
+  TCHECK((long)(pafter.sync_done - g_pbefore.sync_done) == sync_ok);
+  TCHECK((long)(pafter.sync_canceled - g_pbefore.sync_canceled) ==
+         sync_canceled);
+  TCHECK((long)(pafter.sync_timed_out - g_pbefore.sync_timed_out) == timed_out);
+  TCHECK((long)(pafter.abandoned - g_pbefore.abandoned) == timed_out);
+  TCHECK((long)(pafter.callbacks_done - g_pbefore.callbacks_done) == cb_done);
+  TCHECK((long)(pafter.callbacks_canceled - g_pbefore.callbacks_canceled) ==
+         cb_canceled);
+  TCHECK(pafter.callbacks_dropped == g_pbefore.callbacks_dropped);
+  TCHECK(pafter.contexts_canceled == g_pbefore.contexts_canceled);
+
+  /* The mailbox counters: each accepted proxy call is one message, and each
+   * sync/callback outcome one more (the caller's wake-up, which may still
+   * be queued when a sync caller exits: then dropped). A timed-out call's
+   * message is run (skipped) or canceled: the split is the target's. */
+  long replies = sync_ok + sync_canceled + cb_done + cb_canceled;
+  long replies_dropped = (long)(after.dropped - g_before.dropped) - dropped;
+  long abandoned_run = (long)(after.run - g_before.run) - runs - killed -
+                       (replies - replies_dropped);
+  long abandoned_canceled =
+      (long)(after.canceled - g_before.canceled) - canceled - work_canceled;
+  TCHECK((long)(after.sent - g_before.sent) == ok + replies);
+  TCHECK(replies_dropped >= 0 && replies_dropped <= sync_ok + sync_canceled);
+  TCHECK(abandoned_run >= 0 && abandoned_canceled >= 0);
+  TCHECK(abandoned_run + abandoned_canceled == timed_out);
+  TCHECK(lib_refused == refused - deadlk + POOL);
   TCHECK(after.pending == 0);
   TCHECK(m.nodes_live == 0);
   if (g_messages >= 10000)
-    TCHECK(run > 0 && canceled > 0 && refused > 0);
+    TCHECK(runs > 0 && canceled > 0 && refused > 0 && sync_ok > 0 &&
+           sync_canceled > 0 && timed_out > 0 && cb_done > 0 &&
+           cb_canceled > 0);
   free((void *)g_flags);
-  printf("PASS torture lost=%ld\n", ok - run - canceled - dropped);
-  return 0;
+  free(g_meta);
+  printf("PASS torture lost=%ld\n",
+         ok - runs - canceled - work_canceled - dropped - timed_out - killed);
 }
