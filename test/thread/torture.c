@@ -551,6 +551,7 @@ static void finish(void) {
          ok, runs, exited, canceled + work_canceled, dropped, refused, deadlk,
          atomic_load(&g_lifetimes), atomic_load(&g_timed_out),
          atomic_load(&g_held_sends), (unsigned long long)m.records_total);
+  printf("proxied work: ran=%ld canceled=%ld\n", work_runs, work_canceled);
   printf("sync: ok=%ld canceled=%ld (fn ended the thread %ld) timed_out=%ld; "
          "callbacks: done=%ld canceled=%ld (fn ended the thread %ld); "
          "terminated workers=%ld (sent there %ld, canceled by the "
