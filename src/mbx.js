@@ -125,7 +125,7 @@ mergeInto(LibraryManager.library, {
         if (!mbxWorkers.tearingDown &&
             !(typeof runtimeExited != 'undefined' && runtimeExited) &&
             !(typeof ABORT != 'undefined' && ABORT)) {
-          _mbx__on_runtime_teardown();
+          _mbx__runtime_exit();
         }
         mbxWorkers.tearingDown = true;
         return teardown.apply(PThread, arguments);

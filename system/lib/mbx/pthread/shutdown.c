@@ -23,11 +23,22 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
+#ifdef __EMSCRIPTEN__
+#include <emscripten/emscripten.h>
+#define CALLED_FROM_JS EMSCRIPTEN_KEEPALIVE
+void mbx_js_watch_workers(void);
+#else
+#define CALLED_FROM_JS
+#endif
+
 void mbx__event_loop_on_exit(void);
 
 static _Atomic int g_runtime_exiting;
 
-void mbx__runtime_exit(void) {
+/* An atexit handler, and on Emscripten also called by src/mbx.js (on the
+ * main thread) when the JS thread teardown starts, which
+ * emscripten_force_exit reaches even without EXIT_RUNTIME. */
+CALLED_FROM_JS void mbx__runtime_exit(void) {
   // Relaxed: only one caller may proceed; nothing is published through it.
   if (atomic_exchange_explicit(&g_runtime_exiting, 1, memory_order_relaxed))
     return;
@@ -45,13 +56,14 @@ void mbx__runtime_exit(void) {
   mbx__thread_exit(MBX_CANCEL_RUNTIME_EXIT, 1);
 }
 
-static void runtime_exit_at_exit(void) { mbx__runtime_exit(); }
+void mbx__shutdown_install(void) {
+  atexit(mbx__runtime_exit);
+#ifdef __EMSCRIPTEN__
+  mbx_js_watch_workers();
+#endif
+}
 
 #ifdef __EMSCRIPTEN__
-#include <emscripten/emscripten.h>
-
-void mbx_js_watch_workers(void);
-
 /* The handle captured by the last mbx__death_capture, split for JS (which
  * cannot take 64-bit values from 3.1.6 without BigInt support). */
 static uint32_t g_capture_gen;
@@ -76,20 +88,5 @@ EMSCRIPTEN_KEEPALIVE void mbx__on_thread_death(uint32_t low, uint32_t gen) {
   if (!mbx_handle_is_null(h))
     mbx_mailbox_close_orphan(h);
 }
-
-/* Main thread, from src/mbx.js, when Emscripten starts tearing threads
- * down (also without EXIT_RUNTIME, e.g. emscripten_force_exit). */
-EMSCRIPTEN_KEEPALIVE void mbx__on_runtime_teardown(void) {
-  mbx__runtime_exit();
-}
-
-void mbx__shutdown_install(void) {
-  atexit(runtime_exit_at_exit);
-  mbx_js_watch_workers();
-}
-
-#else
-
-void mbx__shutdown_install(void) { atexit(runtime_exit_at_exit); }
 
 #endif
