@@ -11,6 +11,8 @@
 #define _GNU_SOURCE
 #endif
 
+#include "../core/check.h" /* arg_long, sleep_ms, heap_in_use */
+
 #include <limits.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -45,18 +47,13 @@ static inline double now_us(void) {
   return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
 
-static inline void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
 /* Sleep while *word == expected (spurious returns allowed). */
 static inline void futex_wait_i32(_Atomic int32_t *word, int32_t expected) {
 #ifdef __EMSCRIPTEN__
   emscripten_futex_wait((void *)word, (uint32_t)expected, INFINITY);
 #else
-  syscall(SYS_futex, (int32_t *)word, FUTEX_WAIT_PRIVATE, expected, NULL,
-          NULL, 0);
+  syscall(SYS_futex, (int32_t *)word, FUTEX_WAIT_PRIVATE, expected, NULL, NULL,
+          0);
 #endif
 }
 
@@ -64,8 +61,7 @@ static inline void futex_wake_i32(_Atomic int32_t *word, int count) {
 #ifdef __EMSCRIPTEN__
   emscripten_futex_wake((void *)word, count);
 #else
-  syscall(SYS_futex, (int32_t *)word, FUTEX_WAKE_PRIVATE, count, NULL, NULL,
-          0);
+  syscall(SYS_futex, (int32_t *)word, FUTEX_WAKE_PRIVATE, count, NULL, NULL, 0);
 #endif
 }
 
@@ -97,21 +93,12 @@ static inline void completion_wait(completion *c) {
       return;
   int32_t expected = 0;
   // Acquire on failure: the state is 1 and we read the handler's effects.
-  if (!atomic_compare_exchange_strong_explicit(&c->state, &expected, 2,
-                                               memory_order_acquire,
-                                               memory_order_acquire))
+  if (!atomic_compare_exchange_strong_explicit(
+          &c->state, &expected, 2, memory_order_acquire, memory_order_acquire))
     return;
   // Acquire: pairs with completion_signal's release.
   while (atomic_load_explicit(&c->state, memory_order_acquire) != 1)
     futex_wait_i32(&c->state, 2);
-}
-
-static inline long arg_long(int argc, char **argv, const char *name,
-                            long fallback) {
-  for (int i = 1; i + 1 < argc; i++)
-    if (strcmp(argv[i], name) == 0)
-      return strtol(argv[i + 1], NULL, 10);
-  return fallback;
 }
 
 static inline int arg_flag(int argc, char **argv, const char *name) {

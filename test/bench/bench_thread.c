@@ -14,7 +14,6 @@
  */
 #include "bench_common.h"
 
-#include <malloc.h>
 #include <mbx/mailbox.h>
 #include <pthread.h>
 
@@ -23,14 +22,6 @@
 #else
 #define BUILD_NAME "plain"
 #endif
-
-static size_t heap_in_use(void) {
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
-  return mallinfo2().uordblks;
-#else
-  return (size_t)mallinfo().uordblks;
-#endif
-}
 
 static void *body(void *arg) { return arg; }
 

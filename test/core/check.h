@@ -1,5 +1,6 @@
-/* Shared helpers for the C tests: assertions that survive NDEBUG, a seeded
- * RNG, argument parsing and memory figures. Header-only. */
+/* Shared helpers for the C tests (and the benchmarks): assertions that
+ * survive NDEBUG, a seeded RNG, argument parsing, sleeping and waiting for a
+ * counter, and memory figures. Header-only. */
 #ifndef MBX_TEST_CHECK_H
 #define MBX_TEST_CHECK_H
 
@@ -9,10 +10,12 @@
 
 #include <malloc.h>
 #include <mbx/mailbox.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define CHECK(cond)                                                            \
   do {                                                                         \
@@ -60,6 +63,20 @@ static inline long arg_long(int argc, char **argv, const char *name,
     if (strcmp(argv[i], name) == 0)
       return strtol(argv[i + 1], NULL, 10);
   return fallback;
+}
+
+static inline void sleep_ms(double ms) {
+  struct timespec ts = {
+      (time_t)(ms / 1000),
+      (long)((ms - (double)(time_t)(ms / 1000) * 1000) * 1e6)};
+  nanosleep(&ts, NULL);
+}
+
+/* Wait up to ~10 s for *counter to reach expected, then check it did. */
+static inline void wait_for_count(_Atomic int *counter, int expected) {
+  for (int i = 0; i < 10000 && atomic_load(counter) < expected; i++)
+    sleep_ms(1);
+  CHECK_EQ(atomic_load(counter), expected);
 }
 
 /* Bytes the C heap has handed out now (0 under native ASan, whose malloc

@@ -32,11 +32,6 @@ static pthread_t g_main;
 static _Atomic int g_ready, g_in_handler, g_runs, g_cancels, g_bad_cancels;
 static _Atomic int g_waiter_sent, g_waiter_released;
 
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
 static void on_run(void *arg) {
   (void)arg;
   atomic_fetch_add(&g_runs, 1);

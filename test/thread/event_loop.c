@@ -50,17 +50,6 @@ static void quit(void *arg) {
   pthread_exit((void *)5);
 }
 
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
-static void wait_for_runs(int expected) {
-  for (int i = 0; i < 10000 && atomic_load(&g_runs) < expected; i++)
-    sleep_ms(1);
-  CHECK_EQ(atomic_load(&g_runs), expected);
-}
-
 static void *receiver_main(void *hide_wait_async) {
   if (hide_wait_async)
     CHECK_EQ(mbx_test_hide_wait_async(), 1);
@@ -95,7 +84,7 @@ static void run_scenario(long rounds, int hide_wait_async) {
   mbx_stats_global(&before);
   for (int i = 0; i < 1000; i++)
     CHECK_EQ(mbx_send(to, on_run, on_cancel, NULL), MBX_OK);
-  wait_for_runs(1000);
+  wait_for_count(&g_runs, 1000);
   mbx_stats_global(&after);
   long burst_wakeups = (long)(after.wakeups - before.wakeups);
   CHECK(burst_wakeups >= 1 && burst_wakeups < 1000);
@@ -109,7 +98,7 @@ static void run_scenario(long rounds, int hide_wait_async) {
     CHECK_EQ(mbx_send(to, on_run, on_cancel, NULL), MBX_OK);
   mbx_stats_global(&after);
   atomic_store(&g_hold_busy, 0);
-  wait_for_runs(2000);
+  wait_for_count(&g_runs, 2000);
   long busy_burst_wakeups = (long)(after.wakeups - before.wakeups);
   CHECK_EQ(busy_burst_wakeups, 1);
 
@@ -117,7 +106,7 @@ static void run_scenario(long rounds, int hide_wait_async) {
   mbx_stats_global(&before);
   for (int i = 1; i <= rounds; i++) {
     CHECK_EQ(mbx_send(to, on_run, on_cancel, NULL), MBX_OK);
-    wait_for_runs(2000 + i);
+    wait_for_count(&g_runs, 2000 + i);
   }
   mbx_stats_global(&after);
   long single_wakeups = (long)(after.wakeups - before.wakeups);

@@ -48,16 +48,6 @@ static void *native_sender(void *arg) {
   return NULL;
 }
 #else
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
-static void wait_for_runs(int expected) {
-  for (int i = 0; i < 10000 && atomic_load(&g_runs) < expected; i++)
-    sleep_ms(1);
-  CHECK_EQ(atomic_load(&g_runs), expected);
-}
 
 static _Atomic int g_phase_b_ready, g_cancels_at_exit;
 static long g_wakeups_a, g_wakeups_b;
@@ -103,10 +93,10 @@ static long burst_and_singles(int *expected) {
   for (int i = 0; i < 1000; i++)
     CHECK_EQ(mbx_send(g_main_handle, on_run, NULL, NULL), MBX_OK);
   *expected += 1000;
-  wait_for_runs(*expected);
+  wait_for_count(&g_runs, *expected);
   for (int i = 0; i < 20; i++) {
     CHECK_EQ(mbx_send(g_main_handle, on_run, NULL, NULL), MBX_OK);
-    wait_for_runs(++*expected);
+    wait_for_count(&g_runs, ++*expected);
   }
   long cost = wakeups() - before;
   CHECK(cost >= 21 && cost < 1020); /* >= 1 per single, far < 1 per msg */

@@ -11,13 +11,6 @@
 #include <stdatomic.h>
 #include <time.h>
 
-static inline void sleep_ms(double ms) {
-  struct timespec ts = {
-      (time_t)(ms / 1000),
-      (long)((ms - (double)(time_t)(ms / 1000) * 1000) * 1e6)};
-  nanosleep(&ts, NULL);
-}
-
 static inline double now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -36,11 +36,6 @@ static _Atomic int g_next_id, g_duplicates, g_bad_cancels, g_stop;
 static _Atomic int g_acks, g_ready, g_in_stuck_handler;
 static _Atomic long g_run[TARGETS], g_canceled[TARGETS];
 
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
 static void mark(uintptr_t id) {
   if (atomic_exchange(&g_handled[id], 1))
     atomic_fetch_add(&g_duplicates, 1);

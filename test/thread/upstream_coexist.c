@@ -37,11 +37,6 @@
 #define THEIRS 8
 #define ROUNDS 100
 
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
 /* Waits up to ~5 s for *counter to reach expected, running upstream
  * callbacks proxied back to this thread on q meanwhile. */
 static int await_count(em_proxying_queue *q, _Atomic int *counter,
