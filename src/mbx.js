@@ -19,12 +19,25 @@ mergeInto(LibraryManager.library, {
     return 1;
   },
   // Run the drain again from a later task (a flood that keeps the word
-  // non-zero, or a wakeup posted in the fallback mode).
-  mbx_js_defer__deps: ['$callUserCallback'],
+  // non-zero, or a wakeup posted in the fallback mode), as soon as the
+  // tasks already queued have run: setTimeout(0) would idle the thread for
+  // a clamped 1-4 ms while its mailbox is full.
+  $mbxSoon: function(fn) {
+    if (typeof setImmediate == 'function') return setImmediate(fn); // Node
+    if (!mbxSoon.port) { // browsers: a message task, not clamped
+      var queue = [], channel = new MessageChannel();
+      channel.port1.onmessage = function() { queue.shift()(); };
+      mbxSoon.port = channel.port2;
+      mbxSoon.queue = queue;
+    }
+    mbxSoon.queue.push(fn);
+    mbxSoon.port.postMessage(0);
+  },
+  mbx_js_defer__deps: ['$callUserCallback', '$mbxSoon'],
   mbx_js_defer: function(epoch) {
-    setTimeout(function() {
+    mbxSoon(function() {
       callUserCallback(function() { _mbx__event_loop_wake(epoch); });
-    }, 0);
+    });
   },
   // Only a native waitAsync: newer Emscripten releases may install a
   // polyfill that polls with timers, which the posted wakeup beats.

@@ -5,7 +5,10 @@
  * another thread, and notifications are coalesced: a burst sent while the
  * receiver is busy costs no wakeup, and each wakeup is matched by a return
  * from mbx_wait. Ping-pong rounds between two waiting threads check that no
- * wakeup is ever lost (a lost one hangs the test and the watchdog fails it).
+ * wakeup is ever lost (a lost one hangs the test and the watchdog fails it),
+ * with adaptive spinning before sleeping (the default) and without it. An
+ * idle waiter does not burn a core while it spins (natively, where process
+ * CPU time is measurable).
  */
 #include "check.h"
 
@@ -83,12 +86,14 @@ static void check_timeout_and_coalescing(void) {
 /* Ping-pong between two blocking receivers. */
 static mbx_handle g_ping, g_pong;
 static _Atomic int g_pong_ready;
+static _Atomic int g_pong_spins = 1;
 static long g_rounds;
 static void pong_reply(void *arg) {
   CHECK_EQ(mbx_send(g_ping, on_run, NULL, arg), MBX_OK);
 }
 static void *pong_main(void *arg) {
   (void)arg;
+  CHECK_EQ(mbx_set_spinning(atomic_load(&g_pong_spins)), 1);
   CHECK_EQ(mbx_thread_attach(&g_pong), MBX_OK);
   atomic_store(&g_pong_ready, 1);
   for (long i = 0; i < g_rounds;) {
@@ -100,7 +105,10 @@ static void *pong_main(void *arg) {
   return NULL;
 }
 
-static void check_ping_pong(void) {
+static void check_ping_pong(int spinning) {
+  atomic_store(&g_pong_spins, spinning);
+  atomic_store(&g_pong_ready, 0);
+  CHECK_EQ(mbx_set_spinning(spinning), 1);
   CHECK_EQ(mbx_thread_attach(&g_ping), MBX_OK);
   pthread_t t;
   CHECK_EQ(pthread_create(&t, NULL, pong_main, NULL), 0);
@@ -116,14 +124,52 @@ static void check_ping_pong(void) {
   pthread_join(t, NULL);
   CHECK_EQ(atomic_load(&g_runs), g_rounds);
   CHECK_EQ(mbx_thread_exit(MBX_CANCEL_THREAD_EXIT), 0);
-  printf("ping_pong rounds=%ld us_per_round=%.2f\n", g_rounds,
-         elapsed * 1000 / (double)g_rounds);
+  printf("ping_pong spinning=%d rounds=%ld us_per_round=%.2f\n", spinning,
+         g_rounds, elapsed * 1000 / (double)g_rounds);
+  CHECK_EQ(mbx_set_spinning(1), spinning);
 }
+
+#ifndef __EMSCRIPTEN__
+static double cpu_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void *idle_waiter(void *arg) {
+  (void)arg;
+  CHECK_EQ(mbx_thread_attach(NULL), MBX_OK);
+  /* 40 idle periods: each may spin once, for at most 50 microseconds. */
+  for (int i = 0; i < 40; i++)
+    CHECK_EQ(mbx_wait(5), MBX_ETIMEDOUT);
+  CHECK_EQ(mbx_wait(150), MBX_ETIMEDOUT); /* one long idle period */
+  CHECK_EQ(mbx_thread_exit(MBX_CANCEL_THREAD_EXIT), 0);
+  return NULL;
+}
+
+/* The whole process (main sleeps in join) while a waiter idles ~350 ms. A
+ * waiter that kept spinning would use ~100% of a core. */
+static void check_idle_cpu(void) {
+  double cpu0 = cpu_ms(), t0 = now_ms();
+  pthread_t t;
+  CHECK_EQ(pthread_create(&t, NULL, idle_waiter, NULL), 0);
+  CHECK_EQ(pthread_join(t, NULL), 0);
+  double cpu = cpu_ms() - cpu0, wall = now_ms() - t0;
+  printf("idle waiter: cpu_ms=%.2f wall_ms=%.1f (%.1f%% of a core)\n", cpu,
+         wall, 100 * cpu / wall);
+  CHECK(cpu < 0.1 * wall);
+}
+#endif
 
 int main(int argc, char **argv) {
   g_rounds = arg_long(argc, argv, "--rounds", 2000);
+  CHECK_EQ(mbx_set_spinning(1), 1); /* on by default */
   check_timeout_and_coalescing();
-  check_ping_pong();
+  check_ping_pong(1);
+  check_ping_pong(0);
+#ifndef __EMSCRIPTEN__
+  check_idle_cpu();
+#endif
   printf("PASS wait_wake\n");
   return 0;
 }

@@ -122,6 +122,18 @@ int mbx_poll(void);
  */
 int mbx_wait(double timeout_ms);
 
+/*
+ * Whether the calling thread may spin before it sleeps in mbx_wait (and in
+ * the blocking calls of <mbx/proxy.h>). On by default: before sleeping, a
+ * waiter polls for a short, adaptive time (at most 50 microseconds, shrinking
+ * while nothing arrives in it), which saves the sender a wake and the waiter
+ * a reschedule when the partner answers quickly. An idle waiter spins at most
+ * once per idle period. Turn it off on a thread that shares its core with its
+ * partner. on = 0 turns it off, anything else on. Any thread, for itself.
+ * Returns the previous setting (1 on, 0 off).
+ */
+int mbx_set_spinning(int on);
+
 /* ---------------------------------------------------------------- mailboxes */
 
 /*

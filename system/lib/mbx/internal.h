@@ -46,8 +46,16 @@ static inline uint32_t gate_holds(uint64_t gate) {
  * any index below the published record count names readable memory forever;
  * the generation in the gate decides whether a handle still names the life
  * it was made for. Keep this small: it is what a retired thread costs.
+ *
+ * Two cache lines, split by who writes them per message: senders (gate,
+ * tail, pending) and the owner (consumer token, head, counters). On one line
+ * every send and every pop would steal it from the other side: profiles
+ * showed the owner's token CAS and the senders' gate RMW each stalling on
+ * that line. On wasm32 each half fits one 64-byte line (128 bytes in all).
  */
+#define MBX_CACHE_LINE 64
 typedef struct mbx_record {
+  /* ---- written by senders */
   _Atomic uint64_t gate;
   /* Accepted and not yet consumed; also the futex word owners sleep on and
    * the JS event loop waits on. May dip to -1 briefly (a message popped
@@ -56,40 +64,44 @@ typedef struct mbx_record {
   /* How a sender that takes pending from 0 must notify the owner: one of
    * MBX_WAITING_* (the owner sleeps on pending, or its JS loop waits). */
   _Atomic int32_t waiting;
-  /* Who may pop the queue right now: MBX_CONSUMER_*. The owner claims it
-   * around each pop only (not while a handler runs), so a closer from
-   * outside (runtime exit, a dead owner) can take the queue over. */
-  _Atomic int32_t consumer;
-  _Atomic uint32_t capacity;  /* 0 = unbounded */
-  _Atomic uint32_t bound;     /* 1 while a thread owns it */
-  _Atomic(mbx_node *) tail;   /* producers exchange here */
-  mbx_node *head;             /* owner only */
-  uint32_t index;             /* immutable after chunk creation */
-  uint32_t quarantine_next;   /* index + 1 of the next record; registry lock */
-  int32_t consumed_unflushed; /* owner only: popped, not yet subtracted */
-  /* Most messages pending at once, as seen by the drainer just before it
-   * subtracts (pending only grows in between); stats add the current value. */
-  _Atomic uint32_t high_water;
-  /* Owner only: consumed nodes of one block not yet dropped from its count
-   * (batched: consecutive nodes usually share a block). */
-  struct mbx_node_block *release_block;
-  uint32_t release_count;
-  mbx_node stub; /* queue sentinel */
-  /* Counters of the current life; folded into the global totals at reuse. */
-  _Atomic uint64_t run;      /* single writer: the owner */
-  _Atomic uint64_t canceled; /* single writer: whoever drains at close */
-  _Atomic uint64_t dropped;  /* single writer: whoever drains at close */
+  _Atomic(mbx_node *) tail;  /* producers exchange here */
+  _Atomic uint32_t capacity; /* 0 = unbounded */
+  uint32_t index;            /* immutable after chunk creation */
+  /* pthread_t of the thread this life was created for (0 if none), for
+   * mbx_thread_handle(). Written by the creator under its hold and by the
+   * thread at bind (the same value); reset at reuse. */
+  _Atomic uintptr_t pthread_id;
   /* Refusals of this life: MBX_ECLOSED ones as generation << 32 | count,
    * counted only when the tag names the sender's life (a refusal through a
    * stale handle can race a reuse: found by the Spin model); MBX_EFULL ones
    * are counted inside the gate, where no reuse can happen. */
   _Atomic uint64_t rejected_closed;
   _Atomic uint32_t rejected_full;
-  /* pthread_t of the thread this life was created for (0 if none), for
-   * mbx_thread_handle(). Written by the creator under its hold and by the
-   * thread at bind (the same value); reset at reuse. */
-  _Atomic uintptr_t pthread_id;
+  _Atomic uint32_t bound;   /* 1 while a thread owns it */
+  uint32_t quarantine_next; /* index + 1 of the next record; registry lock */
+  /* Counters of the current life; folded into the global totals at reuse. */
+  _Atomic uint64_t canceled; /* single writer: whoever drains at close */
+
+  /* ---- written by the owner (the drainer) */
+  /* Who may pop the queue right now: MBX_CONSUMER_*. The owner claims it
+   * around each pop only (not while a handler runs), so a closer from
+   * outside (runtime exit, a dead owner) can take the queue over. */
+  _Alignas(MBX_CACHE_LINE) _Atomic int32_t consumer;
+  int32_t consumed_unflushed; /* owner only: popped, not yet subtracted */
+  mbx_node *head;             /* owner only */
+  /* Most messages pending at once, as seen by the drainer just before it
+   * subtracts (pending only grows in between); stats add the current value. */
+  _Atomic uint32_t high_water;
+  /* Owner only: consumed nodes of one block not yet dropped from its count
+   * (batched: consecutive nodes usually share a block). */
+  uint32_t release_count;
+  struct mbx_node_block *release_block;
+  mbx_node stub;            /* queue sentinel */
+  _Atomic uint64_t run;     /* single writer: the owner */
+  _Atomic uint64_t dropped; /* single writer: whoever drains at close */
 } mbx_record;
+_Static_assert(sizeof(void *) == 8 || sizeof(mbx_record) == 2 * MBX_CACHE_LINE,
+               "a wasm32 record is two cache lines");
 
 enum {
   MBX_WAITING_NONE = 0,
@@ -101,6 +113,16 @@ enum {
   MBX_CONSUMER_OWNER = 1,  /* the owner is inside a pop */
   MBX_CONSUMER_CLOSER = 2, /* the closer of this life drains it; final */
 };
+
+/* ---- spin.c */
+/* Poll *word while it equals value, for up to this thread's adaptive spin
+ * budget (and at most remaining_ms if >= 0). Returns 1 if it changed, 0 if
+ * the caller should go to sleep. */
+int mbx__spin_while_equal(_Atomic int32_t *word, int32_t value,
+                          double remaining_ms);
+/* Call after the sleep that followed a spin returning 0: adapts the budget
+ * to how long the answer actually took. */
+void mbx__spin_slept(void);
 
 /* ---- record.c */
 /* Resolve a handle to its record without trusting any of its bits. Returns

@@ -371,6 +371,7 @@ int mbx__wait(double timeout_ms, int nested_ok) {
   // Relaxed: only the owner writes waiting.
   int32_t mode = atomic_load_explicit(&r->waiting, memory_order_relaxed);
   int count = 0;
+  int spun = 0;
   for (;;) {
     // Relaxed: a closer from outside owns the queue for good once set; it
     // is seen at the latest after PENDING_CLOSED below (release/seq_cst).
@@ -402,11 +403,20 @@ int mbx__wait(double timeout_ms, int nested_ok) {
         break;
       }
     }
+    /* Once per wait, before the first sleep (a thread woken from its sleep
+     * has a message, or a timeout to report): a sender that arrives while
+     * we spin finds waiting cleared and skips its futex wake too. */
+    if (!spun) {
+      spun = 1;
+      if (mbx__spin_while_equal(&r->pending, 0, remaining))
+        continue;
+    }
     // Seq_cst: Dekker pair with mbx_send (set waiting, then re-read
     // pending; the sender increments pending, then reads waiting).
     atomic_store_explicit(&r->waiting, MBX_WAITING_WAKE, memory_order_seq_cst);
     if (atomic_load_explicit(&r->pending, memory_order_seq_cst) == 0)
       mbx_platform_wait(&r->pending, 0, remaining);
+    mbx__spin_slept();
     // Relaxed: only a hint for senders (the mode is restored below).
     atomic_store_explicit(&r->waiting, MBX_WAITING_NONE, memory_order_relaxed);
   }

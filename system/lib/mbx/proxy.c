@@ -308,9 +308,12 @@ int mbx_proxy_set_serving(int on) {
 
 /* Sleep on state (no serving) until it leaves `seen` or the deadline. */
 static void sleep_on_state(mbx_proxy_ctx *c, int32_t seen, double remaining) {
+  if (mbx__spin_while_equal(&c->state, seen, remaining))
+    return;
   // Seq_cst: see settle.
   atomic_store_explicit(&c->sleeper, 1, memory_order_seq_cst);
   mbx_platform_wait(&c->state, seen, remaining);
+  mbx__spin_slept();
 }
 
 /* Cleanup handler: the caller is canceled or exits while waiting. */

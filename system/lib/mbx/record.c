@@ -14,6 +14,7 @@
 
 #define CHUNK_SHIFT 6
 #define CHUNK_RECORDS (1u << CHUNK_SHIFT)
+#define CHUNK_BYTES (sizeof(mbx_record) * CHUNK_RECORDS + _Alignof(mbx_record))
 #define DIRECTORY_CHUNKS 4096u /* up to 262144 records */
 #define DEFAULT_QUARANTINE 64u
 
@@ -79,9 +80,13 @@ static int new_record(mbx_record **out) {
   if (index >= DIRECTORY_CHUNKS * CHUNK_RECORDS)
     return MBX_ENOMEM;
   if ((index & (CHUNK_RECORDS - 1)) == 0) {
-    mbx_record *chunk = mbx__alloc(sizeof(mbx_record) * CHUNK_RECORDS);
-    if (!chunk)
+    /* Records are cache-line aligned (see internal.h); the allocator
+     * promises malloc's alignment only, and chunks are never freed. */
+    unsigned char *raw = mbx__alloc(CHUNK_BYTES);
+    if (!raw)
       return MBX_ENOMEM;
+    mbx_record *chunk =
+        (mbx_record *)(raw + (-(uintptr_t)raw & (_Alignof(mbx_record) - 1)));
     memset(chunk, 0, sizeof(mbx_record) * CHUNK_RECORDS);
     for (uint32_t i = 0; i < CHUNK_RECORDS; i++) {
       chunk[i].index = index + i;
@@ -354,8 +359,7 @@ void mbx_memory_stats_get(mbx_memory_stats *out) {
   out->records_total =
       atomic_load_explicit(&g_record_count, memory_order_relaxed);
   out->records_quarantine = g_quarantine_length;
-  uint64_t chunk_bytes =
-      (uint64_t)g_chunk_count * CHUNK_RECORDS * sizeof(mbx_record);
+  uint64_t chunk_bytes = (uint64_t)g_chunk_count * CHUNK_BYTES;
   pthread_mutex_unlock(&g_registry_lock);
   out->records_live = out->records_total - out->records_quarantine;
   out->record_bytes = sizeof(mbx_record);

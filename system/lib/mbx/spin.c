@@ -1,0 +1,90 @@
+/*
+ * Adaptive spinning before a futex sleep.
+ *
+ * Waking a sleeping thread costs the waker a futex wake (Atomics.notify)
+ * and the sleeper a reschedule: microseconds natively, tens of them in a
+ * Node worker. A request/reply partner running on another core usually
+ * answers sooner than that, so a waiter first polls its word for a while.
+ *
+ * The budget is per thread and follows what happened. A spin that saw the
+ * word change doubles it (up to MBX_SPIN_MAX_US). One that did not leaves
+ * the verdict to the sleep that follows (mbx__spin_slept): if the answer
+ * came within MBX_SPIN_MAX_US of the start, a longer spin would have caught
+ * it, so the budget doubles; otherwise it halves (down to MBX_SPIN_MIN_US).
+ * Judging only by the spin would ratchet down for good once the budget fell
+ * below the partner's usual answer time. So a thread that keeps getting
+ * quick answers spins, and one that sits idle pays at most MBX_SPIN_MAX_US
+ * once per idle period and a few microseconds after that: an idle receiver
+ * does not burn a core. Spinning never replaces the sleep, it only delays
+ * it, so every wakeup protocol (the Dekker pairs on `waiting` and `sleeper`)
+ * stays as it is.
+ */
+#include "internal.h"
+#include "platform.h"
+
+#ifndef MBX_SPIN_MAX_US
+#define MBX_SPIN_MAX_US 50.0
+#endif
+#define MBX_SPIN_MIN_US 1.0
+#define POLLS_PER_CLOCK_READ 64 /* reading the clock is a JS call in wasm */
+
+static _Thread_local double tls_spin_us = MBX_SPIN_MAX_US;
+static _Thread_local double tls_spin_started_ms; /* of a spin that failed */
+static _Thread_local int tls_spin_off;
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+static void budget_grow(void) {
+  tls_spin_us =
+      tls_spin_us * 2 > MBX_SPIN_MAX_US ? MBX_SPIN_MAX_US : tls_spin_us * 2;
+}
+
+int mbx__spin_while_equal(_Atomic int32_t *word, int32_t value,
+                          double remaining_ms) {
+  tls_spin_started_ms = 0;
+  if (tls_spin_off)
+    return 0;
+  double budget_ms = tls_spin_us / 1000.0;
+  if (remaining_ms >= 0 && remaining_ms < budget_ms)
+    budget_ms = remaining_ms;
+  if (budget_ms <= 0)
+    return 0;
+  double start = mbx_platform_now_ms(), end = start + budget_ms;
+  for (unsigned polls = 1;; polls++) {
+    // Relaxed: only a hint to stop spinning; callers re-read the word with
+    // the order their protocol needs.
+    if (atomic_load_explicit(word, memory_order_relaxed) != value) {
+      budget_grow();
+      return 1;
+    }
+    cpu_relax();
+    if (polls % POLLS_PER_CLOCK_READ == 0 && mbx_platform_now_ms() >= end) {
+      tls_spin_started_ms = start;
+      return 0;
+    }
+  }
+}
+
+void mbx__spin_slept(void) {
+  if (!tls_spin_started_ms)
+    return; /* no spin preceded this sleep */
+  double waited_us = (mbx_platform_now_ms() - tls_spin_started_ms) * 1000.0;
+  tls_spin_started_ms = 0;
+  if (waited_us <= MBX_SPIN_MAX_US)
+    budget_grow();
+  else
+    tls_spin_us =
+        tls_spin_us / 2 < MBX_SPIN_MIN_US ? MBX_SPIN_MIN_US : tls_spin_us / 2;
+}
+
+int mbx_set_spinning(int on) {
+  int previous = !tls_spin_off;
+  tls_spin_off = !on;
+  return previous;
+}
