@@ -14,7 +14,8 @@
  * Natively only the sync-rt-mbx-wait and idle figures exist (there is no
  * event loop and no proxying queue).
  *
- * Usage: bench_proxy [--reps R] [--msgs N] [--rts K] [--only async|el|wait|idle]
+ * Usage: bench_proxy [--reps R] [--msgs N] [--rts K]
+ *                    [--only async|el|wait|idle]
  *                    [--only-mbx]  (async: skip the baseline, for profiling)
  */
 #include "bench_common.h"
@@ -97,8 +98,8 @@ static void *producer_main(void *p) {
       BENCH_CHECK(mbx_send(g_loop_handle, count_one, NULL, NULL) == MBX_OK);
   } else {
     for (long i = 0; i < self->count; i++)
-      BENCH_CHECK(emscripten_proxy_async(g_queue, g_loop_thread, count_one,
-                                         NULL));
+      BENCH_CHECK(
+          emscripten_proxy_async(g_queue, g_loop_thread, count_one, NULL));
   }
   return NULL;
 }
@@ -121,6 +122,8 @@ static double run_async(int contender, int producers, long total) {
   while (atomic_load(&g_started) < producers)
     sleep_ms(1);
   sleep_ms(2); /* let them reach the futex */
+  mbx_stats before;
+  mbx_stats_global(&before);
   double t0 = now_us();
   atomic_store(&g_go, 1);
   futex_wake_i32(&g_go, INT_MAX);
@@ -128,6 +131,13 @@ static double run_async(int contender, int producers, long total) {
   double t1 = now_us();
   for (int i = 0; i < producers; i++)
     pthread_join(ps[i].thread, NULL);
+  if (contender == CONTENDER_MBX) {
+    /* How often a sender found the consumer idle and had to notify it. */
+    mbx_stats after;
+    mbx_stats_global(&after);
+    printf("INFO async %dp: %.1f messages per wakeup\n", producers,
+           (double)g_target / (double)(after.wakeups - before.wakeups + 1));
+  }
   return (double)g_target / ((t1 - t0) / 1e6);
 }
 
@@ -238,8 +248,8 @@ static void stop_mbx_server(pthread_t t) {
 static void start_pingpong(pthread_t *t, int spin) {
   atomic_store(&g_ping, 0);
   atomic_store(&g_pong, 0);
-  BENCH_CHECK(pthread_create(t, NULL, spin ? spin_server_main
-                                           : futex_server_main,
+  BENCH_CHECK(pthread_create(t, NULL,
+                             spin ? spin_server_main : futex_server_main,
                              NULL) == 0);
 }
 
@@ -362,8 +372,7 @@ int main(int argc, char **argv) {
           if (only_ours && contender != CONTENDER_MBX)
             continue; /* profiling */
           result(name,
-                 contender == CONTENDER_MBX ? "mbx"
-                                            : PROXY_NAME "-proxy-async",
+                 contender == CONTENDER_MBX ? "mbx" : PROXY_NAME "-proxy-async",
                  run_async(contender, p, msgs), "msg/s");
         }
       }

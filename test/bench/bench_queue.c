@@ -123,8 +123,7 @@ static void *producer_main(void *p) {
     futex_wait_i32(&g_go, 0);
   for (long i = 0; i < self->count; i++) {
     if (self->ours)
-      BENCH_CHECK(mbx_send(g_consumer_handle, count_one, NULL, NULL) ==
-                  MBX_OK);
+      BENCH_CHECK(mbx_send(g_consumer_handle, count_one, NULL, NULL) == MBX_OK);
     else
       ring_push(count_one, NULL);
   }

@@ -10,6 +10,9 @@
  * between a thread blocked in pthread_cond_wait (never polling) and an
  * event-loop thread terminated in the middle of a handler. Afterwards sends
  * to the dead thread fail with MBX_ECLOSED, and new threads keep working.
+ * Proxied work (<mbx/proxy.h>) is not left hanging either: a sync call
+ * whose fn is running when the worker dies, and a context the dead thread
+ * left unfinished, both return MBX_ECANCELED to their blocked callers.
  * (Natively threads cannot be killed one by one: wasm only.)
  */
 #include "../core/check.h"
@@ -18,6 +21,7 @@
 
 #include <emscripten/emscripten.h>
 #include <emscripten/threading.h>
+#include <mbx/proxy.h>
 #include <mbx/thread.h>
 #include <pthread.h>
 #include <sched.h>
@@ -90,6 +94,26 @@ static void *blocking_sender(void *to) {
   return NULL;
 }
 
+/* Proxied work on a victim: fn never returns, or a context fn returns
+ * without finishing. The caller thread blocks until the victim is killed. */
+static void endless_fn(void *arg) { endless_handler(arg); }
+static void unfinished_ctx_fn(mbx_proxy_ctx *ctx, void *arg) {
+  (void)ctx; /* never finished: the victim dies first */
+  (void)arg;
+  atomic_store(&g_in_handler, 1);
+}
+static _Atomic int g_caller_rc = 1;
+static void *sync_caller(void *to) {
+  atomic_store(&g_caller_rc,
+               mbx_proxy_sync(*(mbx_handle *)to, endless_fn, NULL));
+  return NULL;
+}
+static void *ctx_caller(void *to) {
+  atomic_store(&g_caller_rc, mbx_proxy_sync_with_ctx(*(mbx_handle *)to,
+                                                     unfinished_ctx_fn, NULL));
+  return NULL;
+}
+
 /* Runs on main: Emscripten terminates workers from the main thread. */
 static _Atomic int g_terminated;
 static void terminate_on_main(void *victim) {
@@ -99,7 +123,8 @@ static void terminate_on_main(void *victim) {
 
 static void finish(void *arg) {
   printf("rounds=%ld: every queued message canceled on main with "
-         "MBX_CANCEL_ABNORMAL_EXIT; blocked senders released\n",
+         "MBX_CANCEL_ABNORMAL_EXIT; blocked senders released; sync calls "
+         "running or outstanding on killed workers canceled\n",
          (long)(intptr_t)arg);
   printf("PASS abnormal_death\n");
   fflush(stdout);
@@ -144,6 +169,38 @@ static void *coordinator(void *arg) {
   }
   CHECK_EQ(atomic_load(&g_runs), 0);
   CHECK_EQ(atomic_load(&g_bad_cancels), 0);
+  /* Proxied work running or outstanding on a killed worker. */
+  mbx_proxy_stats before, after;
+  mbx_proxy_stats_get(&before);
+  for (int with_ctx = 0; with_ctx < 2; with_ctx++) {
+    atomic_store(&g_ready, 0);
+    atomic_store(&g_in_handler, 0);
+    atomic_store(&g_caller_rc, 1);
+    pthread_t victim, caller;
+    CHECK_EQ(pthread_create(&victim, NULL, event_loop_victim, NULL), 0);
+    mbx_handle to = mbx_thread_handle(victim);
+    while (!atomic_load(&g_ready))
+      sleep_ms(1);
+    CHECK_EQ(
+        pthread_create(&caller, NULL, with_ctx ? ctx_caller : sync_caller, &to),
+        0);
+    while (!atomic_load(&g_in_handler))
+      sleep_ms(1);
+    if (with_ctx)
+      sleep_ms(20); /* back in its event loop, the context outstanding */
+    CHECK_EQ(atomic_load(&g_caller_rc), 1); /* still blocked */
+    CHECK_EQ(mbx_send(mbx_main_thread(), terminate_on_main, NULL, &victim),
+             MBX_OK);
+    CHECK_EQ(pthread_join(caller, NULL), 0); /* released by the death */
+    CHECK_EQ(atomic_load(&g_caller_rc), MBX_ECANCELED);
+  }
+  mbx_proxy_stats_get(&after);
+  CHECK_EQ(after.sync_canceled - before.sync_canceled, 2);
+  CHECK_EQ(after.contexts_canceled - before.contexts_canceled, 1);
+  /* The sync call's record is freed. The context's is not: it stays valid
+   * until its mbx_proxy_finish (which any thread may still call), and
+   * here nobody will. */
+  CHECK_EQ(after.calls_live, before.calls_live + 1);
   /* Threads created after the deaths still work. */
   for (int i = 0; i < 4; i++) {
     pthread_t t;

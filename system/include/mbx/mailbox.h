@@ -180,7 +180,9 @@ int mbx_thread_exit(int reason);
  * Close a mailbox whose owner is known to be dead without having run
  * mbx_thread_exit() (e.g. its worker was terminated), or that was created but
  * never bound. Cancels queued messages on the calling thread with
- * MBX_CANCEL_ABNORMAL_EXIT and releases the owner's hold. Must not be called
+ * MBX_CANCEL_ABNORMAL_EXIT, cancels proxied work (<mbx/proxy.h>) the owner
+ * was running or left unfinished (its callers return MBX_ECANCELED), and
+ * releases the owner's hold. Must not be called
  * while the owner may still run. Returns the number canceled (>= 0),
  * MBX_ECLOSED (already closed), MBX_ESTALE, MBX_EINVAL, MBX_EBUSY (the dead
  * owner stopped in the middle of popping a message, so its queue cannot be

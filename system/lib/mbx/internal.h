@@ -79,6 +79,11 @@ typedef struct mbx_record {
   _Atomic uint32_t rejected_full;
   _Atomic uint32_t bound;   /* 1 while a thread owns it */
   uint32_t quarantine_next; /* index + 1 of the next record; registry lock */
+  /* The owner's proxy-layer state (proxy.c), so that the closer of an
+   * orphan (a killed worker) can cancel the proxied work the dead thread
+   * was running or left unfinished. Written by the owner; taken by the
+   * orphan closer or cleared at the owner's exit; reset at reuse. */
+  _Atomic(void *) owner_proxy;
   /* Counters of the current life; folded into the global totals at reuse. */
   _Atomic uint64_t canceled; /* single writer: whoever drains at close */
 
@@ -87,8 +92,12 @@ typedef struct mbx_record {
    * around each pop only (not while a handler runs), so a closer from
    * outside (runtime exit, a dead owner) can take the queue over. */
   _Alignas(MBX_CACHE_LINE) _Atomic int32_t consumer;
-  int32_t consumed_unflushed; /* owner only: popped, not yet subtracted */
-  mbx_node *head;             /* owner only */
+  int32_t consumed_unflushed; /* popped, not yet subtracted: token holder */
+  /* Popped by the owner, not yet added to `run` (folded at every flush, by
+   * whoever holds the token): one counter store per drain, not per message
+   * (every atomic store is a full-barrier exchange in wasm). */
+  int32_t run_unflushed;
+  mbx_node *head; /* owner only */
   /* Most messages pending at once, as seen by the drainer just before it
    * subtracts (pending only grows in between); stats add the current value. */
   _Atomic uint32_t high_water;
@@ -97,7 +106,7 @@ typedef struct mbx_record {
   uint32_t release_count;
   struct mbx_node_block *release_block;
   mbx_node stub;            /* queue sentinel */
-  _Atomic uint64_t run;     /* single writer: the owner */
+  _Atomic uint64_t run;     /* single writer: the token holder */
   _Atomic uint64_t dropped; /* single writer: whoever drains at close */
 } mbx_record;
 _Static_assert(sizeof(void *) == 8 || sizeof(mbx_record) == 2 * MBX_CACHE_LINE,
@@ -113,6 +122,13 @@ enum {
   MBX_CONSUMER_OWNER = 1,  /* the owner is inside a pop */
   MBX_CONSUMER_CLOSER = 2, /* the closer of this life drains it; final */
 };
+
+/* Owner: publish the proxy-layer state of the calling thread's mailbox
+ * (see mbx_record.owner_proxy). */
+void mbx__self_set_owner_proxy(void *state);
+/* proxy.c: cancel what a dead owner's proxy state still holds, then free
+ * it. Called by the closer of an orphan. */
+void mbx__proxy_orphaned(void *state);
 
 /* ---- spin.c */
 /* Poll *word while it equals value, for up to this thread's adaptive spin

@@ -64,8 +64,9 @@ const char *mbx_strerror(int code) {
 /* ---- queue */
 
 static void queue_push(mbx_record *r, mbx_node *n) {
-  // Relaxed: published by the exchange's release below.
-  atomic_store_explicit(&n->next, NULL, memory_order_relaxed);
+  /* A plain store: n is private until the exchange's release publishes it
+   * (an atomic store is a full-barrier exchange in wasm). */
+  atomic_init(&n->next, NULL);
   // Acq_rel: release publishes n; acquire orders our store into prev after
   // prev's own initialisation by the producer that pushed it.
   mbx_node *prev = atomic_exchange_explicit(&r->tail, n, memory_order_acq_rel);
@@ -108,6 +109,8 @@ static int32_t flush_consumed(mbx_record *r) {
   mbx__node_release_flush(r);
   int32_t n = r->consumed_unflushed;
   r->consumed_unflushed = 0;
+  counter_bump(&r->run, (uint64_t)r->run_unflushed);
+  r->run_unflushed = 0;
   // Relaxed would do for the count, but seq_cst keeps the owner's
   // "pending == 0 -> set waiting -> re-check" sequence totally ordered with
   // senders' increments (see wait_for_messages).
@@ -297,12 +300,12 @@ static int run_pending(mbx_record *r, int32_t budget) {
       arg = n->arg;
       mbx__node_release(r, n);
       r->consumed_unflushed++;
+      r->run_unflushed++; /* counted as run once popped by the owner */
     }
     owner_unclaim(r);
     if (!n)
       break;
     count++;
-    counter_bump(&r->run, 1);
     run(arg);
   }
   if (!owner_claim(r))
@@ -457,6 +460,12 @@ void mbx__self_set_waiting(int32_t mode) {
 
 mbx_handle mbx_self(void) { return tls_self_handle; }
 
+void mbx__self_set_owner_proxy(void *state) {
+  if (tls_self)
+    // Release: an orphan closer that takes it sees it initialised.
+    atomic_store_explicit(&tls_self->owner_proxy, state, memory_order_release);
+}
+
 int mbx_mailbox_create(mbx_handle *out) {
   if (!out)
     return MBX_EINVAL;
@@ -597,6 +606,9 @@ int mbx__thread_exit(int reason, int nested_ok) {
   /* Proxied work this thread started and did not finish (contexts left for
    * a later mbx_proxy_finish) is canceled now: its callers stop waiting. */
   mbx__proxy_thread_exiting();
+  // Relaxed: nobody takes it from a closed life but an orphan closer, and
+  // there is none while the owner runs.
+  atomic_store_explicit(&r->owner_proxy, NULL, memory_order_relaxed);
   // Relaxed: only the owner reads bound; it is reset at reuse anyway.
   atomic_store_explicit(&r->bound, 0, memory_order_relaxed);
   tls_self = NULL;
@@ -635,6 +647,14 @@ int mbx_mailbox_close_orphan(mbx_handle h) {
     return count; /* stale, or someone else closed it first */
   /* MBX_EBUSY: the owner died inside a pop. Its queue is abandoned (the
    * nodes leak; reuse resets the queue), but the record is still retired. */
+  /* Proxied work the dead owner was running, or contexts it left
+   * unfinished: their callers would otherwise wait forever. */
+  // Acquire: see the state the owner published (and, the owner being dead,
+  // everything it wrote to it before).
+  void *proxy =
+      atomic_exchange_explicit(&r->owner_proxy, NULL, memory_order_acquire);
+  if (proxy)
+    mbx__proxy_orphaned(proxy);
   // Relaxed: the record is closed; nobody binds a closed record.
   atomic_store_explicit(&r->bound, 0, memory_order_relaxed);
   mbx__record_release_owner(r); /* the dead owner's hold */

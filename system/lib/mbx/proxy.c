@@ -62,8 +62,32 @@ static void count(_Atomic uint64_t *c) {
 
 static _Thread_local int tls_not_serving; /* 0 = default on */
 static _Thread_local int tls_blocking = -1;
-/* Contexts this thread started and that may still be outstanding. */
-static _Thread_local mbx_proxy_ctx *tls_outstanding;
+/* What a target thread holds of proxied work. On the heap, published in the
+ * thread's record (owner_proxy), so that when the thread's worker is killed
+ * the main thread can cancel it (mbx__proxy_orphaned): the dead thread's
+ * stack and TLS may be freed by then. If that allocation fails the thread
+ * uses tls_fallback, and only a killed worker's work stays unresolved. */
+typedef struct proxy_thread {
+  /* Sync and callback work whose fn runs on this thread now, innermost
+   * first (linked through `next`; nested when a handler blocks serving). */
+  mbx_proxy_ctx *running;
+  /* Contexts this thread started and that may still be outstanding. */
+  mbx_proxy_ctx *outstanding;
+} proxy_thread;
+static _Thread_local proxy_thread *tls_proxy;
+static _Thread_local proxy_thread tls_fallback;
+
+static proxy_thread *this_thread(void) {
+  if (!tls_proxy) {
+    proxy_thread *p = mbx__alloc(sizeof *p);
+    if (p) {
+      p->running = p->outstanding = NULL;
+      mbx__self_set_owner_proxy(p);
+    }
+    tls_proxy = p ? p : &tls_fallback;
+  }
+  return tls_proxy;
+}
 
 /* ---- records */
 
@@ -189,8 +213,8 @@ static int settle(mbx_proxy_ctx *c, int32_t from, int32_t to) {
  * holds references, and finish (any thread) cannot touch it. Runs before
  * each proxied work on this thread, so a finished context lingers at most
  * until the next one, or until the thread exits. */
-static void outstanding_prune(void) {
-  mbx_proxy_ctx **link = &tls_outstanding;
+static void outstanding_prune(proxy_thread *p) {
+  mbx_proxy_ctx **link = &p->outstanding;
   while (*link) {
     mbx_proxy_ctx *o = *link;
     // Relaxed: a final state is never left; the unref orders the free.
@@ -204,15 +228,16 @@ static void outstanding_prune(void) {
   }
 }
 
-static void outstanding_add(mbx_proxy_ctx *c) {
+static void outstanding_add(proxy_thread *p, mbx_proxy_ctx *c) {
   record_ref(c);
-  c->next = tls_outstanding;
-  tls_outstanding = c;
+  c->next = p->outstanding;
+  p->outstanding = c;
 }
 
-void mbx__proxy_thread_exiting(void) {
-  mbx_proxy_ctx *c = tls_outstanding;
-  tls_outstanding = NULL;
+/* Cancel every outstanding context (the thread exits or died). */
+static void cancel_outstanding(proxy_thread *p) {
+  mbx_proxy_ctx *c = p->outstanding;
+  p->outstanding = NULL;
   while (c) {
     mbx_proxy_ctx *next = c->next;
     if (settle(c, RUNNING, CANCELED))
@@ -222,9 +247,42 @@ void mbx__proxy_thread_exiting(void) {
   }
 }
 
+void mbx__proxy_thread_exiting(void) {
+  proxy_thread *p = tls_proxy;
+  if (!p)
+    return;
+  tls_proxy = NULL;
+  /* Work interrupted by pthread_exit left `running` in its cleanup
+   * handler; the mailbox core clears owner_proxy after this returns. */
+  cancel_outstanding(p);
+  if (p != &tls_fallback)
+    mbx__free(p);
+}
+
+/* Main thread (the closer of an orphan): the thread died without unwinding,
+ * inside the fns on `running` or with contexts outstanding. Each is settled
+ * CANCELED (its caller gets MBX_ECANCELED, a callback its on_cancel) and
+ * the references the dead thread held are dropped, as its cleanup handlers
+ * and exit path would have done. */
+void mbx__proxy_orphaned(void *state) {
+  proxy_thread *p = state;
+  mbx_proxy_ctx *c = p->running;
+  p->running = NULL;
+  while (c) {
+    mbx_proxy_ctx *next = c->next;
+    settle(c, RUNNING, CANCELED);
+    record_unref(c); /* the work message's reference */
+    c = next;
+  }
+  cancel_outstanding(p);
+  mbx__free(p);
+}
+
 /* Cleanup handler: the target ends (pthread_exit, cancellation) inside fn. */
 static void work_interrupted(void *p) {
   mbx_proxy_ctx *c = p;
+  if (c->kind != KIND_CTX)
+    this_thread()->running = c->next; /* innermost first */
   if (settle(c, RUNNING, CANCELED) && c->kind == KIND_CTX)
     count(&g_contexts_canceled);
   if (c->kind != KIND_CTX)
@@ -238,21 +296,27 @@ static void call_fn(mbx_proxy_ctx *c) {
     c->fn(c->arg);
 }
 
-static void work_run(void *p) {
-  mbx_proxy_ctx *c = p;
-  if (tls_outstanding)
-    outstanding_prune();
+static void work_run(void *arg) {
+  mbx_proxy_ctx *c = arg;
+  proxy_thread *p = this_thread();
+  if (p->outstanding)
+    outstanding_prune(p);
   if (!settle(c, PENDING, RUNNING)) { /* abandoned by its caller */
     count(&g_abandoned);
     record_unref(c);
     return;
   }
-  if (c->kind == KIND_CTX)
-    outstanding_add(c);
+  if (c->kind == KIND_CTX) {
+    outstanding_add(p, c);
+  } else {
+    c->next = p->running;
+    p->running = c;
+  }
   pthread_cleanup_push(work_interrupted, c);
   call_fn(c);
   pthread_cleanup_pop(0);
   if (c->kind != KIND_CTX) {
+    this_thread()->running = c->next; /* not p: clobbered by the cleanup */
     settle(c, RUNNING, DONE);
     record_unref(c);
   }

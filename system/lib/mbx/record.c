@@ -63,6 +63,7 @@ static void reset_queue(mbx_record *r) {
   atomic_store_explicit(&r->tail, &r->stub, memory_order_relaxed);
   r->head = &r->stub;
   r->consumed_unflushed = 0;
+  r->run_unflushed = 0;
   r->release_block = NULL; /* empty, unless an owner died inside a pop */
   r->release_count = 0;
   atomic_store_explicit(&r->pending, 0, memory_order_relaxed);    // see above
@@ -71,6 +72,7 @@ static void reset_queue(mbx_record *r) {
   atomic_store_explicit(&r->capacity, 0, memory_order_relaxed);   // see above
   atomic_store_explicit(&r->bound, 0, memory_order_relaxed);      // see above
   atomic_store_explicit(&r->pthread_id, 0, memory_order_relaxed); // see above
+  atomic_store_explicit(&r->owner_proxy, NULL, memory_order_relaxed); // above
 }
 
 /* Registry lock held. */
