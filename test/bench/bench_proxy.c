@@ -358,6 +358,22 @@ int main(int argc, char **argv) {
   BENCH_CHECK(pthread_create(&g_loop_thread, NULL, loop_main, NULL) == 0);
   completion_wait(&g_loop_ready);
 #endif
+  /* Warm-up, untimed: V8 first runs wasm in its baseline compiler and
+   * tiers hot functions up while they run, and the spin budgets adapt; the
+   * first repetition of a round trip measured 3-8x slower than the rest. */
+  if (WANT("wait"))
+    for (int j = 0; j < 4; j++)
+      run_wait_rt((const char *[]){"mbx", "futex", "mbx-send", "spin"}[j], rts);
+#ifdef __EMSCRIPTEN__
+  if (WANT("el"))
+    for (int j = 0; j < 3; j++)
+      run_el_rt((const char *[]){"mbx", "sync", "mbx-send"}[j], rts);
+  if (WANT("async")) {
+    run_async(CONTENDER_MBX, 2, msgs / 4);
+    if (!only_ours)
+      run_async(CONTENDER_PROXY, 2, msgs / 4);
+  }
+#endif
   for (int rep = 0; rep < reps; rep++) {
     int flip = rep & 1; /* alternate who goes first */
 #ifdef __EMSCRIPTEN__

@@ -290,7 +290,8 @@ typedef void (*mbx_free_fn)(void *ptr, void *ctx);
  * Replace the allocator used for message nodes and record chunks (e.g. to
  * inject failures in tests). Call before any other mbx function, or while no
  * message is in flight, no record is being created and no other thread keeps
- * cached nodes (mbx_memory_stats.nodes_cached; the calling thread's cache is
+ * cached nodes (mbx_memory_stats.nodes_cached) or a cached proxy call record
+ * (one per thread that made a sync call; the calling thread's caches are
  * freed here with the previous allocator). NULL functions restore
  * malloc/free. Returns MBX_OK, MBX_EINVAL (only one of the two NULL).
  */

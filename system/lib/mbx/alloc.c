@@ -24,6 +24,7 @@ int mbx_set_allocator(mbx_alloc_fn alloc, mbx_free_fn free_fn, void *ctx) {
   if ((alloc == NULL) != (free_fn == NULL))
     return MBX_EINVAL;
   mbx__node_cache_flush(); /* made by the allocator being replaced */
+  mbx__proxy_cache_flush();
   atomic_store_explicit(&g_ctx, ctx, memory_order_relaxed); // see g_alloc
   atomic_store_explicit(&g_alloc, alloc ? alloc : default_alloc,
                         memory_order_relaxed); // see g_alloc
@@ -139,7 +140,13 @@ mbx_node *mbx__node_alloc(void) {
     tls_carved = 0;
     tls_block = b;
   }
-  mbx_node *n = &b->nodes[tls_carved++];
+  /* Carve in a stride, not in order: consecutive messages then sit on
+   * different cache lines, so the sender writing the next node does not
+   * steal the line the receiver is reading the previous one from. 7 is
+   * coprime with NODE_BLOCK, so every slot is used once. */
+  uint32_t slot = b->slots == NODE_BLOCK ? (tls_carved * 7) % NODE_BLOCK : 0;
+  tls_carved++;
+  mbx_node *n = &b->nodes[slot];
   if (tls_carved == b->slots)
     tls_block = NULL; /* fully carved: its consumers free it */
   n->block = b;

@@ -126,6 +126,8 @@ enum {
 /* Owner: publish the proxy-layer state of the calling thread's mailbox
  * (see mbx_record.owner_proxy). */
 void mbx__self_set_owner_proxy(void *state);
+/* proxy.c: free the calling thread's cached call record. */
+void mbx__proxy_cache_flush(void);
 /* proxy.c: cancel what a dead owner's proxy state still holds, then free
  * it. Called by the closer of an orphan. */
 void mbx__proxy_orphaned(void *state);
@@ -260,6 +262,17 @@ enum {
   MBX_STAT_NODE_BYTES_ALLOC, /* bytes of blocks obtained */
   MBX_STAT_NODE_BYTES_FREE,  /* bytes of blocks returned */
   MBX_STAT_WAKEUP,
+  /* proxy.c (mbx_proxy_stats); calls live = NEW - FREED */
+  MBX_STAT_PROXY_CALLS_NEW,
+  MBX_STAT_PROXY_CALLS_FREED,
+  MBX_STAT_PROXY_SYNC_DONE,
+  MBX_STAT_PROXY_SYNC_CANCELED,
+  MBX_STAT_PROXY_SYNC_TIMED_OUT,
+  MBX_STAT_PROXY_ABANDONED,
+  MBX_STAT_PROXY_CONTEXTS_CANCELED,
+  MBX_STAT_PROXY_CALLBACKS_DONE,
+  MBX_STAT_PROXY_CALLBACKS_CANCELED,
+  MBX_STAT_PROXY_CALLBACKS_DROPPED,
   MBX_STAT_COUNT
 };
 void mbx__stat_add(int which, uint64_t n);

@@ -51,14 +51,9 @@ struct mbx_proxy_ctx {
   mbx_proxy_ctx *next; /* target's outstanding list (target only) */
 };
 
-/* Counters: relaxed, they publish nothing. */
-static _Atomic uint64_t g_calls_live, g_sync_done, g_sync_canceled,
-    g_sync_timed_out, g_abandoned, g_contexts_canceled, g_callbacks_done,
-    g_callbacks_canceled, g_callbacks_dropped;
-
-static void count(_Atomic uint64_t *c) {
-  atomic_fetch_add_explicit(c, 1, memory_order_relaxed); // a counter
-}
+/* Counters: sharded (alloc.c), so that a caller and its target do not
+ * bounce one cache line per call. */
+static void count(int which) { mbx__stat_add(which, 1); }
 
 static _Thread_local int tls_not_serving; /* 0 = default on */
 static _Thread_local int tls_blocking = -1;
@@ -91,9 +86,22 @@ static proxy_thread *this_thread(void) {
 
 /* ---- records */
 
+/* One freed call record kept per thread that owns a mailbox (a sync caller
+ * usually drops the last reference itself), so that a round trip does not
+ * malloc and free: both take the allocator's lock, which the target's own
+ * allocations contend for. Freed at the mailbox's exit. */
+static _Thread_local mbx_proxy_ctx *tls_spare;
+
+void mbx__proxy_cache_flush(void) {
+  mbx__free(tls_spare);
+  tls_spare = NULL;
+}
+
 static mbx_proxy_ctx *record_new(int kind, mbx_handle reply_to) {
-  mbx_proxy_ctx *c = mbx__alloc(sizeof *c);
-  if (!c)
+  mbx_proxy_ctx *c = tls_spare;
+  if (c)
+    tls_spare = NULL;
+  else if (!(c = mbx__alloc(sizeof *c)))
     return NULL;
   c->reply = NULL;
   if (!mbx_handle_is_null(reply_to)) {
@@ -114,7 +122,7 @@ static mbx_proxy_ctx *record_new(int kind, mbx_handle reply_to) {
   c->arg = NULL;
   c->reply_to = reply_to;
   c->next = NULL;
-  count(&g_calls_live);
+  count(MBX_STAT_PROXY_CALLS_NEW);
   return c;
 }
 
@@ -129,9 +137,11 @@ static void record_unref(mbx_proxy_ctx *c) {
     return;
   if (c->reply)
     mbx__node_free(c->reply);
-  mbx__free(c);
-  // Relaxed: a counter.
-  atomic_fetch_sub_explicit(&g_calls_live, 1, memory_order_relaxed);
+  if (!tls_spare && mbx__self_pending_word())
+    tls_spare = c;
+  else
+    mbx__free(c);
+  count(MBX_STAT_PROXY_CALLS_FREED);
 }
 
 /* ---- reporting an outcome */
@@ -142,11 +152,11 @@ static void outcome_run(void *p) { /* on the callback's caller */
   mbx_proxy_ctx *c = p;
   // Acquire: fn's effects on the target happen before on_done.
   if (atomic_load_explicit(&c->state, memory_order_acquire) == DONE) {
-    count(&g_callbacks_done);
+    count(MBX_STAT_PROXY_CALLBACKS_DONE);
     if (c->on_done)
       c->on_done(c->arg);
   } else {
-    count(&g_callbacks_canceled);
+    count(MBX_STAT_PROXY_CALLBACKS_CANCELED);
     if (c->on_cancel)
       c->on_cancel(c->arg);
   }
@@ -155,7 +165,7 @@ static void outcome_run(void *p) { /* on the callback's caller */
 
 static void outcome_dropped(void *p, int reason) { /* the caller is exiting */
   (void)reason;
-  count(&g_callbacks_dropped);
+  count(MBX_STAT_PROXY_CALLBACKS_DROPPED);
   record_unref(p);
 }
 
@@ -180,7 +190,7 @@ static int settle(mbx_proxy_ctx *c, int32_t from, int32_t to) {
     record_ref(c); /* the outcome message's */
     if (mbx__send_node(c->reply_to, reply, 0) != MBX_OK) {
       mbx__node_free(reply);
-      count(&g_callbacks_dropped);
+      count(MBX_STAT_PROXY_CALLBACKS_DROPPED);
       record_unref(c);
     }
     return 1;
@@ -241,7 +251,7 @@ static void cancel_outstanding(proxy_thread *p) {
   while (c) {
     mbx_proxy_ctx *next = c->next;
     if (settle(c, RUNNING, CANCELED))
-      count(&g_contexts_canceled);
+      count(MBX_STAT_PROXY_CONTEXTS_CANCELED);
     record_unref(c);
     c = next;
   }
@@ -249,14 +259,17 @@ static void cancel_outstanding(proxy_thread *p) {
 
 void mbx__proxy_thread_exiting(void) {
   proxy_thread *p = tls_proxy;
-  if (!p)
+  if (!p) {
+    mbx__proxy_cache_flush();
     return;
+  }
   tls_proxy = NULL;
   /* Work interrupted by pthread_exit left `running` in its cleanup
    * handler; the mailbox core clears owner_proxy after this returns. */
   cancel_outstanding(p);
   if (p != &tls_fallback)
     mbx__free(p);
+  mbx__proxy_cache_flush(); /* last: the unrefs above may have cached one */
 }
 
 /* Main thread (the closer of an orphan): the thread died without unwinding,
@@ -284,7 +297,7 @@ static void work_interrupted(void *p) {
   if (c->kind != KIND_CTX)
     this_thread()->running = c->next; /* innermost first */
   if (settle(c, RUNNING, CANCELED) && c->kind == KIND_CTX)
-    count(&g_contexts_canceled);
+    count(MBX_STAT_PROXY_CONTEXTS_CANCELED);
   if (c->kind != KIND_CTX)
     record_unref(c); /* a context's reference is its finisher's */
 }
@@ -302,7 +315,7 @@ static void work_run(void *arg) {
   if (p->outstanding)
     outstanding_prune(p);
   if (!settle(c, PENDING, RUNNING)) { /* abandoned by its caller */
-    count(&g_abandoned);
+    count(MBX_STAT_PROXY_ABANDONED);
     record_unref(c);
     return;
   }
@@ -326,7 +339,7 @@ static void work_canceled(void *p, int reason) {
   (void)reason;
   mbx_proxy_ctx *c = p;
   if (!settle(c, PENDING, CANCELED))
-    count(&g_abandoned); /* the caller gave up first */
+    count(MBX_STAT_PROXY_ABANDONED); /* the caller gave up first */
   record_unref(c);
 }
 
@@ -456,13 +469,13 @@ static int call_and_wait(mbx_handle target, int kind, mbx_run_fn fn,
   record_unref(c);
   switch (outcome) {
   case DONE:
-    count(&g_sync_done);
+    count(MBX_STAT_PROXY_SYNC_DONE);
     return MBX_OK;
   case CANCELED:
-    count(&g_sync_canceled);
+    count(MBX_STAT_PROXY_SYNC_CANCELED);
     return MBX_ECANCELED;
   default:
-    count(&g_sync_timed_out);
+    count(MBX_STAT_PROXY_SYNC_TIMED_OUT);
     return MBX_ETIMEDOUT;
   }
 }
@@ -507,20 +520,17 @@ int mbx_proxy_callback(mbx_handle target, mbx_run_fn fn, mbx_run_fn on_done,
 }
 
 void mbx_proxy_stats_get(mbx_proxy_stats *out) {
-  // Relaxed (all): counters, a snapshot.
-  out->calls_live = atomic_load_explicit(&g_calls_live, memory_order_relaxed);
-  out->sync_done = atomic_load_explicit(&g_sync_done, memory_order_relaxed);
-  out->sync_canceled =
-      atomic_load_explicit(&g_sync_canceled, memory_order_relaxed);
-  out->sync_timed_out =
-      atomic_load_explicit(&g_sync_timed_out, memory_order_relaxed);
-  out->abandoned = atomic_load_explicit(&g_abandoned, memory_order_relaxed);
-  out->contexts_canceled =
-      atomic_load_explicit(&g_contexts_canceled, memory_order_relaxed);
-  out->callbacks_done =
-      atomic_load_explicit(&g_callbacks_done, memory_order_relaxed);
-  out->callbacks_canceled =
-      atomic_load_explicit(&g_callbacks_canceled, memory_order_relaxed);
-  out->callbacks_dropped =
-      atomic_load_explicit(&g_callbacks_dropped, memory_order_relaxed);
+  /* Freed first, then new, and clamped: the shards are read one by one,
+   * relaxed, while calls come and go. */
+  uint64_t freed = mbx__stat_sum(MBX_STAT_PROXY_CALLS_FREED);
+  uint64_t created = mbx__stat_sum(MBX_STAT_PROXY_CALLS_NEW);
+  out->calls_live = created > freed ? created - freed : 0;
+  out->sync_done = mbx__stat_sum(MBX_STAT_PROXY_SYNC_DONE);
+  out->sync_canceled = mbx__stat_sum(MBX_STAT_PROXY_SYNC_CANCELED);
+  out->sync_timed_out = mbx__stat_sum(MBX_STAT_PROXY_SYNC_TIMED_OUT);
+  out->abandoned = mbx__stat_sum(MBX_STAT_PROXY_ABANDONED);
+  out->contexts_canceled = mbx__stat_sum(MBX_STAT_PROXY_CONTEXTS_CANCELED);
+  out->callbacks_done = mbx__stat_sum(MBX_STAT_PROXY_CALLBACKS_DONE);
+  out->callbacks_canceled = mbx__stat_sum(MBX_STAT_PROXY_CALLBACKS_CANCELED);
+  out->callbacks_dropped = mbx__stat_sum(MBX_STAT_PROXY_CALLBACKS_DROPPED);
 }
