@@ -180,7 +180,15 @@ int main(int argc, char **argv) {
   mbx_memory_stats m;
   mbx_memory_stats_get(&m);
   CHECK_EQ(m.nodes_live, 0);
+  /* Besides the record chunk only parked node blocks (at most 4, counted
+   * in nodes_cached) are allocated; replacing the allocator frees them
+   * with the allocator that made them. */
+  CHECK(m.nodes_cached <= 4 * 32);
+  CHECK(atomic_load(&g_live) <= 1 + (long)(m.nodes_cached / 32));
+  CHECK_EQ(mbx_set_allocator(NULL, NULL, NULL), MBX_OK);
   CHECK(atomic_load(&g_live) <= 1); /* only the record chunk */
+  mbx_memory_stats_get(&m);
+  CHECK_EQ(m.nodes_cached, 0);
   mbx_stats s;
   mbx_stats_global(&s);
   CHECK_EQ(s.sent, s.run + s.canceled + s.dropped + s.pending);
