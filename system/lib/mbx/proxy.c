@@ -283,7 +283,10 @@ void mbx__proxy_orphaned(void *state) {
   p->running = NULL;
   while (c) {
     mbx_proxy_ctx *next = c->next;
-    settle(c, RUNNING, CANCELED);
+    /* Killed inside fn, or just before claiming it (PENDING); if it was
+     * already settled (DONE, ABANDONED) only the unref was left. */
+    if (!settle(c, RUNNING, CANCELED))
+      settle(c, PENDING, CANCELED);
     record_unref(c); /* the work message's reference */
     c = next;
   }
@@ -294,12 +297,12 @@ void mbx__proxy_orphaned(void *state) {
 /* Cleanup handler: the target ends (pthread_exit, cancellation) inside fn. */
 static void work_interrupted(void *p) {
   mbx_proxy_ctx *c = p;
-  if (c->kind != KIND_CTX)
-    this_thread()->running = c->next; /* innermost first */
   if (settle(c, RUNNING, CANCELED) && c->kind == KIND_CTX)
     count(MBX_STAT_PROXY_CONTEXTS_CANCELED);
-  if (c->kind != KIND_CTX)
+  if (c->kind != KIND_CTX) {
+    this_thread()->running = c->next; /* innermost first */
     record_unref(c); /* a context's reference is its finisher's */
+  }
 }
 
 static void call_fn(mbx_proxy_ctx *c) {
@@ -309,28 +312,33 @@ static void call_fn(mbx_proxy_ctx *c) {
     c->fn(c->arg);
 }
 
+/* Sync and callback work is on `running` from before it is claimed until
+ * after its outcome is settled, so that a thread killed anywhere in
+ * between leaves it where mbx__proxy_orphaned finds it. */
 static void work_run(void *arg) {
   mbx_proxy_ctx *c = arg;
   proxy_thread *p = this_thread();
   if (p->outstanding)
     outstanding_prune(p);
+  if (c->kind != KIND_CTX) {
+    c->next = p->running;
+    p->running = c;
+  }
   if (!settle(c, PENDING, RUNNING)) { /* abandoned by its caller */
+    if (c->kind != KIND_CTX)
+      p->running = c->next;
     count(MBX_STAT_PROXY_ABANDONED);
     record_unref(c);
     return;
   }
-  if (c->kind == KIND_CTX) {
+  if (c->kind == KIND_CTX)
     outstanding_add(p, c);
-  } else {
-    c->next = p->running;
-    p->running = c;
-  }
   pthread_cleanup_push(work_interrupted, c);
   call_fn(c);
   pthread_cleanup_pop(0);
   if (c->kind != KIND_CTX) {
-    this_thread()->running = c->next; /* not p: clobbered by the cleanup */
     settle(c, RUNNING, DONE);
+    this_thread()->running = c->next; /* not p: clobbered by the cleanup */
     record_unref(c);
   }
 }
