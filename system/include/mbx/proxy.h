@@ -147,6 +147,10 @@ typedef struct mbx_proxy_stats {
   uint64_t callbacks_done;     /* on_done delivered */
   uint64_t callbacks_canceled; /* on_cancel delivered */
   uint64_t callbacks_dropped;  /* outcome not delivered: caller had exited */
+  uint64_t replies_skipped;    /* blocking calls whose caller saw the outcome
+                                  while polling for it, so no reply message
+                                  went to its mailbox (every other blocking
+                                  call whose caller has a mailbox sends one) */
 } mbx_proxy_stats;
 
 /* Process-wide counters. Any thread. */

@@ -138,6 +138,9 @@ void mbx__proxy_orphaned(void *state);
  * the caller should go to sleep. */
 int mbx__spin_while_equal(_Atomic int32_t *word, int32_t value,
                           double remaining_ms);
+/* The same while low <= *word <= high. */
+int mbx__spin_while_between(_Atomic int32_t *word, int32_t low, int32_t high,
+                            double remaining_ms);
 /* Call after the sleep that followed a spin returning 0: adapts the budget
  * to how long the answer actually took. */
 void mbx__spin_slept(void);
@@ -273,6 +276,7 @@ enum {
   MBX_STAT_PROXY_CALLBACKS_DONE,
   MBX_STAT_PROXY_CALLBACKS_CANCELED,
   MBX_STAT_PROXY_CALLBACKS_DROPPED,
+  MBX_STAT_PROXY_REPLIES_SKIPPED,
   MBX_STAT_COUNT
 };
 void mbx__stat_add(int which, uint64_t n);

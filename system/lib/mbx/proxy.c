@@ -41,6 +41,9 @@ struct mbx_proxy_ctx {
   _Atomic int32_t state; /* also the futex word of non-serving waiters */
   _Atomic int32_t refs;
   _Atomic int32_t sleeper; /* a waiter sleeps on state: wake it */
+  /* A serving caller polls state itself (its spin before serving): the
+   * reporter sends it no reply message. */
+  _Atomic int32_t watching;
   int kind;
   mbx_run_fn fn;
   mbx_proxy_ctx_fn ctx_fn;
@@ -115,6 +118,7 @@ static mbx_proxy_ctx *record_new(int kind, mbx_handle reply_to) {
   atomic_store_explicit(&c->state, PENDING, memory_order_relaxed);
   atomic_store_explicit(&c->refs, 2, memory_order_relaxed); /* caller, work */
   atomic_store_explicit(&c->sleeper, 0, memory_order_relaxed);
+  atomic_store_explicit(&c->watching, 0, memory_order_relaxed); // see above
   c->kind = kind;
   c->fn = NULL;
   c->ctx_fn = NULL;
@@ -198,6 +202,13 @@ static int settle(mbx_proxy_ctx *c, int32_t from, int32_t to) {
   // Seq_cst: see above.
   if (atomic_load_explicit(&c->sleeper, memory_order_seq_cst))
     mbx_platform_wake_all(&c->state);
+  // Seq_cst: the Dekker pair with a watching caller (it clears `watching`,
+  // then re-reads state; we wrote state, then read `watching`).
+  if (reply && atomic_load_explicit(&c->watching, memory_order_seq_cst)) {
+    c->reply = reply; /* unsent: freed with the record */
+    count(MBX_STAT_PROXY_REPLIES_SKIPPED);
+    return 1;
+  }
   if (reply) {
     /* Just a wakeup for the caller's mbx__wait: no reference needed. */
     reply->run = reply_wakes_only;
@@ -419,6 +430,7 @@ static void caller_unwinding(void *p) {
 static int32_t wait_for_outcome(mbx_proxy_ctx *c, double timeout_ms) {
   double deadline = timeout_ms >= 0 ? mbx_platform_now_ms() + timeout_ms : 0;
   int serving = !mbx_handle_is_null(c->reply_to);
+  int watched = 0; /* spun on state once already */
   for (;;) {
     // Acquire: fn's effects on the target happen before our return.
     int32_t s = atomic_load_explicit(&c->state, memory_order_acquire);
@@ -432,6 +444,23 @@ static int32_t wait_for_outcome(mbx_proxy_ctx *c, double timeout_ms) {
           return ABANDONED;
         continue; /* just started: wait for it */
       }
+    }
+    if (serving && !watched) {
+      /* First poll state itself for a spin budget: a quick answer then
+       * costs neither a reply message nor a drain. Our mailbox waits
+       * meanwhile (a spin is microseconds); the reply, if the reporter
+       * saw us no longer watching, wakes the mbx__wait below. */
+      watched = 1;
+      // Seq_cst (both): the Dekker pair with settle.
+      atomic_store_explicit(&c->watching, 1, memory_order_seq_cst);
+      mbx__spin_while_between(&c->state, PENDING, RUNNING, remaining);
+      atomic_store_explicit(&c->watching, 0, memory_order_seq_cst);
+      // Seq_cst: the other half of the pair (a settle that saw us
+      // watching sent no reply: we must see its state here).
+      s = atomic_load_explicit(&c->state, memory_order_seq_cst);
+      if (s == DONE || s == CANCELED)
+        return s;
+      continue;
     }
     if (serving) {
       /* Runs our messages; the reply wakes it. A mailbox closed from
@@ -541,4 +570,5 @@ void mbx_proxy_stats_get(mbx_proxy_stats *out) {
   out->callbacks_done = mbx__stat_sum(MBX_STAT_PROXY_CALLBACKS_DONE);
   out->callbacks_canceled = mbx__stat_sum(MBX_STAT_PROXY_CALLBACKS_CANCELED);
   out->callbacks_dropped = mbx__stat_sum(MBX_STAT_PROXY_CALLBACKS_DROPPED);
+  out->replies_skipped = mbx__stat_sum(MBX_STAT_PROXY_REPLIES_SKIPPED);
 }

@@ -47,6 +47,11 @@ static void budget_grow(void) {
 
 int mbx__spin_while_equal(_Atomic int32_t *word, int32_t value,
                           double remaining_ms) {
+  return mbx__spin_while_between(word, value, value, remaining_ms);
+}
+
+int mbx__spin_while_between(_Atomic int32_t *word, int32_t low, int32_t high,
+                            double remaining_ms) {
   tls_spin_started_ms = 0;
   if (tls_spin_off)
     return 0;
@@ -62,7 +67,8 @@ int mbx__spin_while_equal(_Atomic int32_t *word, int32_t value,
   for (unsigned polls = 1;; polls++) {
     // Relaxed: only a hint to stop spinning; callers re-read the word with
     // the order their protocol needs.
-    if (atomic_load_explicit(word, memory_order_relaxed) != value) {
+    int32_t seen = atomic_load_explicit(word, memory_order_relaxed);
+    if (seen < low || seen > high) {
       budget_grow();
       return 1;
     }
