@@ -99,7 +99,12 @@ static long burst_and_singles(int *expected) {
     wait_for_count(&g_runs, ++*expected);
   }
   long cost = wakeups() - before;
-  CHECK(cost >= 21 && cost < 1020); /* >= 1 per single, far < 1 per msg */
+  /* Main never polls, so every delivery above proves a notification
+   * reached it. A single usually costs one wakeup, but it may also be
+   * picked up by the drain that ran its predecessor (the count is taken
+   * before main's drain ends): so at least one, and far below one per
+   * message for the burst. */
+  CHECK(cost >= 1 && cost < 1020);
   return cost;
 }
 
