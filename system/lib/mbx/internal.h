@@ -201,9 +201,12 @@ mbx_handle mbx__open_life_at(uint32_t index);
 int mbx__send_node(mbx_handle to, mbx_node *n, int check_capacity);
 /* 1 if the calling thread owns a mailbox that is still open. */
 int mbx__self_open(void);
-/* mbx_wait, but also allowed from inside a handler (nested_ok), for blocked
- * proxy callers that keep serving their mailbox. */
-int mbx__wait(double timeout_ms, int nested_ok);
+/* mbx_wait with flags: MBX__WAIT_NESTED_OK also allows it from inside a
+ * handler, for blocked proxy callers that keep serving their mailbox;
+ * MBX__WAIT_NO_SPIN skips the spin before sleeping, for a caller that has
+ * just spun (its spin's verdict then covers this sleep, mbx__spin_slept). */
+enum { MBX__WAIT_NESTED_OK = 1, MBX__WAIT_NO_SPIN = 2 };
+int mbx__wait(double timeout_ms, int flags);
 /* mbx_thread_exit, but also allowed from inside a handler (nested_ok), for
  * the pthread exit hook. */
 int mbx__thread_exit(int reason, int nested_ok);

@@ -363,10 +363,10 @@ int mbx_poll(void) {
   return count;
 }
 
-int mbx__wait(double timeout_ms, int nested_ok) {
+int mbx__wait(double timeout_ms, int flags) {
   mbx_record *r;
   int was_draining;
-  int rc = begin_drain(&r, nested_ok, &was_draining);
+  int rc = begin_drain(&r, flags & MBX__WAIT_NESTED_OK, &was_draining);
   if (rc != MBX_OK)
     return rc;
   double deadline = timeout_ms >= 0 ? mbx_platform_now_ms() + timeout_ms : 0;
@@ -374,7 +374,7 @@ int mbx__wait(double timeout_ms, int nested_ok) {
   // Relaxed: only the owner writes waiting.
   int32_t mode = atomic_load_explicit(&r->waiting, memory_order_relaxed);
   int count = 0;
-  int spun = 0;
+  int spun = flags & MBX__WAIT_NO_SPIN;
   for (;;) {
     // Relaxed: a closer from outside owns the queue for good once set; it
     // is seen at the latest after PENDING_CLOSED below (release/seq_cst).

@@ -430,7 +430,8 @@ static void caller_unwinding(void *p) {
 static int32_t wait_for_outcome(mbx_proxy_ctx *c, double timeout_ms) {
   double deadline = timeout_ms >= 0 ? mbx_platform_now_ms() + timeout_ms : 0;
   int serving = !mbx_handle_is_null(c->reply_to);
-  int watched = 0; /* spun on state once already */
+  int watched = 0;   /* spun on state once already */
+  int just_spun = 0; /* the next mbx__wait must not spin again */
   for (;;) {
     // Acquire: fn's effects on the target happen before our return.
     int32_t s = atomic_load_explicit(&c->state, memory_order_acquire);
@@ -450,7 +451,7 @@ static int32_t wait_for_outcome(mbx_proxy_ctx *c, double timeout_ms) {
        * costs neither a reply message nor a drain. Our mailbox waits
        * meanwhile (a spin is microseconds); the reply, if the reporter
        * saw us no longer watching, wakes the mbx__wait below. */
-      watched = 1;
+      watched = just_spun = 1;
       // Seq_cst (both): the Dekker pair with settle.
       atomic_store_explicit(&c->watching, 1, memory_order_seq_cst);
       mbx__spin_while_between(&c->state, PENDING, RUNNING, remaining);
@@ -465,7 +466,9 @@ static int32_t wait_for_outcome(mbx_proxy_ctx *c, double timeout_ms) {
     if (serving) {
       /* Runs our messages; the reply wakes it. A mailbox closed from
        * outside (runtime exit) cannot take the reply: sleep instead. */
-      int rc = mbx__wait(remaining, 1);
+      int rc = mbx__wait(remaining, MBX__WAIT_NESTED_OK |
+                                        (just_spun ? MBX__WAIT_NO_SPIN : 0));
+      just_spun = 0;
       if (rc < 0 && rc != MBX_ETIMEDOUT)
         serving = 0;
     } else
