@@ -268,6 +268,35 @@ static void test_forged(long count) {
   printf("forged=%ld accepted=%ld\n", count, accepted);
 }
 
+/* mbx_mailboxes_list: exactly the open mailboxes, closed ones gone. */
+static void test_list(void) {
+  uint32_t open_count = 99;
+  CHECK_EQ(mbx_mailboxes_list(NULL, 0, NULL), MBX_EINVAL);
+  CHECK_EQ(mbx_mailboxes_list(NULL, 1, &open_count), MBX_EINVAL);
+  CHECK_EQ(mbx_mailboxes_list(NULL, 0, &open_count), MBX_OK);
+  uint32_t before = open_count;
+  mbx_handle a, b;
+  CHECK_EQ(mbx_mailbox_create(&a), MBX_OK);
+  CHECK_EQ(mbx_mailbox_create(&b), MBX_OK);
+  mbx_handle list[64];
+  CHECK_EQ(mbx_mailboxes_list(list, 64, &open_count), MBX_OK);
+  CHECK_EQ(open_count, before + 2);
+  int seen_a = 0, seen_b = 0;
+  for (uint32_t i = 0; i < open_count && i < 64; i++) {
+    seen_a += mbx_handle_equal(list[i], a);
+    seen_b += mbx_handle_equal(list[i], b);
+  }
+  CHECK(seen_a == 1 && seen_b == 1);
+  CHECK_EQ(mbx_mailboxes_list(list, 1, &open_count), MBX_OK); /* truncated */
+  CHECK_EQ(open_count, before + 2);
+  CHECK_EQ(mbx_mailbox_close_orphan(a), 0);
+  CHECK_EQ(mbx_mailboxes_list(list, 64, &open_count), MBX_OK);
+  CHECK_EQ(open_count, before + 1);
+  for (uint32_t i = 0; i < open_count; i++)
+    CHECK(!mbx_handle_equal(list[i], a));
+  CHECK_EQ(mbx_mailbox_close_orphan(b), 0);
+}
+
 int main(int argc, char **argv) {
   test_bad_input();
   test_stale_after_reuse();
@@ -275,6 +304,7 @@ int main(int argc, char **argv) {
   test_capacity();
   test_reentrancy();
   test_unbound();
+  test_list();
   test_forged(arg_long(argc, argv, "--forged", 100000));
   mbx_memory_stats m;
   mbx_memory_stats_get(&m);

@@ -199,6 +199,19 @@ int mbx_mailbox_close_orphan(mbx_handle h);
  */
 int mbx_set_capacity(mbx_handle h, uint32_t capacity);
 
+/*
+ * Snapshot of the mailboxes open now: writes up to `capacity` handles to out
+ * (in record order) and the number open to *open_count, which may exceed
+ * capacity (call again with a larger array). Taken under the lock that
+ * mailbox creation takes, so no mailbox opened before the call is missed
+ * and none opened during it appears half-made; a mailbox that closes during
+ * the walk may or may not be listed (a send to it then returns MBX_ECLOSED).
+ * Any thread. Returns MBX_OK, MBX_EINVAL (open_count NULL, or out NULL with
+ * capacity > 0).
+ */
+int mbx_mailboxes_list(mbx_handle *out, uint32_t capacity,
+                       uint32_t *open_count);
+
 /* ---------------------------------------------------------------- holds */
 
 /*

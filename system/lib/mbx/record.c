@@ -428,3 +428,27 @@ mbx_handle mbx__open_life_at(uint32_t index) {
     return MBX_NULL_HANDLE;
   return make_handle(index, gate_gen(gate));
 }
+
+int mbx_mailboxes_list(mbx_handle *out, uint32_t capacity,
+                       uint32_t *open_count) {
+  if (!open_count || (!out && capacity))
+    return MBX_EINVAL;
+  uint32_t n = 0;
+  /* The registry lock keeps records from being opened or reused mid-walk. */
+  pthread_mutex_lock(&g_registry_lock);
+  uint32_t count = atomic_load_explicit(&g_record_count, memory_order_relaxed);
+  for (uint32_t i = 0; i < count; i++) {
+    // Relaxed: opens happen under the lock we hold; a close racing with us
+    // is allowed to be seen either way (documented).
+    uint64_t gate =
+        atomic_load_explicit(&record_at(i)->gate, memory_order_relaxed);
+    if (!(gate & GATE_OPEN))
+      continue;
+    if (n < capacity)
+      out[n] = make_handle(i, gate_gen(gate));
+    n++;
+  }
+  pthread_mutex_unlock(&g_registry_lock);
+  *open_count = n;
+  return MBX_OK;
+}
