@@ -17,7 +17,7 @@
  * memory stops growing after warm-up: the library's own figure exactly, the
  * whole heap up to transient runtime allocations (see main).
  */
-#include "../core/check.h"
+#include "check.h"
 
 #include <mbx/thread.h>
 #include <pthread.h>

@@ -33,7 +33,8 @@
  * (failure output names the seed)
  */
 #define _GNU_SOURCE /* pthread_tryjoin_np */
-#include "../core/check.h"
+#include "check.h"
+#include "test_support.h"
 
 #include <mbx/proxy.h>
 #include <mbx/thread.h>
@@ -44,7 +45,6 @@
 
 #ifdef __EMSCRIPTEN__
 #include <emscripten/emscripten.h>
-int mbx_test_terminate_thread(pthread_t thread); /* test_support.js */
 #endif
 
 #define SENDERS 3
