@@ -45,7 +45,7 @@ for (const flavor of flavors) {
     for (const line of tail) console.log(`    ${flavor} ${name}: ${line}`);
   }
   const summary = r.out.match(/^\d+% tests passed.*$/m)?.[0] ?? `ctest exited with ${r.code}`;
-  results.push({ what: `ctest ${flavor}`, ok: r.ok, summary });
+  results.push({ what: `ctest ${path.basename(dir)}`, ok: r.ok, summary });
 }
 
 // Every Node spec: test/**/*.test.mjs.

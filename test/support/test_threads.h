@@ -1,8 +1,8 @@
 /* Message handlers and thread bodies that several test/thread programs
  * share: a handler that keeps its thread busy until released (so what is
  * sent after it stays queued), one that ends its thread from inside a
- * handler, and a thread that blocks forever without ever polling its
- * mailbox. Header-only. */
+ * handler, a thread that blocks forever without ever polling its mailbox,
+ * and the three ways a thread body can end. Header-only. */
 #ifndef MBX_TEST_TEST_THREADS_H
 #define MBX_TEST_TEST_THREADS_H
 
@@ -34,6 +34,21 @@ static inline void *block_forever(void *ready) {
   pthread_mutex_lock(&lock);
   for (;;)
     pthread_cond_wait(&never, &lock);
+  return NULL;
+}
+
+/* How a thread ends: returning, by pthread_exit, or canceled. */
+enum { END_BY_RETURN, END_BY_PTHREAD_EXIT, END_BY_CANCEL };
+
+/* A thread body's last step, `return end_thread(how);`: returns NULL for
+ * the body to return, calls pthread_exit(NULL), or waits in a cancellation
+ * point until the pthread_cancel its creator sends ends it. */
+static inline void *end_thread(int how) {
+  if (how == END_BY_PTHREAD_EXIT)
+    pthread_exit(NULL);
+  if (how == END_BY_CANCEL)
+    for (;;)
+      pthread_testcancel();
   return NULL;
 }
 
