@@ -1,4 +1,6 @@
-// Runs one built program of a flavour with a watchdog.
+// Runs one built program of a flavour with a watchdog, for the Node specs
+// (demo, valgrind, packaging). The C tests themselves run under CTest
+// (test/CMakeLists.txt), which also sets the sanitizers' options.
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { FLAVORS, ROOT, buildDir, nodeArgs, toolEnv } from './build.mjs';
@@ -11,18 +13,9 @@ export function programCommand(flavor, name, args = []) {
   return { cmd: path.join(dir, name), args };
 }
 
-export function sanitizerEnv() {
-  return {
-    ...toolEnv(),
-    TSAN_OPTIONS: 'halt_on_error=1:second_deadlock_stack=1',
-    ASAN_OPTIONS: 'detect_leaks=1:halt_on_error=1:abort_on_error=0',
-    UBSAN_OPTIONS: 'halt_on_error=1:print_stacktrace=1',
-  };
-}
-
 // Spawns a command with a watchdog: killed and reported as timedOut if it
 // has not exited after timeoutMs.
-export function runCommand(cmd, args, { timeoutMs = 300000, env = sanitizerEnv(), cwd = ROOT } = {}) {
+export function runCommand(cmd, args, { timeoutMs = 300000, env = toolEnv(), cwd = ROOT } = {}) {
   return new Promise((resolve) => {
     const child = spawn(cmd, args, { env, cwd });
     let stdout = '', stderr = '', timedOut = false;

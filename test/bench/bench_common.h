@@ -11,7 +11,7 @@
 #define _GNU_SOURCE
 #endif
 
-#include "../core/check.h" /* arg_long, sleep_ms, heap_in_use */
+#include "../support/check.h" /* arg_long, sleep_ms, heap_in_use */
 
 #include <limits.h>
 #include <stdatomic.h>

@@ -15,7 +15,9 @@
  * left unfinished, both return MBX_ECANCELED to their blocked callers.
  * (Natively threads cannot be killed one by one: wasm only.)
  */
-#include "../core/check.h"
+#include "check.h"
+#include "test_support.h"
+#include "test_threads.h"
 
 #ifdef __EMSCRIPTEN__
 
@@ -27,8 +29,6 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <time.h>
-
-int mbx_test_terminate_thread(pthread_t thread); /* test_support.js */
 
 enum { QUEUED = 20 };
 
@@ -46,17 +46,6 @@ static void on_cancel(void *arg, int reason) {
       !pthread_equal(pthread_self(), g_main))
     atomic_fetch_add(&g_bad_cancels, 1);
   atomic_fetch_add(&g_cancels, 1);
-}
-
-static void *blocked_victim(void *arg) {
-  (void)arg;
-  static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-  static pthread_cond_t never = PTHREAD_COND_INITIALIZER;
-  atomic_store(&g_ready, 1);
-  pthread_mutex_lock(&lock);
-  for (;;)
-    pthread_cond_wait(&never, &lock);
-  return NULL;
 }
 
 static void endless_handler(void *arg) {
@@ -142,8 +131,8 @@ static void *coordinator(void *arg) {
     atomic_store(&g_waiter_sent, 0);
     pthread_t victim;
     CHECK_EQ(pthread_create(&victim, NULL,
-                            in_event_loop ? event_loop_victim : blocked_victim,
-                            NULL),
+                            in_event_loop ? event_loop_victim : block_forever,
+                            (void *)&g_ready),
              0);
     mbx_handle to = mbx_thread_handle(victim);
     CHECK(!mbx_handle_is_null(to));
@@ -205,7 +194,7 @@ static void *coordinator(void *arg) {
   for (int i = 0; i < 4; i++) {
     pthread_t t;
     atomic_store(&g_ready, 0);
-    CHECK_EQ(pthread_create(&t, NULL, blocked_victim, NULL), 0);
+    CHECK_EQ(pthread_create(&t, NULL, block_forever, (void *)&g_ready), 0);
     while (!atomic_load(&g_ready))
       sleep_ms(1);
     CHECK(!mbx_handle_is_null(mbx_thread_handle(t)));

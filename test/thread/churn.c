@@ -17,7 +17,8 @@
  * memory stops growing after warm-up: the library's own figure exactly, the
  * whole heap up to transient runtime allocations (see main).
  */
-#include "../core/check.h"
+#include "check.h"
+#include "test_threads.h"
 
 #include <mbx/thread.h>
 #include <pthread.h>
@@ -69,12 +70,7 @@ static void *target_main(void *arg) {
   for (int i = 0; i < plan.polls; i++)
     if (mbx_wait(5) < 0)
       sched_yield();
-  if (plan.how == 1)
-    pthread_exit(NULL);
-  if (plan.how == 2)
-    for (;;)
-      pthread_testcancel();
-  return NULL;
+  return end_thread(plan.how);
 }
 
 int main(int argc, char **argv) {
@@ -105,7 +101,7 @@ int main(int argc, char **argv) {
     pthread_t t;
     CHECK_EQ(pthread_create(&t, &small_stack, target_main, &plan), 0);
     atomic_store(&g_target_bits, mbx_thread_handle(t).bits);
-    if (plan.how == 2)
+    if (plan.how == END_BY_CANCEL)
       CHECK_EQ(pthread_cancel(t), 0);
     CHECK_EQ(pthread_join(t, NULL), 0);
     if (c % sample_every == sample_every - 1) {

@@ -7,7 +7,7 @@
  * run. Sends after exit, after join, and after the pthread_t was reused all
  * fail cleanly and never reach the new thread.
  */
-#include "../core/check.h"
+#include "check.h"
 
 #include <mbx/thread.h>
 #include <pthread.h>

@@ -8,7 +8,8 @@
  * last message ends the program with emscripten_force_exit, which closes
  * the main mailbox and cancels what is still queued there.
  */
-#include "../core/check.h"
+#include "check.h"
+#include "test_support.h"
 
 #include <mbx/thread.h>
 #include <pthread.h>
@@ -17,7 +18,6 @@
 #include <time.h>
 #ifdef __EMSCRIPTEN__
 #include <emscripten/emscripten.h>
-int mbx_test_hide_wait_async(void); /* test/thread/test_support.js */
 #endif
 
 static pthread_t g_main;

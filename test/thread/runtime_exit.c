@@ -15,7 +15,8 @@
  * accepted one was run or canceled exactly once and each refused one never,
  * and that every mailbox now refuses sends with MBX_ECLOSED.
  */
-#include "../core/check.h"
+#include "check.h"
+#include "test_threads.h"
 
 #include <mbx/thread.h>
 #include <pthread.h>
@@ -64,17 +65,6 @@ static int send_numbered(int target, mbx_run_fn run) {
   if (rc == MBX_OK)
     atomic_store(&g_accepted[id], 1);
   return rc;
-}
-
-static void *blocked_target(void *arg) {
-  (void)arg;
-  static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-  static pthread_cond_t never = PTHREAD_COND_INITIALIZER;
-  atomic_fetch_add(&g_ready, 1);
-  pthread_mutex_lock(&lock);
-  for (;;)
-    pthread_cond_wait(&never, &lock);
-  return NULL;
 }
 
 static void stuck_handler(void *arg) {
@@ -168,10 +158,10 @@ int main(int argc, char **argv) {
   g_targets[MAIN] = mbx_main_thread();
   pthread_t t;
   for (int i = 0; i < TARGETS - 1; i++) {
-    void *(*start)(void *) = i < BLOCKED  ? blocked_target
+    void *(*start)(void *) = i < BLOCKED  ? block_forever
                              : i == STUCK ? stuck_target
                                           : busy_target;
-    CHECK_EQ(pthread_create(&t, NULL, start, NULL), 0);
+    CHECK_EQ(pthread_create(&t, NULL, start, (void *)&g_ready), 0);
     CHECK_EQ(pthread_detach(t), 0); /* never joined: exit() ends them */
     g_targets[i] = mbx_thread_handle(t);
     CHECK(!mbx_handle_is_null(g_targets[i]));

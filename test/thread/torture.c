@@ -33,7 +33,9 @@
  * (failure output names the seed)
  */
 #define _GNU_SOURCE /* pthread_tryjoin_np */
-#include "../core/check.h"
+#include "check.h"
+#include "test_support.h"
+#include "test_threads.h"
 
 #include <mbx/proxy.h>
 #include <mbx/thread.h>
@@ -44,7 +46,6 @@
 
 #ifdef __EMSCRIPTEN__
 #include <emscripten/emscripten.h>
-int mbx_test_terminate_thread(pthread_t thread); /* test_support.js */
 #endif
 
 #define SENDERS 3
@@ -312,7 +313,7 @@ static void *sender_main(void *arg) {
   return NULL; /* our mailbox closes: what is queued is canceled here */
 }
 typedef struct plan {
-  int receives, how; /* how: 0 return, 1 pthread_exit, 2 canceled */
+  int receives, how; /* how: END_BY_* */
 } plan;
 
 static void *target_main(void *arg) {
@@ -324,12 +325,7 @@ static void *target_main(void *arg) {
        i++)
     if (mbx_wait(1) < 0)
       sched_yield();
-  if (p.how == 1)
-    pthread_exit(NULL);
-  if (p.how == 2)
-    for (;;)
-      pthread_testcancel();
-  return NULL;
+  return end_thread(p.how);
 }
 
 /* A target whose worker main terminates: it serves until then. */
@@ -375,7 +371,7 @@ static void start_target(int i) {
   mbx_handle h = mbx_thread_handle(s->thread);
   atomic_store(&g_current[i], h.bits);
   publish(r, h);
-  if (s->p.how == 2)
+  if (s->p.how == END_BY_CANCEL)
     TCHECK(pthread_cancel(s->thread) == 0);
 }
 

@@ -19,7 +19,8 @@
  * Every "upstream:" line printed is an observation that the checks pin
  * down, so a release that changes behaviour fails here.
  */
-#include "../core/check.h"
+#include "check.h"
+#include "test_threads.h"
 
 #include <emscripten/emscripten.h>
 #include <emscripten/proxying.h>
@@ -223,15 +224,6 @@ static void theirs_ordered(void *arg) {
 static void on_target_check(void *arg) {
   *(int *)arg = pthread_equal(pthread_self(), g_target);
 }
-static void stay_busy(void *arg) {
-  (void)arg;
-  while (atomic_load(&g_hold_busy))
-    sched_yield();
-}
-static void quit(void *arg) {
-  (void)arg;
-  pthread_exit((void *)5);
-}
 
 static void part2(em_proxying_queue *q) {
   pthread_t e;
@@ -272,7 +264,7 @@ static void part2(em_proxying_queue *q) {
    * is busy in stay_busy while everything is queued behind it. */
   static slot slots[OURS];
   atomic_store(&g_hold_busy, 1);
-  CHECK_EQ(mbx_send(to, stay_busy, NULL, NULL), MBX_OK);
+  CHECK_EQ(mbx_send(to, stay_busy, NULL, (void *)&g_hold_busy), MBX_OK);
   CHECK_EQ(mbx_send(to, quit, NULL, NULL), MBX_OK);
   for (int i = 0; i < OURS; i++) {
     slots[i].owner = e;

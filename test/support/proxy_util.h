@@ -2,7 +2,7 @@
 #ifndef MBX_TEST_PROXY_UTIL_H
 #define MBX_TEST_PROXY_UTIL_H
 
-#include "../core/check.h"
+#include "check.h"
 
 #include <mbx/proxy.h>
 #include <mbx/thread.h>
