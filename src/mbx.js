@@ -129,12 +129,12 @@ mergeInto(LibraryManager.library, {
         if (w) mbxWorkers.watch(w);
         return w;
       };
-      // 3.1.6 tears threads down in terminateAllThreads (called twice);
-      // newer releases in terminateRuntime. Either is reached at runtime
-      // exit, also by emscripten_force_exit without EXIT_RUNTIME.
-      var name = PThread.terminateRuntime ? 'terminateRuntime' : 'terminateAllThreads';
-      var teardown = PThread[name];
-      PThread[name] = function() {
+      // Every release tears threads down in PThread.terminateAllThreads:
+      // 3.1.6 calls it twice at runtime exit; 5.x from terminateRuntime
+      // (EXIT_RUNTIME) and from proc_exit (emscripten_force_exit without
+      // EXIT_RUNTIME, which never reaches terminateRuntime).
+      var teardown = PThread.terminateAllThreads;
+      PThread.terminateAllThreads = function() {
         if (!mbxWorkers.tearingDown &&
             !(typeof runtimeExited != 'undefined' && runtimeExited) &&
             !(typeof ABORT != 'undefined' && ABORT)) {
