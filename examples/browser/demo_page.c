@@ -41,7 +41,8 @@
 EM_JS(int, demo_terminate_worker, (pthread_t thread), {
   var p = PThread.pthreads[thread];
   var w = p && (p.worker || p);
-  if (!w || typeof w.terminate != 'function') return 0;
+  if (!w || typeof w.terminate != 'function')
+    return 0;
   w.terminate();
   return 1;
 });
@@ -54,9 +55,10 @@ static void sleep_ms(int ms) {
 typedef struct slot {
   _Atomic uint64_t handle; /* what the senders send to (0: none) */
   pthread_t thread;
-  _Atomic int finished; /* the worker is about to return */
-  int workers;          /* workers this slot has had */
-  const char *fate;     /* how its last worker ended */
+  _Atomic int finished;             /* the worker is about to return */
+  int workers;                      /* workers this slot has had */
+  const char *fate;                 /* how its last worker ended */
+  uint64_t past_run, past_canceled; /* its earlier workers' final counts */
 } slot;
 
 static slot g_slots[SLOTS];
@@ -119,8 +121,16 @@ static void start_worker(int s, unsigned *seed) {
   g_slots[s].thread = t;
   g_slots[s].workers++;
   pthread_mutex_unlock(&g_lock);
-  if (old)
+  if (old) { /* gone now: its counters are final */
+    mbx_stats st;
+    if (mbx_stats_get((mbx_handle){old}, &st) == MBX_OK) {
+      pthread_mutex_lock(&g_lock);
+      g_slots[s].past_run += st.run;
+      g_slots[s].past_canceled += st.canceled + st.dropped;
+      pthread_mutex_unlock(&g_lock);
+    }
     mbx_release((mbx_handle){old});
+  }
 }
 
 static void *sender_main(void *p) {
@@ -184,8 +194,8 @@ static void *coordinator(void *arg) {
     pthread_cancel(g_slots[0].thread);
     mbx_handle h1 = {atomic_load(&g_slots[1].handle)};
     atomic_store(&g_terminated, -1);
-    mbx_send(mbx_main_thread(), terminate_on_main,
-             NULL, (void *)g_slots[1].thread);
+    mbx_send(mbx_main_thread(), terminate_on_main, NULL,
+             (void *)g_slots[1].thread);
     atomic_store(&g_round_over, 1);
     pthread_join(g_slots[0].thread, NULL);
     for (int s = 2; s < SLOTS; s++)
@@ -207,8 +217,8 @@ static void *coordinator(void *arg) {
       sleep_ms(1);
     mbx_stats g;
     mbx_stats_global(&g);
-    long long lost = (long long)(g.sent - g.run - g.canceled - g.dropped -
-                                 g.pending);
+    long long lost =
+        (long long)(g.sent - g.run - g.canceled - g.dropped - g.pending);
     int round = atomic_fetch_add(&g_round, 1) + 1;
     pthread_mutex_lock(&g_lock);
     snprintf(g_last, sizeof g_last,
@@ -248,9 +258,12 @@ EMSCRIPTEN_KEEPALIVE const char *demo_snapshot(void) {
   for (int s = 0; s < SLOTS; s++) {
     watch[s].bits = atomic_load(&g_slots[s].handle);
     n += snprintf(head + n, sizeof head - (size_t)n,
-                  "%s{\"workers\":%d,\"last_fate\":\"%s\"}", s ? "," : "",
-                  g_slots[s].workers,
-                  g_slots[s].fate ? g_slots[s].fate : "");
+                  "%s{\"workers\":%d,\"last_fate\":\"%s\","
+                  "\"past_run\":%llu,\"past_canceled\":%llu}",
+                  s ? "," : "", g_slots[s].workers,
+                  g_slots[s].fate ? g_slots[s].fate : "",
+                  (unsigned long long)g_slots[s].past_run,
+                  (unsigned long long)g_slots[s].past_canceled);
   }
   pthread_mutex_unlock(&g_lock);
   n += snprintf(head + n, sizeof head - (size_t)n, "]},\"mbx\":");
@@ -259,8 +272,8 @@ EMSCRIPTEN_KEEPALIVE const char *demo_snapshot(void) {
       return "{}";
     memcpy(buf, head, (size_t)n);
     size_t len = 0;
-    int rc = mbx_snapshot_json(watch, SLOTS, buf + n, size - (size_t)n - 1,
-                               &len);
+    int rc =
+        mbx_snapshot_json(watch, SLOTS, buf + n, size - (size_t)n - 1, &len);
     if (rc == MBX_OK) {
       strcpy(buf + n + len, "}");
       return buf;

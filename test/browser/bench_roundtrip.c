@@ -79,8 +79,7 @@ static void on_done(void *arg) {
     g_cb_start = emscripten_get_now();
   double elapsed = n > WARMUP ? emscripten_get_now() - g_cb_start : 0;
   if (elapsed < g_ms) {
-    CHECK_EQ(mbx_proxy_callback(g_worker_h, nop, on_done, NULL, NULL),
-             MBX_OK);
+    CHECK_EQ(mbx_proxy_callback(g_worker_h, nop, on_done, NULL, NULL), MBX_OK);
     return;
   }
   g_cb_count = n - WARMUP;

@@ -46,7 +46,9 @@ static int wait_async_kind(void) {
     var w = Atomics.waitAsync;
     if (typeof w != 'function')
       return 0;
-    return Function.prototype.toString.call(w).indexOf('[native code]') >= 0 ? 1 : 2;
+    return Function.prototype.toString.call(w).indexOf('[native code]') >= 0
+               ? 1
+               : 2;
   });
 }
 
@@ -67,7 +69,8 @@ static void leaf(void *arg) {
   atomic_fetch_add(&g_wrong_thread, 1000); /* must never run */
 }
 
-/* ---------------------------------------------------------- event-loop worker */
+/* ---------------------------------------------------------- event-loop worker
+ */
 static void *worker_main(void *arg) {
   (void)arg;
   atomic_store(&g_worker_wait_async, wait_async_kind());
@@ -167,7 +170,8 @@ static void worker_syncs_main(void *arg) {
 /* ---------------------------------------------------------- killed workers */
 static void on_cancel(void *arg, int reason) {
   (void)arg;
-  if (reason != MBX_CANCEL_ABNORMAL_EXIT || !pthread_equal(pthread_self(), g_main))
+  if (reason != MBX_CANCEL_ABNORMAL_EXIT ||
+      !pthread_equal(pthread_self(), g_main))
     atomic_fetch_add(&g_bad_cancels, 1);
   atomic_fetch_add(&g_cancels, 1);
 }
@@ -258,8 +262,9 @@ static void *coordinator(void *arg) {
   while (!atomic_load(&g_worker_ready))
     sleep_ms(1);
   int kind = atomic_load(&g_worker_wait_async);
-  printf("worker realm: waitAsync %s\n",
-         kind == 1 ? "native" : kind == 2 ? "polyfilled" : "absent");
+  printf("worker realm: waitAsync %s\n", kind == 1   ? "native"
+                                         : kind == 2 ? "polyfilled"
+                                                     : "absent");
   CHECK_EQ(kind == 1, g_expect_native);
 
   long w_main = burst_and_singles(g_main_h, run_on_main, &g_main_runs);
@@ -313,9 +318,8 @@ static void *coordinator(void *arg) {
 }
 
 int main(int argc, char **argv) {
-  const char *expect = argc > 2 && strcmp(argv[1], "--wait-async") == 0
-                           ? argv[2]
-                           : "native";
+  const char *expect =
+      argc > 2 && strcmp(argv[1], "--wait-async") == 0 ? argv[2] : "native";
   g_expect_native = strcmp(expect, "native") == 0;
   g_main = pthread_self();
   g_main_h = mbx_main_thread();
@@ -323,7 +327,10 @@ int main(int argc, char **argv) {
   CHECK(emscripten_is_main_browser_thread()); /* a page, not Node */
   int kind = wait_async_kind();
   printf("page realm: waitAsync %s (expected %s)\n",
-         kind == 1 ? "native" : kind == 2 ? "polyfilled" : "absent", expect);
+         kind == 1   ? "native"
+         : kind == 2 ? "polyfilled"
+                     : "absent",
+         expect);
   CHECK_EQ(kind == 1, g_expect_native);
   CHECK_EQ(mbx_event_loop_attach(), MBX_OK);
 
@@ -337,8 +344,7 @@ int main(int argc, char **argv) {
   mbx_stats_global(&before);
   CHECK_EQ(mbx_proxy_set_blocking(-1), -1);
   CHECK_EQ(mbx_proxy_sync(g_worker_h, leaf, NULL), MBX_EWOULDBLOCK);
-  CHECK_EQ(mbx_proxy_sync_timed(g_worker_h, leaf, NULL, 1000),
-           MBX_EWOULDBLOCK);
+  CHECK_EQ(mbx_proxy_sync_timed(g_worker_h, leaf, NULL, 1000), MBX_EWOULDBLOCK);
   mbx_stats_global(&after);
   CHECK_EQ(after.sent, before.sent);
   printf("ok mbx_proxy_sync from the page's main thread: MBX_EWOULDBLOCK\n");
