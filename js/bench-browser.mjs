@@ -66,21 +66,27 @@ export async function runBrowserBench({ reps = 5, ms = 500, build = true, log = 
   return rows;
 }
 
+// Runs the rows and prints them as a table (js/bench.mjs --browser calls this).
+export async function printBrowserRows({ reps = 5, ms = 500, build = true, log = console.log } = {}) {
+  const rows = await runBrowserBench({ reps, ms, build, log });
+  const head = ['benchmark', 'unit', 'node', 'browser', 'browser/node'];
+  const table = rows.map((r) => [r.name, r.unit, r.node.toFixed(1), r.browser.toFixed(1), r.ratio.toFixed(2)]);
+  const w = head.map((h, i) => Math.max(h.length, ...table.map((t) => t[i].length)));
+  const line = (r) => r.map((c, i) => c.padEnd(w[i])).join('  ');
+  log(`browser rows, emcc ${emscripten().version}, medians of ${reps} interleaved repetitions`);
+  log(line(head));
+  for (const t of table) log(line(t));
+  return rows;
+}
+
 if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
   const argv = process.argv.slice(2);
   const val = (f, d) => (argv.includes(f) ? Number(argv[argv.indexOf(f) + 1]) : d);
-  const json = argv.includes('--json');
-  const rows = await runBrowserBench({ reps: val('--reps', 5), ms: val('--ms', 500),
-    build: !argv.includes('--no-build'), log: json ? console.error : console.log });
-  if (json) {
+  const opts = { reps: val('--reps', 5), ms: val('--ms', 500), build: !argv.includes('--no-build') };
+  if (argv.includes('--json')) {
+    const rows = await runBrowserBench({ ...opts, log: console.error });
     console.log(JSON.stringify({ toolchain: `emcc ${emscripten().version}`, browser_rows: rows }));
   } else {
-    const head = ['benchmark', 'unit', 'node', 'browser', 'browser/node'];
-    const table = rows.map((r) => [r.name, r.unit, r.node.toFixed(1), r.browser.toFixed(1), r.ratio.toFixed(2)]);
-    const w = head.map((h, i) => Math.max(h.length, ...table.map((t) => t[i].length)));
-    const line = (r) => r.map((c, i) => c.padEnd(w[i])).join('  ');
-    console.log(`emcc ${emscripten().version}, medians of ${val('--reps', 5)} interleaved repetitions`);
-    console.log(line(head));
-    for (const t of table) console.log(line(t));
+    await printBrowserRows(opts);
   }
 }
