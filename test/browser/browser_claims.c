@@ -25,17 +25,22 @@
 #include <pthread.h>
 #include <signal.h>
 #if __has_include(<emscripten/version.h>)
-#include <emscripten/version.h>
+#include <emscripten/version.h> /* __EMSCRIPTEN_MAJOR__ ... (newer releases) */
 #endif
 
 int mbx_test_terminate_thread(pthread_t thread); /* test_support.js */
 
-/* pthread_kill(SIGKILL) terminates the worker on 3.1.6; later releases
- * raise the signal on the thread instead (which ends the program). */
+/* pthread_kill(SIGKILL) terminates the worker on 3.1.6 (whose compiler
+ * defines only the lowercase version macros); later releases raise the
+ * signal on the thread instead (which ends the program). */
+#if defined(__EMSCRIPTEN_MAJOR__)
+#define KILL_IS_TERMINATE 0
+#else
 #define KILL_IS_TERMINATE                                                      \
   (__EMSCRIPTEN_major__ * 10000 + __EMSCRIPTEN_minor__ * 100 +                 \
        __EMSCRIPTEN_tiny__ <=                                                  \
    30106)
+#endif
 
 enum { BURST = 1000, SINGLES = 20, CALLBACKS = 200, SYNCS = 200, QUEUED = 20 };
 
