@@ -9,11 +9,14 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-// The Chromium to use ($MBX_CHROMIUM, or the first one installed), or null.
+// The Chromium to use, or null: $MBX_CHROMIUM if set (null if that path
+// does not exist, e.g. MBX_CHROMIUM=none), else the first one installed.
 export function findChromium() {
-  const candidates = [process.env.MBX_CHROMIUM, '/usr/bin/chromium', '/usr/bin/chromium-browser',
+  const env = process.env.MBX_CHROMIUM;
+  if (env) return existsSync(env) ? env : null;
+  const candidates = ['/usr/bin/chromium', '/usr/bin/chromium-browser',
     '/usr/bin/google-chrome', '/usr/bin/google-chrome-stable'];
-  return candidates.find((p) => p && existsSync(p)) ?? null;
+  return candidates.find((p) => existsSync(p)) ?? null;
 }
 
 export class Browser {
