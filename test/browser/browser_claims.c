@@ -197,8 +197,10 @@ static void *event_loop_victim(void *arg) {
   emscripten_exit_with_live_runtime();
   return NULL;
 }
+static _Atomic int g_in_endless;
 static void endless(void *arg) {
   (void)arg;
+  atomic_store(&g_in_endless, 1);
   for (;;)
     sleep_ms(1); /* the worker dies in here */
 }
@@ -232,8 +234,10 @@ static void kill_one(int how, int in_event_loop) {
   while (!atomic_load(&g_victim_ready))
     sleep_ms(1);
   if (in_event_loop) { /* a sync call runs on it when it dies */
+    atomic_store(&g_in_endless, 0);
     CHECK_EQ(pthread_create(&caller, NULL, sync_caller, &to), 0);
-    sleep_ms(50);
+    while (!atomic_load(&g_in_endless))
+      sleep_ms(1);
   }
   for (int i = 0; i < QUEUED; i++)
     CHECK_EQ(mbx_send(to, leaf, on_cancel, NULL), MBX_OK);
