@@ -4,7 +4,8 @@
 // medians and ratios (ratio > 1 always means mbx is better).
 //
 // Usage: node js/bench.mjs [--json] [--save FILE] [--reps N] [--quick]
-//                          [--toolchain-env path/to/env.sh]... [--no-native]
+//                          [--toolchain-env path/to/env.sh]... [--no-native] [--browser]
+//   --browser        also the browser rows of js/bench-browser.mjs
 //   --toolchain-env  also run with the Emscripten that this script (sourced
 //                    by sh) activates, e.g. /opt/emscripten-current/env.sh
 //   --save FILE      also write the JSON object to FILE
@@ -206,3 +207,4 @@ if (json) {
   for (const r of rows) console.log(line(r));
   console.log(`(medians of ${reps} repetitions; ratio > 1 means mbx is better; ${seconds.toFixed(0)}s total)`);
 }
+if (argv.includes('--browser')) await (await import('./bench-browser.mjs')).printBrowserRows({ reps: Math.min(reps, 5), log });

@@ -4,7 +4,7 @@
 set -eu
 need=""
 for pkg in emscripten binaryen nodejs cmake ninja-build clang libclang-rt-14-dev \
-           valgrind spin pkg-config; do
+           valgrind spin pkg-config chromium; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed"; then
     need="$need $pkg"
   fi

@@ -23,7 +23,8 @@ DESCRIPTION = 'mbx: per-thread mailboxes for pthreads, built from ' + ROOT
 
 def _sources():
   return sorted(glob.glob(os.path.join(SOURCE_DIR, '*.c')) +
-                glob.glob(os.path.join(SOURCE_DIR, 'pthread', '*.c')))
+                glob.glob(os.path.join(SOURCE_DIR, 'pthread', '*.c')) +
+                glob.glob(os.path.join(SOURCE_DIR, 'snapshot', '*.c')))
 
 
 def _lib_name():
