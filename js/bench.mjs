@@ -34,7 +34,8 @@
 //                required, issue} | null,
 //       met: bool | null, confident: bool | null  (the verdict holds for
 //            the whole interquartile range of the compared figure),
-//       noisy: bool, error?: string}
+//       noisy: bool, error?: string  (no samples: the program failed),
+//       warning?: string  (its program failed once and was run again)}
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -232,7 +233,9 @@ function rows(tc, series, noisy) {
   const get = (w, c) => series.get(`${w}/${c}`)?.values;
   const unitOf = (w, c) => series.get(`${w}/${c}`)?.unit;
   const peer = [...series.keys()].some((k) => k.includes('upstream-proxy')) ? 'upstream' : 'legacy';
-  const add = ({ key, unit, ours, base, baseName, better = 'lower', floor = 0, target = null, program }) => {
+  const add = (spec) => {
+    const { key, unit, ours, base, baseName, better = 'lower', floor = 0, target = null, program } = spec;
+    const hasBase = 'base' in spec;
     const row = { name: `${key} [${tc.label}]`, key, toolchain: tc.label, unit };
     const o = ours ?? new Map();
     row.ours = spread(o.values())?.median ?? null;
@@ -264,10 +267,10 @@ function rows(tc, series, noisy) {
       }
     }
     row.noisy = noisy;
-    if (!o.size || (base && !ratios.size)) {
-      const f = failures.filter((x) => x.toolchain === tc.label && (!program || x.program === program));
-      row.error = `no samples${f.length ? `: ${f.map((x) => `${x.program} ${x.error}`).join('; ')}` : ''}`;
-    }
+    const failed = failures.filter((x) => x.toolchain === tc.label && (!program || x.program.startsWith(program)));
+    const why = failed.map((x) => `${x.program} attempt ${x.attempt}: ${x.error}`).join('; ');
+    if (!o.size || (hasBase && !ratios.size)) row.error = `no samples${why ? `: ${why}` : ''}`;
+    else if (failed.length) row.warning = `measured despite failures (${why})`;
     out.push(row);
   };
   const ratioTarget = (value, text, required = true, issue = 17) => ({ text, on: 'ratio', op: '>=', value, required, issue });
@@ -339,16 +342,16 @@ function rows(tc, series, noisy) {
 
   // Threads and memory.
   add({ key: 'thread-lifetime', unit: 'us', ours: get('thread-lifetime', 'mbx'), base: get('thread-lifetime', 'plain'),
-    baseName: 'pthread_create without interposition', target: ratioTarget(1 / 1.1, '<= 10% overhead', true, 5) });
+    baseName: 'pthread_create without interposition', program: 'bench_thread', target: ratioTarget(1 / 1.1, '<= 10% overhead', true, 5) });
   const table = get('record-table-bytes', 'mbx');
   add({ key: 'heap-high-water-churn', unit: 'bytes', ours: get('heap-high-water', 'mbx'),
-    base: pair(get('heap-high-water', 'plain'), table, (x, t) => x + t), floor: 1024,
+    base: pair(get('heap-high-water', 'plain'), table, (x, t) => x + t), floor: 1024, program: 'bench_thread',
     baseName: 'same churn without the library, plus the record table (stacks outside the heap)',
     target: ratioTarget(1, '<= without the library + the record table') });
   add({ key: 'library-high-water-churn', unit: 'bytes', ours: get('library-high-water', 'mbx'), base: table,
-    baseName: 'the record table at the end (mbx_memory_stats.bytes_live)', floor: 1024 });
+    baseName: 'the record table at the end (mbx_memory_stats.bytes_live)', floor: 1024, program: 'bench_thread' });
   const rb = get('retired-thread-bytes', 'mbx');
-  add({ key: 'retired-thread-bytes', unit: 'bytes', ours: rb, base: rb && mapValues(rb, () => 128),
+  add({ key: 'retired-thread-bytes', unit: 'bytes', ours: rb, base: mapValues(rb, () => 128), program: 'bench_thread',
     baseName: 'target: 128 bytes on wasm32',
     target: tc.wasm ? { text: '<= 128 B per retired record (wasm32)', on: 'ours', op: '<=', value: 128, required: true, issue: 17 } : null });
   add({ key: 'heap-growth-per-message', unit: 'B/msg', ours: get('heap-growth-per-message', 'mbx'), program: 'bench_proxy',
@@ -367,9 +370,10 @@ const rangeOf = (s) => (s ? `${fmt(s.q1)}..${fmt(s.q3)}` : '-');
 
 function verdict(e) {
   if (e.error) return `FAILED (${e.error.slice(0, 60)})`;
-  if (!e.target) return '';
+  const w = e.warning ? ' [its program failed in this run: partial samples]' : '';
+  if (!e.target) return w.trim();
   const v = e.met ? 'met' : 'NOT met';
-  return `${e.target.text}: ${v}${e.confident ? '' : ' (unclear: IQR crosses target)'}${e.target.required ? '' : ' [reported]'}`;
+  return `${e.target.text}: ${v}${e.confident ? '' : ' (unclear: IQR crosses target)'}${e.target.required ? '' : ' [reported]'}${w}`;
 }
 
 function table(head, rows) {

@@ -15,7 +15,8 @@
  *               before sleeping, a seq_cst fence on both sides).
  *
  * Prints RESULT send-receive-<P>p <contender> <ns per message> ns.
- * Usage: bench_queue [--reps R] [--msgs N]
+ * Usage: bench_queue [--reps R] [--msgs N] [--only mbx|mutex-ring|vyukov]
+ *                    [--producers P]  (--only, --producers: for profiling)
  */
 #include "bench_common.h"
 
@@ -304,16 +305,25 @@ static double run(int contender, int producers, long total) {
 int main(int argc, char **argv) {
   int reps = (int)arg_long(argc, argv, "--reps", 9);
   long msgs = arg_long(argc, argv, "--msgs", 1000000);
+  long only_p = arg_long(argc, argv, "--producers", 0);
+  const char *only = "";
+  for (int i = 1; i + 1 < argc; i++)
+    if (strcmp(argv[i], "--only") == 0)
+      only = argv[i + 1];
   setvbuf(stdout, NULL, _IOLBF, 0);
   /* Warm-up, untimed: the allocator, the spin budgets. */
   for (int c = 0; c < CONTENDERS; c++)
     run(c, 2, msgs / 4);
   for (int rep = 0; rep < reps; rep++) {
     for (int p = 1; p <= 16; p *= 2) {
+      if (only_p && p != only_p)
+        continue;
       char name[32];
       snprintf(name, sizeof name, "send-receive-%dp", p);
       for (int j = 0; j < CONTENDERS; j++) {
         int c = (j + rep) % CONTENDERS; /* who goes first rotates */
+        if (*only && strcmp(only, NAMES[c]) != 0)
+          continue;
         result(name, NAMES[c], run(c, p, msgs), "ns");
       }
     }
