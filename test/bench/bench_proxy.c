@@ -15,8 +15,8 @@
  *   heap-growth-per-message  heap bytes gained per message once warm (ours
  *                          only: floods of async sends to a thread in
  *                          mbx_wait, each followed by a sync call)
- * Natively only the sync-rt-mbx-wait, idle and growth figures exist (there is no
- * event loop and no proxying queue).
+ * Natively only the sync-rt-mbx-wait, idle and growth figures exist (there is
+ * no event loop and no proxying queue).
  *
  * Usage: bench_proxy [--reps R] [--msgs N] [--rts K]
  *                    [--only async|el|wait|idle|growth]

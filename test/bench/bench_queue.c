@@ -97,8 +97,8 @@ typedef struct vq_slot {
 
 static struct {
   vq_slot *slots;
-  _Alignas(64) _Atomic size_t tail; /* next position to claim */
-  _Alignas(64) size_t head;         /* consumer only */
+  _Alignas(64) _Atomic size_t tail;      /* next position to claim */
+  _Alignas(64) size_t head;              /* consumer only */
   _Alignas(64) _Atomic int32_t sleeping; /* 1 while the consumer may sleep */
   int stop;                              /* consumer only, set by a task */
 } g_vq;

@@ -47,8 +47,8 @@ static void create_join(long i) {
   pthread_attr_t attr;
   pthread_t t;
   BENCH_CHECK(pthread_attr_init(&attr) == 0);
-  BENCH_CHECK(pthread_attr_setstack(&attr, g_stacks[i % STACKS],
-                                    STACK_SIZE) == 0);
+  BENCH_CHECK(pthread_attr_setstack(&attr, g_stacks[i % STACKS], STACK_SIZE) ==
+              0);
   BENCH_CHECK(pthread_create(&t, &attr, body, NULL) == 0);
   BENCH_CHECK(pthread_join(t, NULL) == 0);
   pthread_attr_destroy(&attr);
