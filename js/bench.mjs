@@ -383,10 +383,14 @@ function table(head, rows) {
 }
 
 function compareWith(base, rows) {
+  // By name; else by key and toolchain family (a native compiler upgrade
+  // keeps the rows comparable).
+  const family = (r) => `${r.key}|${String(r.toolchain ?? '').replace(/^native cc .*/, 'native')}`;
   const old = new Map((base.benchmarks ?? []).map((r) => [r.name, r]));
+  const oldByFamily = new Map((base.benchmarks ?? []).filter((r) => r.key).map((r) => [family(r), r]));
   const changes = [];
   for (const r of rows) {
-    const b = old.get(r.name);
+    const b = old.get(r.name) ?? oldByFamily.get(family(r));
     if (!b) continue;
     const pct = (x, y) => (Number.isFinite(x) && Number.isFinite(y) && y !== 0 ? Number((100 * (x / y - 1)).toFixed(1)) : null);
     // Positive means ours got better (higher throughput, lower cost).
