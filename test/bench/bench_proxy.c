@@ -5,17 +5,21 @@
  * each repetition prints one RESULT line (see bench_common.h).
  *
  * Workloads:
- *   async-throughput-<P>p  P producers -> one consumer in its JS event loop
+ *   async-throughput-<P>p  P producers (1, 2, 4, 8, 16) -> one consumer in
+ *                          its JS event loop
  *   sync-rt-event-loop     round trip to a thread in its JS event loop
  *   sync-rt-mbx-wait       round trip to a thread blocked in mbx_wait
  * Ours in the round trips is mbx_proxy_sync (<mbx/proxy.h>); "mbx-send" is
  * the bare core: mbx_send plus a futex completion written here.
  *   idle-receiver-cpu      process CPU while a receiver idles in mbx_wait
- * Natively only the sync-rt-mbx-wait and idle figures exist (there is no
- * event loop and no proxying queue).
+ *   heap-growth-per-message  heap bytes gained per message once warm (ours
+ *                          only: floods of async sends to a thread in
+ *                          mbx_wait, each followed by a sync call)
+ * Natively only the sync-rt-mbx-wait, idle and growth figures exist (there is
+ * no event loop and no proxying queue).
  *
  * Usage: bench_proxy [--reps R] [--msgs N] [--rts K]
- *                    [--only async|el|wait|idle]
+ *                    [--only async|el|wait|idle|growth]
  *                    [--only-mbx]  (async: skip the baseline, for profiling)
  */
 #include "bench_common.h"
@@ -106,7 +110,7 @@ static void *producer_main(void *p) {
 
 /* Messages per second. */
 static double run_async(int contender, int producers, long total) {
-  producer ps[8];
+  producer ps[16];
   long per = total / producers;
   g_consumed = 0;
   g_target = (uint64_t)per * (uint64_t)producers;
@@ -181,18 +185,27 @@ static double run_el_rt(const char *contender, long rts) {
 #endif /* __EMSCRIPTEN__ */
 
 /* ------------------------------------------- a receiver blocked in a wait */
-static _Atomic int32_t g_server_stop;
+static int g_server_stop; /* the server thread's own: set by its stop message */
 static mbx_handle g_server_handle;
 static completion g_server_ready;
+
+/* Runs on the server, inside its mbx_wait: the server leaves its loop only
+ * after this message ran, so the stop send can never find it closed (issue
+ * 18 item 19: a stop flag set before the send let the server exit first and
+ * the send got MBX_ECLOSED). */
+static void stop_server(void *arg) {
+  (void)arg;
+  g_server_stop = 1;
+}
 
 static void *mbx_server_main(void *unused) {
   (void)unused;
   if (mbx_handle_is_null(mbx_self()))
     BENCH_CHECK(mbx_thread_attach(NULL) == MBX_OK);
+  g_server_stop = 0;
   g_server_handle = mbx_self();
   completion_signal(&g_server_ready);
-  // Relaxed: the stop message's send/receive orders this.
-  while (!atomic_load_explicit(&g_server_stop, memory_order_relaxed))
+  while (!g_server_stop)
     mbx_wait(-1);
   return NULL;
 }
@@ -234,14 +247,12 @@ static void *spin_server_main(void *unused) {
 
 static void start_mbx_server(pthread_t *t) {
   completion_reset(&g_server_ready);
-  atomic_store(&g_server_stop, 0);
   BENCH_CHECK(pthread_create(t, NULL, mbx_server_main, NULL) == 0);
   completion_wait(&g_server_ready);
 }
 
 static void stop_mbx_server(pthread_t t) {
-  atomic_store(&g_server_stop, 1);
-  BENCH_CHECK(mbx_send(g_server_handle, nothing, NULL, NULL) == MBX_OK);
+  BENCH_CHECK(mbx_send(g_server_handle, stop_server, NULL, NULL) == MBX_OK);
   pthread_join(t, NULL);
 }
 
@@ -339,10 +350,36 @@ static double run_idle(const char *contender, int window_ms) {
   return 100.0 * (c1 - c0) / (t1 - t0);
 }
 
+/* Heap bytes gained per message once warm: `msgs` messages to a thread in
+ * mbx_wait, as floods of 1000 async sends each closed by a sync call (so
+ * the queue drains), after `msgs` such messages untimed. Writes the
+ * library's own figure (mbx_memory_stats.bytes_live) to *lib_per_msg. */
+static double run_growth(long msgs, double *lib_per_msg) {
+  pthread_t t;
+  start_mbx_server(&t);
+  mbx_memory_stats m0, m1;
+  size_t h0 = 0;
+  for (int phase = 0; phase < 2; phase++) {
+    if (phase == 1) {
+      h0 = heap_in_use();
+      mbx_memory_stats_get(&m0);
+    }
+    for (long sent = 0; sent < msgs; sent += 1001) {
+      for (int i = 0; i < 1000; i++)
+        BENCH_CHECK(mbx_send(g_server_handle, nothing, NULL, NULL) == MBX_OK);
+      BENCH_CHECK(mbx_proxy_sync(g_server_handle, nothing, NULL) == MBX_OK);
+    }
+  }
+  size_t h1 = heap_in_use();
+  mbx_memory_stats_get(&m1);
+  stop_mbx_server(t);
+  *lib_per_msg = ((double)m1.bytes_live - (double)m0.bytes_live) / (double)msgs;
+  return ((double)h1 - (double)h0) / (double)msgs;
+}
+
 int main(int argc, char **argv) {
   int reps = (int)arg_long(argc, argv, "--reps", 9);
   long msgs = arg_long(argc, argv, "--msgs", 200000);
-  (void)msgs; /* event-loop workloads only */
   long rts = arg_long(argc, argv, "--rts", 2000);
   const char *only = "";
   for (int i = 1; i + 1 < argc; i++)
@@ -378,8 +415,8 @@ int main(int argc, char **argv) {
     int flip = rep & 1; /* alternate who goes first */
 #ifdef __EMSCRIPTEN__
     if (WANT("async")) {
-      static const int producer_counts[] = {1, 2, 4};
-      for (int k = 0; k < 3; k++) {
+      static const int producer_counts[] = {1, 2, 4, 8, 16};
+      for (int k = 0; k < 5; k++) {
         char name[64];
         int p = producer_counts[k];
         snprintf(name, sizeof name, "async-throughput-%dp", p);
@@ -424,6 +461,12 @@ int main(int argc, char **argv) {
                strcmp(c, "mbx") == 0 ? "mbx" : "futex-pingpong",
                run_idle(c, 300), "%core");
       }
+    }
+    if (WANT("growth")) {
+      double lib;
+      double heap = run_growth(msgs, &lib);
+      result("heap-growth-per-message", "mbx", heap, "B/msg");
+      result("heap-growth-per-message", "mbx-library", lib, "B/msg");
     }
   }
   printf("DONE\n");

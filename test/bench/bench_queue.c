@@ -1,17 +1,28 @@
 /*
- * Native core figures: send + receive cost per message with 1 and 2
- * producers to one consumer, ours (consumer in mbx_wait) against a
- * mutex-protected growable ring buffer of (function, argument) tasks in the
- * style of upstream's em_task_queue (the consumer takes the lock once per
- * task and sleeps on a futex; producers notify on empty -> non-empty).
+ * Native core figures: send + receive cost per message with 1, 2, 4, 8 and
+ * 16 producers to one consumer. Three contenders, rotated per repetition
+ * inside one process:
+ *   mbx         ours, the consumer in mbx_wait;
+ *   mutex-ring  a mutex-protected growable ring buffer of (function,
+ *               argument) tasks in the style of upstream's em_task_queue
+ *               (the consumer takes the lock once per task and sleeps on a
+ *               futex; producers notify on empty -> non-empty);
+ *   vyukov      a well-known fast MPSC design: Dmitry Vyukov's bounded
+ *               array queue with a sequence number per slot (a producer
+ *               claims a slot with one CAS on the tail and publishes it with
+ *               a release store of the slot's sequence), plus the usual
+ *               sleeping-consumer handshake (a flag the consumer sets
+ *               before sleeping, a seq_cst fence on both sides).
  *
  * Prints RESULT send-receive-<P>p <contender> <ns per message> ns.
- * Usage: bench_queue [--reps R] [--msgs N]
+ * Usage: bench_queue [--reps R] [--msgs N] [--only mbx|mutex-ring|vyukov]
+ *                    [--producers P]  (--only, --producers: for profiling)
  */
 #include "bench_common.h"
 
 #include <mbx/mailbox.h>
 #include <pthread.h>
+#include <sched.h>
 
 /* ---------------------------------------------------- the ring baseline */
 typedef struct task {
@@ -75,6 +86,112 @@ static void *ring_consumer(void *unused) {
   }
 }
 
+/* ------------------------------------------------- the Vyukov baseline */
+#define VQ_SLOTS (1u << 16) /* a power of two */
+#define VQ_SPINS 1000       /* consumer polls before it sleeps */
+
+typedef struct vq_slot {
+  _Atomic size_t seq; /* pos: free for the producer of pos; pos + 1: full */
+  task t;
+} vq_slot;
+
+static struct {
+  vq_slot *slots;
+  _Alignas(64) _Atomic size_t tail;      /* next position to claim */
+  _Alignas(64) size_t head;              /* consumer only */
+  _Alignas(64) _Atomic int32_t sleeping; /* 1 while the consumer may sleep */
+  int stop;                              /* consumer only, set by a task */
+} g_vq;
+
+static void vq_init(void) {
+  if (!g_vq.slots) {
+    g_vq.slots = malloc(sizeof *g_vq.slots * VQ_SLOTS);
+    BENCH_CHECK(g_vq.slots);
+  }
+  for (size_t i = 0; i < VQ_SLOTS; i++)
+    // Relaxed: published by pthread_create of the threads that use them.
+    atomic_store_explicit(&g_vq.slots[i].seq, i, memory_order_relaxed);
+  atomic_store_explicit(&g_vq.tail, 0, memory_order_relaxed); // likewise
+  g_vq.head = 0;
+  g_vq.stop = 0;
+  atomic_store_explicit(&g_vq.sleeping, 0, memory_order_relaxed); // likewise
+}
+
+static void vq_push(void (*fn)(void *), void *arg) {
+  // Relaxed: only a guess, the CAS below decides.
+  size_t pos = atomic_load_explicit(&g_vq.tail, memory_order_relaxed);
+  vq_slot *slot;
+  for (;;) {
+    slot = &g_vq.slots[pos & (VQ_SLOTS - 1)];
+    // Acquire: the consumer's release of the slot (its read of the task).
+    size_t seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
+    intptr_t diff = (intptr_t)seq - (intptr_t)pos;
+    if (diff == 0) {
+      // Relaxed: the claim orders nothing; the slot's seq publishes.
+      if (atomic_compare_exchange_weak_explicit(&g_vq.tail, &pos, pos + 1,
+                                                memory_order_relaxed,
+                                                memory_order_relaxed))
+        break;
+    } else {
+      if (diff < 0)
+        sched_yield(); /* full: the consumer is a whole ring behind */
+      // Relaxed: a new guess.
+      pos = atomic_load_explicit(&g_vq.tail, memory_order_relaxed);
+    }
+  }
+  slot->t = (task){fn, arg};
+  // Release: the consumer's acquire of seq sees the task.
+  atomic_store_explicit(&slot->seq, pos + 1, memory_order_release);
+  // Seq_cst fence: Dekker with the consumer's (store sleeping; fence; load
+  // seq): either it sees our slot or we see its flag.
+  atomic_thread_fence(memory_order_seq_cst);
+  // Relaxed: ordered by the fence above.
+  if (atomic_load_explicit(&g_vq.sleeping, memory_order_relaxed) &&
+      // Relaxed: the wake carries nothing; one waker is enough.
+      atomic_exchange_explicit(&g_vq.sleeping, 0, memory_order_relaxed))
+    futex_wake_i32(&g_vq.sleeping, 1);
+}
+
+/* Runs the next task if there is one. */
+static int vq_pop(void) {
+  vq_slot *slot = &g_vq.slots[g_vq.head & (VQ_SLOTS - 1)];
+  // Acquire: pairs with vq_push's release (the task).
+  if (atomic_load_explicit(&slot->seq, memory_order_acquire) != g_vq.head + 1)
+    return 0;
+  task t = slot->t;
+  // Release: the producer that reuses the slot sees our read done.
+  atomic_store_explicit(&slot->seq, g_vq.head + VQ_SLOTS, memory_order_release);
+  g_vq.head++;
+  t.fn(t.arg);
+  return 1;
+}
+
+static void *vq_consumer(void *unused) {
+  (void)unused;
+  while (!g_vq.stop) {
+    if (vq_pop())
+      continue;
+    int got = 0;
+    for (int i = 0; i < VQ_SPINS && !(got = vq_pop()); i++)
+      ;
+    if (got)
+      continue;
+    // Relaxed: ordered by the fence below.
+    atomic_store_explicit(&g_vq.sleeping, 1, memory_order_relaxed);
+    // Seq_cst fence: see vq_push.
+    atomic_thread_fence(memory_order_seq_cst);
+    if (vq_pop()) {
+      // Relaxed: the flag only gates wakes.
+      atomic_store_explicit(&g_vq.sleeping, 0, memory_order_relaxed);
+      continue;
+    }
+    futex_wait_i32(&g_vq.sleeping, 1);
+    // Relaxed: a spurious wake leaves the flag set; clear it either way.
+    atomic_store_explicit(&g_vq.sleeping, 0, memory_order_relaxed);
+  }
+  return NULL;
+}
+
 /* --------------------------------------------------------- ours */
 static mbx_handle g_consumer_handle;
 static completion g_consumer_ready;
@@ -105,14 +222,21 @@ static void stop_ring(void *arg) {
   (void)arg;
   atomic_store_explicit(&g_ring.stop, 1, memory_order_relaxed); // see reader
 }
+static void stop_vq(void *arg) {
+  (void)arg;
+  g_vq.stop = 1; /* runs on the consumer */
+}
 static void stop_mbx(void *arg) {
   (void)arg;
   atomic_store_explicit(&g_mbx_stop, 1, memory_order_relaxed); // see reader
 }
 
+enum { MBX, RING, VYUKOV, CONTENDERS };
+static const char *const NAMES[CONTENDERS] = {"mbx", "mutex-ring", "vyukov"};
+
 typedef struct producer {
   pthread_t thread;
-  int ours;
+  int contender;
   long count;
 } producer;
 
@@ -121,34 +245,41 @@ static void *producer_main(void *p) {
   // Acquire: see g_target.
   while (!atomic_load_explicit(&g_go, memory_order_acquire))
     futex_wait_i32(&g_go, 0);
-  for (long i = 0; i < self->count; i++) {
-    if (self->ours)
+  if (self->contender == MBX) {
+    for (long i = 0; i < self->count; i++)
       BENCH_CHECK(mbx_send(g_consumer_handle, count_one, NULL, NULL) == MBX_OK);
-    else
+  } else if (self->contender == RING) {
+    for (long i = 0; i < self->count; i++)
       ring_push(count_one, NULL);
+  } else {
+    for (long i = 0; i < self->count; i++)
+      vq_push(count_one, NULL);
   }
   return NULL;
 }
 
-static double run(int ours, int producers, long total) {
+static double run(int contender, int producers, long total) {
   pthread_t consumer;
-  producer ps[4];
+  producer ps[16];
   long per = total / producers;
   g_consumed = 0;
   g_target = (uint64_t)per * (uint64_t)producers;
   completion_reset(&g_all);
   atomic_store(&g_go, 0);
-  if (ours) {
+  if (contender == MBX) {
     completion_reset(&g_consumer_ready);
     atomic_store(&g_mbx_stop, 0);
     BENCH_CHECK(pthread_create(&consumer, NULL, mbx_consumer, NULL) == 0);
     completion_wait(&g_consumer_ready);
-  } else {
+  } else if (contender == RING) {
     atomic_store(&g_ring.stop, 0);
     BENCH_CHECK(pthread_create(&consumer, NULL, ring_consumer, NULL) == 0);
+  } else {
+    vq_init();
+    BENCH_CHECK(pthread_create(&consumer, NULL, vq_consumer, NULL) == 0);
   }
   for (int i = 0; i < producers; i++) {
-    ps[i].ours = ours;
+    ps[i].contender = contender;
     ps[i].count = per;
     BENCH_CHECK(pthread_create(&ps[i].thread, NULL, producer_main, &ps[i]) ==
                 0);
@@ -161,10 +292,12 @@ static double run(int ours, int producers, long total) {
   double t1 = now_us();
   for (int i = 0; i < producers; i++)
     pthread_join(ps[i].thread, NULL);
-  if (ours)
+  if (contender == MBX)
     BENCH_CHECK(mbx_send(g_consumer_handle, stop_mbx, NULL, NULL) == MBX_OK);
-  else
+  else if (contender == RING)
     ring_push(stop_ring, NULL);
+  else
+    vq_push(stop_vq, NULL);
   pthread_join(consumer, NULL);
   return (t1 - t0) * 1e3 / (double)g_target;
 }
@@ -172,14 +305,26 @@ static double run(int ours, int producers, long total) {
 int main(int argc, char **argv) {
   int reps = (int)arg_long(argc, argv, "--reps", 9);
   long msgs = arg_long(argc, argv, "--msgs", 1000000);
+  long only_p = arg_long(argc, argv, "--producers", 0);
+  const char *only = "";
+  for (int i = 1; i + 1 < argc; i++)
+    if (strcmp(argv[i], "--only") == 0)
+      only = argv[i + 1];
   setvbuf(stdout, NULL, _IOLBF, 0);
+  /* Warm-up, untimed: the allocator, the spin budgets. */
+  for (int c = 0; c < CONTENDERS; c++)
+    run(c, 2, msgs / 4);
   for (int rep = 0; rep < reps; rep++) {
-    for (int p = 1; p <= 2; p++) {
+    for (int p = 1; p <= 16; p *= 2) {
+      if (only_p && p != only_p)
+        continue;
       char name[32];
       snprintf(name, sizeof name, "send-receive-%dp", p);
-      for (int j = 0; j < 2; j++) {
-        int ours = (j ^ rep) & 1 ? 0 : 1;
-        result(name, ours ? "mbx" : "mutex-ring", run(ours, p, msgs), "ns");
+      for (int j = 0; j < CONTENDERS; j++) {
+        int c = (j + rep) % CONTENDERS; /* who goes first rotates */
+        if (*only && strcmp(only, NAMES[c]) != 0)
+          continue;
+        result(name, NAMES[c], run(c, p, msgs), "ns");
       }
     }
   }
