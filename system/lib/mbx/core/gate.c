@@ -136,27 +136,41 @@ void mbx__gate_release_owner(mbx__record *r) {
     mbx__table_retire(r); /* closed and unheld: exactly one RMW gets here */
 }
 
+/* Drop one counted hold (what = MBX__GATE_HOLD_ONE) or the OWNER of a closed
+ * life whose thread never bound it (what = MBX__GATE_OWNER), from gen's
+ * life; retire the record if nothing else keeps it. A drop of something
+ * not there (a double release) is refused, never an underflow. */
+static int gate_drop(mbx__record *r, uint32_t gen, uint64_t what) {
+  // Relaxed load: the CAS below re-validates.
+  uint64_t old = atomic_load_explicit(&r->gate, memory_order_relaxed);
+  uint64_t next;
+  do {
+    if (mbx__gate_gen(old) != gen)
+      return what == MBX__GATE_OWNER
+                 ? mbx__gen_mismatch_code(gen, mbx__gate_gen(old))
+                 : MBX_EINVAL;
+    int present = what == MBX__GATE_OWNER
+                      ? (old & MBX__GATE_OWNER) && !(old & MBX__GATE_OPEN)
+                      : mbx__gate_holds(old) != 0;
+    if (!present)
+      return MBX_EINVAL;
+    next = old - what;
+    // Acq_rel: release orders this holder's uses before a reuse; acquire
+    // lets the last releaser see the closer's drain before retiring.
+    // Relaxed on failure: we re-check and retry.
+  } while (!atomic_compare_exchange_weak_explicit(
+      &r->gate, &old, next, memory_order_acq_rel, memory_order_relaxed));
+  if (retirable(next))
+    mbx__table_retire(r); /* closed and unheld: exactly one RMW gets here */
+  return MBX_OK;
+}
+
 int mbx__release_unbound_owner(mbx_handle h) {
   mbx__record *r;
   int rc = mbx__lookup(h, &r);
   if (rc != MBX_OK)
     return rc;
-  uint32_t gen = mbx__handle_gen(h);
-  // Relaxed load: the CAS below re-validates.
-  uint64_t old = atomic_load_explicit(&r->gate, memory_order_relaxed);
-  do {
-    if (mbx__gate_gen(old) != gen)
-      return mbx__gen_mismatch_code(gen, mbx__gate_gen(old));
-    if ((old & MBX__GATE_OPEN) || !(old & MBX__GATE_OWNER))
-      return MBX_EINVAL;
-    // Step E for a thread that never bound its mailbox: only from a closed
-    // life that still has its OWNER. Acq_rel: as in mbx__gate_release_owner.
-  } while (!atomic_compare_exchange_weak_explicit(
-      &r->gate, &old, old & ~MBX__GATE_OWNER, memory_order_acq_rel,
-      memory_order_relaxed));
-  if (retirable(old & ~MBX__GATE_OWNER))
-    mbx__table_retire(r);
-  return MBX_OK;
+  return gate_drop(r, mbx__handle_gen(h), MBX__GATE_OWNER); /* step E */
 }
 
 int mbx_hold(mbx_handle h) {
@@ -185,22 +199,7 @@ int mbx_release(mbx_handle h) {
   int rc = mbx__lookup(h, &r);
   if (rc != MBX_OK)
     return rc;
-  uint32_t gen = mbx__handle_gen(h);
-  // Relaxed load: the CAS below re-validates.
-  uint64_t old = atomic_load_explicit(&r->gate, memory_order_relaxed);
-  uint64_t next;
-  do {
-    /* A double release (no hold left) is refused, never an underflow. */
-    if (mbx__gate_gen(old) != gen || mbx__gate_holds(old) == 0)
-      return MBX_EINVAL;
-    next = old - MBX__GATE_HOLD_ONE;
-    // One hold less. Acq_rel: release orders this holder's uses before a
-    // reuse; acquire lets the last releaser see the closer's drain.
-  } while (!atomic_compare_exchange_weak_explicit(
-      &r->gate, &old, next, memory_order_acq_rel, memory_order_relaxed));
-  if (retirable(next))
-    mbx__table_retire(r);
-  return MBX_OK;
+  return gate_drop(r, mbx__handle_gen(h), MBX__GATE_HOLD_ONE);
 }
 
 /* ---- the consumer token */
