@@ -107,7 +107,7 @@ byte tail;           /* mbx__record.tail, node id */
 byte head;           /* mbx__record.head, owner only */
 byte consumed_unflushed; /* owner-private, or the consumer's */
 byte consumer;       /* mbx__record.consumer: MBX__CONSUMER_* */
-byte node_next[NNODES];  /* mbx_node.next */
+byte node_next[NNODES];  /* mbx__node.next */
 byte run_count;      /* mbx__record.run, current life */
 byte canceled_count; /* mbx__record.canceled, current life */
 byte folded_run;     /* core/stats.c g_folded */
@@ -237,7 +237,7 @@ inline flush_consumed(g) {
   }
 }
 
-/* Futex wake on the record's state word (mbx_platform_wake_all). */
+/* Futex wake on the record's state word (mbx__platform_wake_all). */
 inline caller_wake() {
   atomic { assert(ctx_live && !ctx_freed); caller_asleep = 0 }
 }
