@@ -4,7 +4,8 @@
 // - a native program that uses only <mbx/mailbox.h> links no proxy object
 //   (nm on the linked binaries of test/core);
 // - no object of platform/ or core/ refers to a symbol of proxy/ or pthread/;
-// - no file outside core/ includes the core's private layout (record.h).
+// - no file outside core/ includes the core's private layout (record.h);
+// - MBX_ASSERT is compiled into the sanitizer flavours and out of release.
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -55,5 +56,12 @@ for (const flavor of natives) {
       return core.includes(member) && /mbx_+(proxy|event_loop|runtime|shutdown|js_)/.test(l);
     });
     assert.deepEqual(bad, []);
+  });
+
+  it(`${flavor}: MBX_ASSERT ${FLAVORS[flavor].sanitize ? 'compiled in' : 'compiled out'}`, { skip }, () => {
+    const uses = nm(['-A', '-u', path.join(dir, 'libmbx_core.a')])
+      .split('\n').filter((l) => /mbx__assert_failed/.test(l));
+    if (FLAVORS[flavor].sanitize) assert.ok(uses.length > 0, 'no object checks an invariant');
+    else assert.deepEqual(uses, []);
   });
 }
