@@ -13,7 +13,7 @@
  * Per message: accepted ones run or canceled exactly once, refused ones
  * never; cancels come from the closer with the reason it gave.
  */
-#include "../../system/lib/mbx/internal.h"
+#include "../../system/lib/mbx/core/layer.h"
 #include "check.h"
 
 #include <pthread.h>

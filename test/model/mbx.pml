@@ -1,7 +1,7 @@
 /*
- * Promela model of the mbx protocol (system/lib/mbx/mailbox.c, record.c,
- * internal.h as of main fc3d5c8: consumer token, close from outside), checked by
- * test/model.test.mjs. See docs/model.md for the properties, bounds, state
+ * Promela model of the mbx protocol (system/lib/mbx/core/: gate.c, send.c,
+ * drain.c, lifecycle.c, table.c, queue.h, record.h; and the sync call of
+ * proxy/), checked by test/model.test.mjs. Comments cite C function names. See docs/model.md for the properties, bounds, state
  * counts and what each mutant shows.
  *
  * One model step per atomic operation of the C code. A C compare-and-swap
@@ -12,7 +12,7 @@
  * access. Statistics that nothing decides on (high water, shard counters)
  * are left out unless a FINDING_ switch asks for them.
  *
- * The gate word (internal.h:17) is kept as separate fields, updated together
+ * The gate word (core/gate.c) is kept as separate fields, updated together
  * inside one atomic step wherever the C code does one RMW on the word.
  *
  * Records are never freed in C; "freed" here is a record whose life ended
@@ -20,8 +20,8 @@
  * life-specific state (queue, pending, waiting, counters) of such a record,
  * or of a later life, fails an assertion.
  *
- * The sync caller mirrors mbx_proxy_sync / mbx_proxy_sync_timed of branch
- * `proxy` (system/lib/mbx/proxy.c at a4ce380) on its non-serving path (a
+ * The sync caller mirrors mbx_proxy_sync / mbx_proxy_sync_timed
+ * (system/lib/mbx/proxy/call.c, target.c, ctx.c) on its non-serving path (a
  * caller without a mailbox, or with serving off): a heap call record with
  * two references (caller, work message) whose `state` decides every race in
  * one CAS (settle); the winner of DONE/CANCELED wakes the caller if its
@@ -78,11 +78,11 @@
 #define R_QUAR 2      /* retired: in the quarantine FIFO */
 #define R_RESET 3     /* taken from quarantine, being reset (registry lock) */
 
-/* consumer token (internal.h MBX_CONSUMER_*) */
+/* consumer token (core/record.h MBX__CONSUMER_*) */
 #define CONS_FREE 0
 #define CONS_OWNER 1
 #define CONS_CLOSER 2
-#define PENDING_CLOSED (-100) /* mailbox.c PENDING_CLOSED: a closed, drained life */
+#define PENDING_CLOSED (-100) /* MBX__PENDING_CLOSED: a closed, drained life */
 
 /* sync context states */
 #define C_PENDING 0
@@ -92,28 +92,28 @@
 #define C_ABANDONED 4  /* timed caller gave up */
 
 /* ---------------------------------------------------------------- the record */
-/* gate word: internal.h:17-33 */
+/* gate word: core/record.h, mbx__record.gate */
 byte gate_gen;       /* bits 63..32 */
 bit gate_open;       /* bit 31 */
 bit gate_owner;      /* bit 30 */
 byte gate_holds;     /* bits 29..16 */
 byte gate_inflight;  /* bits 15..0 */
 
-short pending;       /* internal.h:53, may dip to -1 */
-bit waiting;         /* internal.h:55 */
-byte capacity;       /* internal.h:56 */
-bit bound;           /* internal.h:57 */
-byte tail;           /* internal.h:58, node id */
-byte head;           /* internal.h:59, owner only */
+short pending;       /* mbx__record.pending, may dip to -1 */
+bit waiting;         /* mbx__record.waiting */
+byte capacity;       /* mbx__record.capacity */
+bit bound;           /* mbx__record.bound */
+byte tail;           /* mbx__record.tail, node id */
+byte head;           /* mbx__record.head, owner only */
 byte consumed_unflushed; /* owner-private, or the consumer's */
-byte consumer;       /* internal.h: MBX_CONSUMER_* token */
-byte node_next[NNODES];  /* mbx_node.next */
-byte run_count;      /* internal.h:66, current life */
-byte canceled_count; /* internal.h:67, current life */
-byte folded_run;     /* record.c:35 g_folded */
+byte consumer;       /* mbx__record.consumer: MBX__CONSUMER_* */
+byte node_next[NNODES];  /* mbx__node.next */
+byte run_count;      /* mbx__record.run, current life */
+byte canceled_count; /* mbx__record.canceled, current life */
+byte folded_run;     /* core/stats.c g_folded */
 byte folded_canceled;
-byte rejected_closed; /* internal.h: count of the tagged refusal counter */
-byte rej_tag = 1;     /* internal.h: its generation tag */
+byte rejected_closed; /* mbx__record.rejected_closed: the count */
+byte rej_tag = 1;     /* mbx__record.rejected_closed: its tag */
 
 /* ghosts */
 byte rstate = R_FRESH;
@@ -133,7 +133,7 @@ byte crefs;
 bit ctx_live;
 bit ctx_freed;
 bit caller_asleep;     /* futex wait on cstate */
-bit sleeper;           /* proxy.c:43: a waiter sleeps on state */
+bit sleeper;           /* proxy/proxy_internal.h: a waiter sleeps on state */
 bit sync_sl, sync_won; /* locals of the settle inline (one target at a time) */
 bit caller_returned;
 byte caller_rc;
@@ -143,7 +143,7 @@ byte caller_rc;
 /* A step touching life-specific state of the record on behalf of life g. */
 #define LIFE_OK(g) (rstate == R_LIVE && gate_gen == (g))
 
-/* gate_refusal (internal.h:98) on a gate snapshot. */
+/* gate_refusal (mbx__gate_refusal) on a gate snapshot. */
 inline gate_refusal(sgen, sopen, hgen, rc) {
 #ifdef MUTANT_NO_GEN_CHECK
   /* Mutant: only OPEN is checked; a stale generation is not refused. */
@@ -153,7 +153,7 @@ inline gate_refusal(sgen, sopen, hgen, rc) {
 #endif
 }
 
-/* retire (record.c:161): registry lock held throughout. */
+/* retire (mbx__table_retire): registry lock held throughout. */
 inline retire() {
   atomic {
     assert(rstate == R_LIVE);      /* exactly once per life */
@@ -166,10 +166,10 @@ inline retire() {
   }
 }
 
-/* queue_push (mailbox.c:54) of node n by any thread. */
+/* queue_push (mbx__queue_push) of node n by any thread. */
 inline queue_push(n, prev, g) {
-  /* mailbox.c:56 store n->next = NULL (private until the exchange) and
-   * mailbox.c:59 exchange tail, acq_rel. */
+  /* mbx__queue_push store n->next = NULL (private until the exchange) and
+   * mbx__queue_push exchange tail, acq_rel. */
   atomic {
     assert(LIFE_OK(g));
     assert(!close_done);           /* nothing enqueued after close completes */
@@ -181,7 +181,7 @@ inline queue_push(n, prev, g) {
     :: else
     fi
   }
-  /* mailbox.c:61 link prev->next = n, release. */
+  /* mbx__queue_push link prev->next = n, release. */
   atomic {
     assert(LIFE_OK(g));
     node_next[prev] = n;
@@ -189,34 +189,34 @@ inline queue_push(n, prev, g) {
   }
 }
 
-/* queue_pop (mailbox.c:68), owner (or closer) only; out = node or NIL. */
+/* queue_pop (mbx__queue_pop), owner (or closer) only; out = node or NIL. */
 inline queue_pop(out, hd, nx, prev, g) {
   do
   :: true ->
-     /* mailbox.c:69-71: head (owner-private), load head->next acquire */
+     /* mbx__queue_pop: head (owner-private), load head->next acquire */
      atomic { assert(LIFE_OK(g)); hd = head; nx = node_next[hd] }
      if
      :: hd == STUB ->
         if
-        :: nx == NIL -> out = NIL; break              /* mailbox.c:73 */
+        :: nx == NIL -> out = NIL; break              /* mbx__queue_pop */
         :: else
         fi;
-        /* mailbox.c:75-76 */
+        /* mbx__queue_pop */
         atomic { assert(LIFE_OK(g)); head = nx; hd = nx; nx = node_next[hd] }
      :: else
      fi;
      if
-     :: nx != NIL -> head = nx; out = hd; break       /* mailbox.c:78-80 */
+     :: nx != NIL -> head = nx; out = hd; break       /* mbx__queue_pop */
      :: else
      fi;
-     /* mailbox.c:83 load tail acquire */
+     /* mbx__queue_pop load tail acquire */
      atomic { assert(LIFE_OK(g)); nx = tail }
      if
      :: nx != hd -> out = NIL; break
      :: else
      fi;
-     queue_push(STUB, prev, g);                       /* mailbox.c:85 */
-     /* mailbox.c:86 */
+     queue_push(STUB, prev, g);                       /* mbx__queue_pop */
+     /* mbx__queue_pop */
      atomic { assert(LIFE_OK(g)); nx = node_next[hd] }
      if
      :: nx != NIL -> head = nx; out = hd
@@ -228,7 +228,7 @@ inline queue_pop(out, hd, nx, prev, g) {
   nx = 0
 }
 
-/* flush_consumed (mailbox.c:95): one seq_cst fetch_sub. */
+/* flush_consumed (mbx__flush_consumed): one seq_cst fetch_sub. */
 inline flush_consumed(g) {
   atomic {
     assert(LIFE_OK(g));
@@ -237,12 +237,12 @@ inline flush_consumed(g) {
   }
 }
 
-/* Futex wake on the record's state word (mbx_platform_wake_all). */
+/* Futex wake on the record's state word (mbx__platform_wake_all). */
 inline caller_wake() {
   atomic { assert(ctx_live && !ctx_freed); caller_asleep = 0 }
 }
 
-/* record_unref (proxy.c:102): the last reference frees the record. */
+/* record_unref (mbx__call_unref): the last reference frees the record. */
 inline ctx_unref() {
   atomic {
     assert(ctx_live && !ctx_freed && crefs > 0);
@@ -254,8 +254,8 @@ inline ctx_unref() {
   }
 }
 
-/* settle (proxy.c:139) from `from` to a final state (DONE, CANCELED):
- * seq_cst CAS, then, if won, read `sleeper` and wake (proxy.c:165-166). */
+/* settle (mbx__call_settle) from `from` to a final state (DONE, CANCELED):
+ * seq_cst CAS, then, if won, read `sleeper` and wake (mbx__call_settle). */
 inline settle_final(from, to, won, sl) {
 #ifdef MUTANT_WAKE_BEFORE_PUBLISH
   /* Mutant: the waiter is woken before the outcome is published. */
@@ -292,9 +292,9 @@ inline settle_final(from, to, won, sl) {
   sl = 0
 }
 
-/* work_run (proxy.c:241): the sync message's run function, on the target. */
+/* work_run (mbx__proxy_work_run): the sync message's run function, on the target. */
 inline sync_run(ok) {
-  /* proxy.c:245 settle PENDING -> RUNNING; lost to an abandoning caller */
+  /* mbx__proxy_work_run settle PENDING -> RUNNING; lost to an abandoning caller */
   atomic {
     assert(ctx_live && !ctx_freed);
     if
@@ -304,22 +304,22 @@ inline sync_run(ok) {
   }
   if
   :: ok ->
-     /* proxy.c:253 fn(arg): the call's effects (on the target) */
-     settle_final(C_RUNNING, C_DONE, ok, sync_sl)      /* proxy.c:256 */
+     /* mbx__proxy_work_run fn(arg): the call's effects (on the target) */
+     settle_final(C_RUNNING, C_DONE, ok, sync_sl)      /* mbx__proxy_work_run */
   :: else
   fi;
   ok = 0;
-  ctx_unref()                                          /* proxy.c:247/257 */
+  ctx_unref()                                          /* mbx__proxy_work_run */
 }
 
-/* work_canceled (proxy.c:261): the sync message's cancel function. */
+/* work_canceled (mbx__proxy_work_canceled): the sync message's cancel function. */
 inline sync_cancel() {
   settle_final(C_PENDING, C_CANCELED, sync_won, sync_sl);
   sync_won = 0;
   ctx_unref()
 }
 
-/* owner_claim (mailbox.c:228): CAS consumer FREE -> OWNER; ok = success. */
+/* owner_claim (mbx__token_owner_claim): CAS consumer FREE -> OWNER; ok = success. */
 inline owner_claim(ok, g) {
   atomic {
     assert(LIFE_OK(g));
@@ -334,7 +334,7 @@ inline owner_claim(ok, g) {
   }
 }
 
-/* owner_unclaim (mailbox.c:236): store consumer = FREE, release. */
+/* owner_unclaim (mbx__token_owner_unclaim): store consumer = FREE, release. */
 inline owner_unclaim(g) {
 #ifdef MUTANT_NO_CONSUMER_TOKEN
   skip
@@ -343,29 +343,29 @@ inline owner_unclaim(g) {
 #endif
 }
 
-/* run_pending (mailbox.c:245): pops and runs at most budget messages,
+/* run_pending (core/drain.c): pops and runs at most budget messages,
  * holding the consumer token only around each pop. count = -1 stands for
  * MBX_ECLOSED (taken over by a closer before anything ran). */
 inline run_pending(budget, count, n, hd, nx, prev, ok, g) {
   count = 0;
   do
   :: count < budget ->
-     owner_claim(ok, g);                               /* mailbox.c:248 */
+     owner_claim(ok, g);                               /* run_pending */
      if
      :: !ok -> count = (count > 0 -> count : -1); break
      :: else
      fi;
-     queue_pop(n, hd, nx, prev, g);                    /* mailbox.c:250 */
+     queue_pop(n, hd, nx, prev, g);                    /* run_pending */
      if
-     :: n != NIL -> consumed_unflushed++               /* mailbox.c:252 */
+     :: n != NIL -> consumed_unflushed++               /* run_pending */
      :: else
      fi;
-     owner_unclaim(g);                                 /* mailbox.c:253 */
+     owner_unclaim(g);                                 /* run_pending */
      if
      :: n == NIL -> break
      :: else
      fi;
-     /* mailbox.c:256-260: read the node, free it, count it (single-writer
+     /* run_pending: read the node, free it, count it (single-writer
       * relaxed counter) */
      atomic {
        assert(LIFE_OK(g));
@@ -380,7 +380,7 @@ inline run_pending(budget, count, n, hd, nx, prev, ok, g) {
        :: else -> n = 0; ok = 0
        fi
      }
-     /* mailbox.c:261 run(arg) */
+     /* run_pending run(arg) */
      if
      :: ok -> sync_run(ok)
      :: else
@@ -389,11 +389,11 @@ inline run_pending(budget, count, n, hd, nx, prev, ok, g) {
   od;
   if
   :: count >= 0 ->
-     owner_claim(ok, g);                               /* mailbox.c:263 */
+     owner_claim(ok, g);                               /* run_pending */
      if
      :: ok ->
-        flush_consumed(g);                             /* mailbox.c:265 */
-        owner_unclaim(g)                               /* mailbox.c:266 */
+        flush_consumed(g);                             /* run_pending */
+        owner_unclaim(g)                               /* run_pending */
      :: else -> count = (count > 0 -> count : -1)
      fi
   :: else
@@ -401,10 +401,11 @@ inline run_pending(budget, count, n, hd, nx, prev, ok, g) {
   ok = 0
 }
 
-/* mbx_send (mailbox.c:127) of message m through a handle of generation hg. */
+/* mbx_send and mbx__send_node (core/send.c) of message m through a handle
+ * of generation hg. */
 inline mbx_send(m, hg, rc, sg, so, before, w, prev) {
-  /* mailbox.c:129 lookup: the index is always valid here.
-   * mailbox.c:137 early refusal on a relaxed gate snapshot. */
+  /* mbx_send lookup: the index is always valid here.
+   * mbx_send, step 1 early refusal on a relaxed gate snapshot. */
   atomic { sg = gate_gen; so = gate_open }
 #ifdef MUTANT_NO_GATE_COUNT
   /* Mutant: the early relaxed check is the only check; no in-flight count,
@@ -444,23 +445,23 @@ inline mbx_send(m, hg, rc, sg, so, before, w, prev) {
 #endif
      msg_state[m] = M_REJECTED
   :: else ->
-     /* mailbox.c:145 allocate the node outside the gate (private) */
+     /* mbx_send, step 2 allocate the node outside the gate (private) */
      atomic { msg_state[m] = M_GATE; nodes_live++; node_gen[m + 1] = hg }
-     /* mailbox.c:155 fetch_add(gate, 1 in flight), acquire */
+     /* mbx__gate_enter, step 3 fetch_add(gate, 1 in flight), acquire */
      atomic { sg = gate_gen; so = gate_open; gate_inflight++ }
      gate_refusal(sg, so, hg, rc);
-     /* mailbox.c:159-164 capacity (relaxed) and pending (relaxed) */
+     /* mbx__send_node capacity (relaxed) and pending (relaxed) */
      if
      :: rc == OK -> atomic { if :: capacity > 0 && pending >= capacity -> rc = EFULL :: else fi }
      :: else
      fi;
      if
      :: rc != OK ->
-        /* mailbox.c:167 fetch_sub(gate), release; 163 free the node */
+        /* mbx__gate_enter refuses: fetch_sub(gate), release; mbx_send frees the node */
         atomic { gate_inflight--; nodes_live--; msg_state[m] = M_REJECTED }
      :: else ->
-        queue_push(m + 1, prev, hg);                 /* mailbox.c:173 */
-        /* mailbox.c:177 fetch_add(pending), seq_cst */
+        queue_push(m + 1, prev, hg);                 /* mbx__send_node, step 4 */
+        /* mbx__send_node, step 5 fetch_add(pending), seq_cst */
 #ifdef MUTANT_LOST_WAKEUP
         /* Mutant: read waiting before counting the message (the Dekker
          * pair's order reversed on the sender side). */
@@ -468,12 +469,12 @@ inline mbx_send(m, hg, rc, sg, so, before, w, prev) {
         atomic { assert(LIFE_OK(hg)); before = pending; pending++ }
 #else
         atomic { assert(LIFE_OK(hg)); before = pending; pending++ }
-        /* mailbox.c:180 load waiting, seq_cst */
+        /* mbx__send_node load waiting, seq_cst */
         atomic { assert(LIFE_OK(hg)); w = waiting }
 #endif
-        /* mailbox.c:206 fetch_sub(gate), release */
+        /* mbx__gate_leave, step 6 fetch_sub(gate), release */
         atomic { gate_inflight-- }
-        /* mailbox.c:211-214 wake after leaving the gate: the record may
+        /* mbx__send_node, step 7 wake after leaving the gate: the record may
          * already serve a later life; a wake there is only spurious. */
         if
         :: before == 0 && w -> owner_asleep = 0
@@ -484,11 +485,11 @@ inline mbx_send(m, hg, rc, sg, so, before, w, prev) {
 #endif
 }
 
-/* close_and_cancel (mailbox.c:437) by the owner of life g or by a closer
+/* close_and_cancel (core/lifecycle.c) by the owner of life g or by a closer
  * from outside holding the record; closed = 0 if the gate refused (already
  * closed by the other closer). */
 inline close_and_cancel(g, n, hd, nx, prev, closed, notify) {
-  /* mailbox.c:439-448 CAS clearing OPEN if the generation matches */
+  /* mbx__gate_close, step A CAS clearing OPEN if the generation matches */
   atomic {
     assert(gate_gen == g);
     if
@@ -499,17 +500,17 @@ inline close_and_cancel(g, n, hd, nx, prev, closed, notify) {
   if
   :: closed ->
 #ifndef MUTANT_NO_INFLIGHT_WAIT
-  /* mailbox.c:452 wait for senders inside the gate (acquire load loop;
+  /* mbx__gate_close, step B wait for senders inside the gate (acquire load loop;
    * modelled as a blocking guard: it only yields) */
   (gate_inflight == 0);
 #endif
-  /* mailbox.c:458-474 take the queue for good: CAS consumer FREE -> CLOSER,
+  /* mbx__token_closer_claim take the queue for good: CAS consumer FREE -> CLOSER,
    * retried while the owner is inside a pop (the timeout to MBX_EBUSY is
    * for an owner that died in a pop, which the model does not have) */
 #ifndef MUTANT_NO_CONSUMER_TOKEN
   atomic { consumer == CONS_FREE -> assert(LIFE_OK(g)); consumer = CONS_CLOSER }
 #endif
-  /* mailbox.c:477-489 cancel everything queued, in order */
+  /* close_and_cancel, step C cancel everything queued, in order */
   do
   :: queue_pop(n, hd, nx, prev, g);
      if
@@ -530,7 +531,7 @@ inline close_and_cancel(g, n, hd, nx, prev, closed, notify) {
      :: else
      fi
   od;
-  flush_consumed(g);                           /* mailbox.c:490 */
+  flush_consumed(g);                           /* close_and_cancel, step D */
 #ifndef MUTANT_NO_CLOSE_WAKE
   /* close_and_cancel: pending = PENDING_CLOSED (seq_cst), so an owner about
    * to sleep on pending == 0 does not; then, for a live owner closed from
@@ -546,12 +547,12 @@ inline close_and_cancel(g, n, hd, nx, prev, closed, notify) {
   fi
 }
 
-/* mbx__thread_exit (mailbox.c:496) then mbx__record_release_owner
- * (record.c:197). */
+/* mbx__thread_exit (core/lifecycle.c) then mbx__gate_release_owner
+ * (core/gate.c). */
 inline thread_exit(g, n, hd, nx, prev, retirable) {
-  close_and_cancel(g, n, hd, nx, prev, retirable, 0); /* mailbox.c:508 */
-  atomic { assert(LIFE_OK(g)); bound = 0 }     /* mailbox.c:510 */
-  /* record.c:200 fetch_and(gate, ~OWNER), acq_rel */
+  close_and_cancel(g, n, hd, nx, prev, retirable, 0); /* mbx__thread_exit */
+  atomic { assert(LIFE_OK(g)); bound = 0 }     /* mbx__thread_exit */
+  /* mbx__gate_release_owner, step E fetch_and(gate, ~OWNER), acq_rel */
   atomic {
     gate_owner = 0;
 #ifdef MUTANT_RETIRE_IGNORES_HOLDS
@@ -561,14 +562,14 @@ inline thread_exit(g, n, hd, nx, prev, retirable) {
 #endif
   }
   if
-  :: retirable -> retire()                     /* record.c:202 */
+  :: retirable -> retire()                     /* mbx__gate_release_owner */
   :: else
   fi
 }
 
-/* mbx_thread_bind (mailbox.c:393) */
+/* mbx_thread_bind (core/lifecycle.c) */
 inline thread_bind(g) {
-  atomic {                                     /* mailbox.c:401-409 */
+  atomic {                                     /* mbx_thread_bind */
     assert(LIFE_OK(g) && gate_open);
     assert(bound == 0);
     bound = 1;
@@ -589,14 +590,14 @@ proctype Target() {
      rounds++;
      if
      :: true ->
-        /* mbx_poll (mailbox.c:296): budget = pending, relaxed */
+        /* mbx_poll (core/drain.c): budget = pending, relaxed */
         atomic { assert(LIFE_OK(1)); p = pending }
         if
         :: p > 0 -> budget = p; run_pending(budget, count, n, hd, nx, prev, ok, 1)
         :: else
         fi
      :: true ->
-        /* mbx_wait (mailbox.c:308), timed (at most one sleep, then the
+        /* mbx_wait (mbx__wait, core/drain.c), timed (at most one sleep, then the
          * deadline has passed) or untimed */
         if
         :: timed = 1
@@ -610,13 +611,13 @@ proctype Target() {
            :: taken -> break                                   /* MBX_ECLOSED */
            :: else
            fi;
-           atomic { assert(LIFE_OK(1)); p = pending }         /* mailbox.c:320 */
+           atomic { assert(LIFE_OK(1)); p = pending }         /* mbx__wait */
            if
            :: p > 0 ->
               budget = p;
               run_pending(budget, count, n, hd, nx, prev, ok, 1);
               if
-              :: count != 0 -> break                           /* mailbox.c:323 */
+              :: count != 0 -> break                           /* mbx__wait */
               :: else                                          /* yield */
               fi
            :: p < 0                                            /* yield */
@@ -626,9 +627,9 @@ proctype Target() {
               :: else
               fi;
 #ifndef VARIANT_WAITING_AFTER_CHECK
-              atomic { assert(LIFE_OK(1)); waiting = 1 }       /* mailbox.c:348 */
+              atomic { assert(LIFE_OK(1)); waiting = 1 }       /* mbx__wait */
 #endif
-              /* mailbox.c:349-350: re-read pending, then futex wait, which
+              /* mbx__wait: re-read pending, then futex wait, which
                * blocks only if pending still equals 0 (atomic check). */
               atomic { assert(LIFE_OK(1)); p = pending }
               if
@@ -649,7 +650,7 @@ end_sleep:          (owner_asleep == 0)
                  fi
               :: else
               fi;
-              atomic { assert(LIFE_OK(1)); waiting = 0 }       /* mailbox.c:352 */
+              atomic { assert(LIFE_OK(1)); waiting = 0 }       /* mbx__wait */
            fi
         od
      fi
@@ -674,7 +675,7 @@ proctype Sender(byte m) {
 }
 
 /* A sync caller (mbx_proxy_sync / mbx_proxy_sync_timed, call_and_wait
- * proxy.c:360, wait_for_outcome proxy.c:327) to life 1, not serving. */
+ * in proxy/call.c, wait_for_outcome) to life 1, not serving. */
 proctype SyncCaller() {
   byte rc, sg, prev, s;
   bit so, w, timed, expired, gaveup;
@@ -683,7 +684,7 @@ proctype SyncCaller() {
   :: timed = 1
   :: timed = 0
   fi;
-  /* record_new (proxy.c:83-85): two references, caller and work */
+  /* record_new (mbx__call_new): two references, caller and work */
   atomic { ctx_live = 1; crefs = 2; cstate = C_PENDING }
   mbx_send(SYNC_MSG, 1, rc, sg, so, before, w, prev);
   if
@@ -693,14 +694,14 @@ proctype SyncCaller() {
   :: else ->
      atomic { sent_ok++ }
      do
-     :: atomic { assert(!ctx_freed); s = cstate }         /* proxy.c:331 */
+     :: atomic { assert(!ctx_freed); s = cstate }         /* wait_for_outcome */
         if
         :: s == C_DONE || s == C_CANCELED -> break
         :: else
         fi;
         if
         :: timed && expired && s == C_PENDING ->
-           /* proxy.c:337-339 deadline passed: settle PENDING -> ABANDONED */
+           /* wait_for_outcome deadline passed: settle PENDING -> ABANDONED */
            atomic {
              assert(!ctx_freed);
              if
@@ -713,7 +714,7 @@ proctype SyncCaller() {
            :: else -> skip                                 /* just started */
            fi
         :: else ->
-           /* sleep_on_state (proxy.c:309): sleeper = 1 (seq_cst), then a
+           /* sleep_on_state (proxy/call.c): sleeper = 1 (seq_cst), then a
             * futex wait on state == s (atomic check-and-block); timed only
             * while PENDING (once fn started, only its end counts) */
            atomic { assert(!ctx_freed); sleeper = 1 }
@@ -731,10 +732,10 @@ proctype SyncCaller() {
   caller_returned = 1
 }
 
-/* mbx_hold / mbx_release through a handle of life 1 (record.c:206, 382). */
+/* mbx_hold / mbx_release through a handle of life 1 (core/gate.c). */
 proctype Holder() {
   bit held, retirable;
-  /* record.c:212-222 CAS loop: gen and OPEN checked, holds + 1 */
+  /* mbx_hold CAS loop: gen and OPEN checked, holds + 1 */
   atomic {
     if
     :: gate_gen == 1 && gate_open -> gate_holds++; held = 1
@@ -745,7 +746,7 @@ proctype Holder() {
   :: held ->
      /* while held, the record serves life 1 (e.g. mbx_stats_get works) */
      atomic { assert(rstate == R_LIVE && gate_gen == 1) }
-     /* record.c:182-193 release CAS, acq_rel */
+     /* mbx_release release CAS, acq_rel */
      atomic {
        assert(gate_gen == 1 && gate_holds > 0);
        gate_holds--;
@@ -760,7 +761,7 @@ proctype Holder() {
 }
 
 #if OUTSIDE
-/* mbx__close_from_outside (mailbox.c:520) through a handle of life 1, as
+/* mbx__close_from_outside (core/lifecycle.c) through a handle of life 1, as
  * the runtime-exit path does for every open mailbox: hold, close and
  * cancel on this thread, release. The owner keeps running. */
 proctype OutsideCloser() {
@@ -770,7 +771,7 @@ proctype OutsideCloser() {
    * without a mailbox and the record's OWNER hold with nobody to release
    * it (docs/model.md, findings); the model starts after the bind. */
   (target_bound);
-  /* mailbox.c:527 mbx_hold (record.c:212-222) */
+  /* mbx__close_from_outside: mbx_hold (core/gate.c) */
   atomic {
     if
     :: gate_gen == 1 && gate_open -> gate_holds++; held = 1
@@ -779,8 +780,8 @@ proctype OutsideCloser() {
   }
   if
   :: held ->
-     close_and_cancel(1, n, hd, nx, prev, closed, 1); /* mailbox.c:530 */
-     /* mailbox.c:531 mbx_release (record.c:182-193) */
+     close_and_cancel(1, n, hd, nx, prev, closed, 1); /* mbx__close_from_outside */
+     /* mbx__close_from_outside: mbx_release (core/gate.c) */
      atomic {
        assert(gate_gen == 1 && gate_holds > 0);
        gate_holds--;
@@ -796,7 +797,7 @@ proctype OutsideCloser() {
 #endif
 
 #if CAPSET
-/* mbx_set_capacity (record.c) through a handle of life 1. */
+/* mbx_set_capacity (core/send.c) through a handle of life 1. */
 proctype CapacitySetter() {
   byte sg, rc;
   bit so;
@@ -824,13 +825,13 @@ proctype CapacitySetter() {
 }
 #endif
 
-/* A new thread whose mailbox reuses the record (mbx__record_open,
- * record.c:118, with quarantine threshold 0), then binds, polls, exits. */
+/* A new thread whose mailbox reuses the record (mbx__record_open
+ * in core/table.c, with quarantine threshold 0), then binds, polls, exits. */
 proctype Reuser() {
   byte n, hd, nx, prev, count, budget;
   short p;
   bit ok, retirable;
-  /* record.c:120-131 under the registry lock: take the oldest quarantined
+  /* mbx__record_open under the registry lock: take the oldest quarantined
    * record, fold its counters, reset its queue */
 end_wait_reuse:
   atomic {
@@ -847,7 +848,7 @@ end_wait_reuse:
     capacity = 0; bound = 0;
     close_done = 0
   }
-  /* record.c:142-154 CAS: gen + 1, OPEN, OWNER, keep in-flight count */
+  /* mbx__gate_open CAS: gen + 1, OPEN, OWNER, keep in-flight count */
   atomic {
     assert(gate_holds == 0);
     gate_gen++;
@@ -867,8 +868,8 @@ end_wait_reuse:
 
 init {
   byte i;
-  /* mbx_mailbox_create on a fresh record (record.c:133 new_record, then the
-   * CAS at 309): nothing else runs yet. */
+  /* mbx_mailbox_create on a fresh record (new_record in
+   * core/table.c, then the CAS of mbx__gate_open): nothing else runs yet. */
   atomic {
     node_next[STUB] = NIL; tail = STUB; head = STUB;
     gate_gen = 1; gate_open = 1; gate_owner = 1;

@@ -21,17 +21,22 @@ JS_LIBRARY = os.path.join(ROOT, 'src', 'mbx.js')
 DESCRIPTION = 'mbx: per-thread mailboxes for pthreads, built from ' + ROOT
 
 
+# The library's layers (see CMakeLists.txt); sources and private headers.
+LAYERS = ['platform', 'core', 'proxy', 'pthread', 'snapshot']
+
+
+def _layer_files(ext):
+  return sorted(f for layer in LAYERS for f in glob.glob(os.path.join(SOURCE_DIR, layer, '*.' + ext)))
+
+
 def _sources():
-  return sorted(glob.glob(os.path.join(SOURCE_DIR, '*.c')) +
-                glob.glob(os.path.join(SOURCE_DIR, 'pthread', '*.c')) +
-                glob.glob(os.path.join(SOURCE_DIR, 'snapshot', '*.c')))
+  return _layer_files('c')
 
 
 def _lib_name():
   # Content-addressed: the cache keeps a library per version of the sources.
   digest = hashlib.sha256()
-  inputs = _sources() + sorted(glob.glob(os.path.join(SOURCE_DIR, '*.h')) +
-                               glob.glob(os.path.join(INCLUDE_DIR, 'mbx', '*.h'))) + [__file__]
+  inputs = _sources() + _layer_files('h') + sorted(glob.glob(os.path.join(INCLUDE_DIR, 'mbx', '*.h'))) + [__file__]
   for path in inputs:
     digest.update(os.path.relpath(path, ROOT).encode())
     with open(path, 'rb') as f:

@@ -76,8 +76,10 @@ mbx_handle mbx_main_thread(void);
  * Wakeups use Atomics.waitAsync on the mailbox's notification word. Where
  * the JS engine has no native waitAsync, a sender that finds the mailbox
  * empty instead posts one wakeup task to the thread
- * (emscripten_dispatch_to_thread_async), which schedules the drain with
- * setTimeout; messages then cost one postMessage per burst.
+ * (emscripten_dispatch_to_thread_async), which schedules the drain as a
+ * fresh event-loop task (setImmediate in Node, a MessageChannel message in
+ * browsers; never a clamped setTimeout); messages then cost one
+ * postMessage per burst.
  *
  * While attached, a pthread holds a runtime keepalive (so it stays alive
  * between tasks), and the Node main thread holds a ref'd timer (so Node

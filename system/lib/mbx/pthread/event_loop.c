@@ -12,14 +12,16 @@
  * (the sender increments pending, then reads the mode: one of us sees the
  * other). A sender that makes pending leave 0 posts wake_task to this
  * thread with emscripten_dispatch_to_thread_async; wake_task only schedules
- * the drain with setTimeout, because Emscripten may also run posted tasks
- * inside futex waits, where handlers must not run.
+ * the drain as a fresh event-loop task (mbx_js_defer: setImmediate in Node,
+ * a MessageChannel message in browsers, unclamped unlike setTimeout),
+ * because Emscripten may also run posted tasks inside futex waits, where
+ * handlers must not run.
  *
  * While attached a pthread holds a runtime keepalive, so Emscripten keeps
  * it alive between tasks; it is dropped on detach and at thread exit (3.1.6
  * would otherwise leak it into the next thread on the same worker).
  */
-#include "../internal.h"
+#include "pthread_layer.h"
 
 #include <mbx/thread.h>
 
@@ -27,18 +29,11 @@
 #include <emscripten/emscripten.h>
 #include <emscripten/threading.h>
 
-int mbx_js_arm(_Atomic int32_t *word, uint32_t epoch);
-void mbx_js_defer(uint32_t epoch);
-int mbx_js_has_wait_async(void);
-void mbx_js_loop_hold(void);
-void mbx_js_loop_release(void);
-void mbx_js_thread_exiting(void);
-
 /* Non-zero while event-loop delivery is on for this thread: the epoch of
  * the current attachment, so that a wait armed by an earlier attachment (or
  * an earlier thread on the same worker) is ignored when it fires. */
 static _Thread_local uint32_t tls_epoch;
-/* MBX_WAITING_WAKE (waitAsync) or MBX_WAITING_POST (fallback). */
+/* MBX__WAITING_WAKE (waitAsync) or MBX__WAITING_POST (fallback). */
 static _Thread_local int32_t tls_mode;
 static _Atomic uint32_t g_next_epoch = 1;
 
@@ -55,7 +50,7 @@ static void drain_and_arm(void) {
     if (!word || !tls_epoch)
       return; /* a handler detached or the mailbox closed */
     mbx__self_set_waiting(tls_mode);
-    if (tls_mode == MBX_WAITING_WAKE) {
+    if (tls_mode == MBX__WAITING_WAKE) {
       if (mbx_js_arm(word, tls_epoch) == 1)
         return;
     } else {
@@ -92,9 +87,9 @@ int mbx_event_loop_attach(void) {
   if (tls_epoch)
     return MBX_OK;
   if (mbx_js_has_wait_async()) {
-    tls_mode = MBX_WAITING_WAKE;
+    tls_mode = MBX__WAITING_WAKE;
   } else {
-    tls_mode = MBX_WAITING_POST;
+    tls_mode = MBX__WAITING_POST;
     /* Senders post to the pthread recorded for this life. */
     mbx__record_set_pthread(mbx_self(), (uintptr_t)pthread_self());
     mbx__set_post_wake_hook(post_wake);
@@ -114,7 +109,7 @@ int mbx_event_loop_detach(void) {
   if (!tls_epoch)
     return MBX_EINVAL;
   tls_epoch = 0;
-  mbx__self_set_waiting(MBX_WAITING_NONE);
+  mbx__self_set_waiting(MBX__WAITING_NONE);
   mbx_js_loop_release();
   return MBX_OK;
 }

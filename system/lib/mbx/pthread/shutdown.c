@@ -16,7 +16,7 @@
  *   when the worker is gone it calls mbx__on_thread_death on the main
  *   thread, which closes the mailbox as an orphan (MBX_CANCEL_ABNORMAL_EXIT).
  */
-#include "../internal.h"
+#include "pthread_layer.h"
 
 #include <mbx/thread.h>
 #include <pthread.h>
@@ -26,12 +26,9 @@
 #ifdef __EMSCRIPTEN__
 #include <emscripten/emscripten.h>
 #define CALLED_FROM_JS EMSCRIPTEN_KEEPALIVE
-void mbx_js_watch_workers(void);
 #else
 #define CALLED_FROM_JS
 #endif
-
-void mbx__event_loop_on_exit(void);
 
 static _Atomic int g_runtime_exiting;
 

@@ -12,7 +12,7 @@
  * The main thread gets its mailbox from a constructor, before main runs;
  * it is closed at runtime exit (shutdown.c).
  */
-#include "../internal.h"
+#include "pthread_layer.h"
 
 #include <errno.h>
 #include <mbx/thread.h>
@@ -27,9 +27,6 @@ typedef struct start_info {
   void *arg;
   mbx_handle mailbox;
 } start_info;
-
-void mbx__event_loop_on_exit(void);
-void mbx__shutdown_install(void);
 
 static _Atomic uint64_t g_main_handle;
 

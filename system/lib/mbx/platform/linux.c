@@ -11,8 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
-int mbx_platform_wait(_Atomic int32_t *word, int32_t expected,
-                      double timeout_ms) {
+int mbx__platform_wait(_Atomic int32_t *word, int32_t expected,
+                       double timeout_ms) {
   struct timespec ts, *tsp = NULL;
   if (timeout_ms >= 0) {
     ts.tv_sec = (time_t)(timeout_ms / 1000);
@@ -24,17 +24,17 @@ int mbx_platform_wait(_Atomic int32_t *word, int32_t expected,
   return rc != 0 && errno == ETIMEDOUT;
 }
 
-void mbx_platform_wake_all(_Atomic int32_t *word) {
+void mbx__platform_wake_all(_Atomic int32_t *word) {
   syscall(SYS_futex, (int32_t *)word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL,
           0);
 }
 
-double mbx_platform_now_ms(void) {
+double mbx__platform_now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-void mbx_platform_yield(void) { sched_yield(); }
+void mbx__platform_yield(void) { sched_yield(); }
 
 #endif

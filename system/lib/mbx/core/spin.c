@@ -19,8 +19,7 @@
  * it, so every wakeup protocol (the Dekker pairs on `waiting` and `sleeper`)
  * stays as it is.
  */
-#include "internal.h"
-#include "platform.h"
+#include "layer.h"
 
 #ifndef MBX_SPIN_MAX_US
 #define MBX_SPIN_MAX_US 50.0
@@ -74,7 +73,7 @@ int mbx__spin_while_between(_Atomic int32_t *word, int32_t low, int32_t high,
     }
     cpu_relax();
     if (polls % POLLS_PER_CLOCK_READ == 0) {
-      double now = mbx_platform_now_ms();
+      double now = mbx__platform_now_ms();
       if (!start) {
         start = now;
         end = now + budget_ms;
@@ -89,7 +88,7 @@ int mbx__spin_while_between(_Atomic int32_t *word, int32_t low, int32_t high,
 void mbx__spin_slept(void) {
   if (!tls_spin_started_ms)
     return; /* no spin preceded this sleep */
-  double waited_us = (mbx_platform_now_ms() - tls_spin_started_ms) * 1000.0;
+  double waited_us = (mbx__platform_now_ms() - tls_spin_started_ms) * 1000.0;
   tls_spin_started_ms = 0;
   if (waited_us <= MBX_SPIN_MAX_US)
     budget_grow();

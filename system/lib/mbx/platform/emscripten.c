@@ -12,19 +12,19 @@
 #include <math.h>
 #include <sched.h>
 
-int mbx_platform_wait(_Atomic int32_t *word, int32_t expected,
-                      double timeout_ms) {
+int mbx__platform_wait(_Atomic int32_t *word, int32_t expected,
+                       double timeout_ms) {
   int rc = emscripten_futex_wait((void *)word, (uint32_t)expected,
                                  timeout_ms < 0 ? INFINITY : timeout_ms);
   return rc == -ETIMEDOUT;
 }
 
-void mbx_platform_wake_all(_Atomic int32_t *word) {
+void mbx__platform_wake_all(_Atomic int32_t *word) {
   emscripten_futex_wake((void *)word, INT_MAX);
 }
 
-double mbx_platform_now_ms(void) { return emscripten_get_now(); }
+double mbx__platform_now_ms(void) { return emscripten_get_now(); }
 
-void mbx_platform_yield(void) { sched_yield(); }
+void mbx__platform_yield(void) { sched_yield(); }
 
 #endif

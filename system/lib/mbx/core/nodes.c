@@ -1,54 +1,10 @@
-/* Allocation hooks, message-node recycling and sharded process-wide
- * counters. */
-#include "internal.h"
+/*
+ * Message nodes: carved from per-thread blocks, released in batches by the
+ * thread that consumed them, and a few empty blocks parked for reuse.
+ */
+#include "record.h"
 
 #include <pthread.h>
-#include <stdlib.h>
-
-static void *default_alloc(size_t size, void *ctx) {
-  (void)ctx;
-  return malloc(size);
-}
-static void default_free(void *ptr, void *ctx) {
-  (void)ctx;
-  free(ptr);
-}
-
-/* Relaxed: the allocator is configured before use (documented); the atomics
- * only keep a concurrent reconfiguration from being a data race. */
-static _Atomic(mbx_alloc_fn) g_alloc = default_alloc;
-static _Atomic(mbx_free_fn) g_free = default_free;
-static _Atomic(void *) g_ctx;
-
-static void parked_blocks_free(void);
-
-int mbx_set_allocator(mbx_alloc_fn alloc, mbx_free_fn free_fn, void *ctx) {
-  if ((alloc == NULL) != (free_fn == NULL))
-    return MBX_EINVAL;
-  /* Made by the allocator being replaced. */
-  mbx__node_cache_flush();
-  mbx__proxy_cache_flush();
-  parked_blocks_free();
-  atomic_store_explicit(&g_ctx, ctx, memory_order_relaxed); // see g_alloc
-  atomic_store_explicit(&g_alloc, alloc ? alloc : default_alloc,
-                        memory_order_relaxed); // see g_alloc
-  atomic_store_explicit(&g_free, free_fn ? free_fn : default_free,
-                        memory_order_relaxed); // see g_alloc
-  return MBX_OK;
-}
-
-void *mbx__alloc(size_t size) {
-  // Relaxed: see g_alloc.
-  return atomic_load_explicit(&g_alloc, memory_order_relaxed)(
-      size, atomic_load_explicit(&g_ctx, memory_order_relaxed));
-}
-
-void mbx__free(void *ptr) {
-  if (ptr)
-    // Relaxed: see g_alloc.
-    atomic_load_explicit(&g_free, memory_order_relaxed)(
-        ptr, atomic_load_explicit(&g_ctx, memory_order_relaxed));
-}
 
 /*
  * Node blocks. A malloc and a free per message serialise every sender and
@@ -65,13 +21,13 @@ void mbx__free(void *ptr) {
  */
 #define NODE_BLOCK 32
 
-typedef struct mbx_node_block {
+typedef struct mbx__node_block {
   _Atomic uint32_t unconsumed; /* nodes not yet freed, carved or not */
   uint32_t slots;
-  mbx_node nodes[];
-} mbx_node_block;
+  mbx__node nodes[];
+} mbx__node_block;
 
-static _Thread_local mbx_node_block *tls_block;
+static _Thread_local mbx__node_block *tls_block;
 static _Thread_local uint32_t tls_carved;
 /* 1: the TSD destructor will give tls_block back; -1: no TSD key. */
 static _Thread_local int tls_registered;
@@ -101,7 +57,7 @@ static int may_keep_block(void) {
 }
 
 static size_t block_bytes(uint32_t slots) {
-  return sizeof(mbx_node_block) + slots * sizeof(mbx_node);
+  return sizeof(mbx__node_block) + slots * sizeof(mbx__node);
 }
 
 /*
@@ -114,13 +70,13 @@ static size_t block_bytes(uint32_t slots) {
  * (mbx_memory_stats.nodes_cached); mbx_set_allocator frees them.
  */
 #define PARKED_BLOCKS 4
-static _Atomic(mbx_node_block *) g_parked[PARKED_BLOCKS];
+static _Atomic(mbx__node_block *) g_parked[PARKED_BLOCKS];
 
-static int block_park(mbx_node_block *b) {
+static int block_park(mbx__node_block *b) {
   if (b->slots != NODE_BLOCK)
     return 0;
   for (int i = 0; i < PARKED_BLOCKS; i++) {
-    mbx_node_block *empty = NULL;
+    mbx__node_block *empty = NULL;
     // Release: the taker sees our last reads of the block done. Relaxed on
     // failure: the slot is taken, try the next.
     if (atomic_compare_exchange_strong_explicit(&g_parked[i], &empty, b,
@@ -131,13 +87,13 @@ static int block_park(mbx_node_block *b) {
   return 0;
 }
 
-static mbx_node_block *block_unpark(void) {
+static mbx__node_block *block_unpark(void) {
   for (int i = 0; i < PARKED_BLOCKS; i++) {
     // Relaxed: a cheap look before the exchange.
     if (!atomic_load_explicit(&g_parked[i], memory_order_relaxed))
       continue;
     // Acquire: pairs with block_park's release.
-    mbx_node_block *b =
+    mbx__node_block *b =
         atomic_exchange_explicit(&g_parked[i], NULL, memory_order_acquire);
     if (b)
       return b;
@@ -145,32 +101,35 @@ static mbx_node_block *block_unpark(void) {
   return NULL;
 }
 
-static void block_release(mbx_node_block *b) {
-  mbx__stat_add(MBX_STAT_NODE_SLOTS_FREE, b->slots);
-  mbx__stat_add(MBX_STAT_NODE_BYTES_FREE, block_bytes(b->slots));
+static void block_release(mbx__node_block *b) {
+  mbx__counter_add(MBX__STAT_NODE_SLOTS_FREE, b->slots);
+  mbx__counter_add(MBX__STAT_NODE_BYTES_FREE, block_bytes(b->slots));
   mbx__free(b);
 }
 
-static void block_free(mbx_node_block *b) {
+static void block_free(mbx__node_block *b) {
   if (!block_park(b))
     block_release(b);
 }
 
-static void parked_blocks_free(void) {
-  for (mbx_node_block *b; (b = block_unpark()) != NULL;)
+void mbx__node_parked_free(void) {
+  for (mbx__node_block *b; (b = block_unpark()) != NULL;)
     block_release(b);
 }
 
 /* Drop n uncarved or consumed nodes from b's count. */
-static void block_drop(mbx_node_block *b, uint32_t n) {
+static void block_drop(mbx__node_block *b, uint32_t n) {
   // Acq_rel: release orders our reads of the nodes before the free by
   // whoever drops the last; acquire makes that thread see everyone's.
-  if (atomic_fetch_sub_explicit(&b->unconsumed, n, memory_order_acq_rel) == n)
+  uint32_t before =
+      atomic_fetch_sub_explicit(&b->unconsumed, n, memory_order_acq_rel);
+  MBX_ASSERT(before >= n); /* never more drops than nodes */
+  if (before == n)
     block_free(b);
 }
 
 void mbx__node_cache_flush(void) {
-  mbx_node_block *b = tls_block;
+  mbx__node_block *b = tls_block;
   tls_block = NULL;
   /* A destructor of another key may send again: register anew then. */
   if (tls_registered > 0)
@@ -179,8 +138,8 @@ void mbx__node_cache_flush(void) {
     block_drop(b, b->slots - tls_carved);
 }
 
-mbx_node *mbx__node_alloc(void) {
-  mbx_node_block *b = tls_block;
+mbx__node *mbx__node_alloc(void) {
+  mbx__node_block *b = tls_block;
   if (!b) {
     uint32_t slots = may_keep_block() ? NODE_BLOCK : 1;
     b = slots == NODE_BLOCK ? block_unpark() : NULL;
@@ -189,8 +148,8 @@ mbx_node *mbx__node_alloc(void) {
       if (!b)
         return NULL;
       b->slots = slots;
-      mbx__stat_add(MBX_STAT_NODE_SLOTS_ALLOC, slots);
-      mbx__stat_add(MBX_STAT_NODE_BYTES_ALLOC, block_bytes(slots));
+      mbx__counter_add(MBX__STAT_NODE_SLOTS_ALLOC, slots);
+      mbx__counter_add(MBX__STAT_NODE_BYTES_ALLOC, block_bytes(slots));
     }
     // Relaxed: the block is private until its nodes are sent, and sends
     // publish them.
@@ -204,16 +163,16 @@ mbx_node *mbx__node_alloc(void) {
    * coprime with NODE_BLOCK, so every slot is used once. */
   uint32_t slot = b->slots == NODE_BLOCK ? (tls_carved * 7) % NODE_BLOCK : 0;
   tls_carved++;
-  mbx_node *n = &b->nodes[slot];
+  mbx__node *n = &b->nodes[slot];
   if (tls_carved == b->slots)
     tls_block = NULL; /* fully carved: its consumers free it */
   n->block = b;
   return n;
 }
 
-void mbx__node_free(mbx_node *n) { block_drop(n->block, 1); }
+void mbx__node_free(mbx__node *n) { block_drop(n->block, 1); }
 
-void mbx__node_release(mbx_record *r, mbx_node *n) {
+void mbx__node_release(mbx__record *r, mbx__node *n) {
   if (n->block != r->release_block) {
     mbx__node_release_flush(r);
     r->release_block = n->block;
@@ -221,42 +180,11 @@ void mbx__node_release(mbx_record *r, mbx_node *n) {
   r->release_count++;
 }
 
-void mbx__node_release_flush(mbx_record *r) {
+void mbx__node_release_flush(mbx__record *r) {
   if (!r->release_count)
     return;
-  mbx__stat_add(MBX_STAT_NODE_FREE, r->release_count);
+  mbx__counter_add(MBX__STAT_NODE_FREE, r->release_count);
   block_drop(r->release_block, r->release_count);
   r->release_block = NULL;
   r->release_count = 0;
-}
-
-/* ---- sharded counters */
-
-#define SHARD_COUNT 16
-typedef struct stat_shard {
-  _Alignas(64) _Atomic uint64_t v[MBX_STAT_COUNT];
-} stat_shard;
-static stat_shard g_shards[SHARD_COUNT];
-static _Atomic uint32_t g_next_shard;
-static _Thread_local uint32_t tls_shard_plus_one;
-
-void mbx__stat_add(int which, uint64_t n) {
-  uint32_t s = tls_shard_plus_one;
-  if (s == 0) {
-    // Relaxed: only spreads threads over shards; no data is published.
-    s = atomic_fetch_add_explicit(&g_next_shard, 1, memory_order_relaxed) %
-            SHARD_COUNT +
-        1;
-    tls_shard_plus_one = s;
-  }
-  // Relaxed: a pure counter; readers want a sum, not ordering.
-  atomic_fetch_add_explicit(&g_shards[s - 1].v[which], n, memory_order_relaxed);
-}
-
-uint64_t mbx__stat_sum(int which) {
-  uint64_t sum = 0;
-  for (int i = 0; i < SHARD_COUNT; i++)
-    // Relaxed: a snapshot of counters; see mbx_stats_global's contract.
-    sum += atomic_load_explicit(&g_shards[i].v[which], memory_order_relaxed);
-  return sum;
 }

@@ -1,0 +1,185 @@
+/*
+ * Receiving: the owner drains its queue (mbx_poll, mbx_wait, mbx__wait) and
+ * sleeps on `pending` when it is empty, without losing a wakeup.
+ */
+#include "record.h"
+
+int32_t mbx__flush_consumed(mbx__record *r) {
+  mbx__node_release_flush(r);
+  int32_t n = r->consumed_unflushed;
+  r->consumed_unflushed = 0;
+  mbx__counter_bump(&r->run, (uint64_t)r->run_unflushed);
+  r->run_unflushed = 0;
+  // Relaxed would do for the count, but seq_cst keeps the owner's
+  // "pending == 0 -> set waiting -> re-check" sequence totally ordered with
+  // senders' increments (see mbx__wait).
+  int32_t before =
+      atomic_fetch_sub_explicit(&r->pending, n, memory_order_seq_cst);
+  /* Never below what senders inside may still count (step 5). */
+  MBX_ASSERT(before - n >= -(int32_t)MBX__GATE_INFLIGHT_MASK);
+  /* pending only grows between our subtractions: its peak is here. */
+  // Relaxed (both): statistics; the drainer is the only writer.
+  if (before > 0 &&
+      (uint32_t)before >
+          atomic_load_explicit(&r->high_water, memory_order_relaxed))
+    atomic_store_explicit(&r->high_water, (uint32_t)before,
+                          memory_order_relaxed);
+  return before - n;
+}
+
+/* Owner only, draining. Runs at most budget messages; the queue is claimed
+ * only around each pop, never while a handler runs, so a closer from
+ * outside can take over between messages. Returns the number run, or
+ * MBX_ECLOSED if the queue was taken over before anything ran. */
+static int run_pending(mbx__record *r, int32_t budget) {
+  int count = 0;
+  while (count < budget) {
+    if (!mbx__token_owner_claim(r))
+      return count ? count : MBX_ECLOSED; /* the closer flushes for us */
+    mbx__node *n = mbx__queue_pop(mbx__queue_of(r));
+    mbx_run_fn run = NULL;
+    void *arg = NULL;
+    if (n) {
+      /* Read and release under the claim: a closer that takes over
+       * flushes the release batch (and may free the node's block). */
+      run = n->run;
+      arg = n->arg;
+      mbx__node_release(r, n);
+      r->consumed_unflushed++;
+      r->run_unflushed++; /* counted as run once popped by the owner */
+    }
+    mbx__token_owner_unclaim(r);
+    if (!n)
+      break;
+    count++;
+    run(arg);
+  }
+  if (!mbx__token_owner_claim(r))
+    return count ? count : MBX_ECLOSED;
+  mbx__flush_consumed(r);
+  mbx__token_owner_unclaim(r);
+  return count;
+}
+
+/* nested_ok: the proxy layer's blocked callers drain from inside a handler
+ * (A runs B's request, which waits for C while serving A's mailbox). The
+ * queue state lives in the record, not in run_pending's frame, so nesting is
+ * safe; plain mbx_poll/mbx_wait refuse it to keep recursion explicit. */
+static int begin_drain(mbx__record **out, int nested_ok, int *was_draining) {
+  mbx__record *r = mbx__self.record;
+  if (!r)
+    return MBX_EPERM;
+  if (mbx__self.draining && !nested_ok)
+    return MBX_EBUSY;
+  *was_draining = mbx__self.draining;
+  mbx__self.draining = 1;
+  *out = r;
+  return MBX_OK;
+}
+
+int mbx_poll(void) {
+  mbx__record *r;
+  int was_draining;
+  int rc = begin_drain(&r, 0, &was_draining);
+  if (rc != MBX_OK)
+    return rc;
+  // Relaxed: pending is only a budget here; the pops synchronise.
+  int32_t budget = atomic_load_explicit(&r->pending, memory_order_relaxed);
+  int count = budget > 0 ? run_pending(r, budget) : 0;
+  if (count == 0 && mbx__token_closed(r))
+    count = MBX_ECLOSED;
+  mbx__self.draining = was_draining;
+  return count;
+}
+
+int mbx__wait(double timeout_ms, int flags) {
+  mbx__record *r;
+  int was_draining;
+  int rc = begin_drain(&r, flags & MBX__WAIT_NESTED_OK, &was_draining);
+  if (rc != MBX_OK)
+    return rc;
+  double deadline = timeout_ms >= 0 ? mbx__platform_now_ms() + timeout_ms : 0;
+  /* An event-loop thread may wait too: keep its notification mode. */
+  // Relaxed: only the owner writes waiting.
+  int32_t mode = atomic_load_explicit(&r->waiting, memory_order_relaxed);
+  int count = 0;
+  int spun = flags & MBX__WAIT_NO_SPIN;
+  for (;;) {
+    if (mbx__token_closed(r)) {
+      count = MBX_ECLOSED;
+      break;
+    }
+    // Seq_cst: see mbx__flush_consumed.
+    int32_t pending = atomic_load_explicit(&r->pending, memory_order_seq_cst);
+    if (pending > 0) {
+      count = run_pending(r, pending);
+      if (count != 0)
+        break;
+      mbx__platform_yield(); /* a sender is mid-push: a few instructions */
+      continue;
+    }
+    if (pending < 0) {
+      /* A sender is about to count a popped message, or
+       * (MBX__PENDING_CLOSED) a closer took over: the check above sees it
+       * next time. */
+      mbx__platform_yield();
+      continue;
+    }
+    double remaining = -1;
+    if (timeout_ms >= 0) {
+      remaining = deadline - mbx__platform_now_ms();
+      if (remaining <= 0) {
+        count = MBX_ETIMEDOUT;
+        break;
+      }
+    }
+    /* Once per wait, before the first sleep (a thread woken from its sleep
+     * has a message, or a timeout to report): a sender that arrives while
+     * we spin finds waiting cleared and skips its futex wake too. */
+    if (!spun) {
+      spun = 1;
+      if (mbx__spin_while_equal(&r->pending, 0, remaining))
+        continue;
+    }
+    // Seq_cst: Dekker pair with mbx__send_node (set waiting, then re-read
+    // pending; the sender increments pending, then reads waiting).
+    atomic_store_explicit(&r->waiting, MBX__WAITING_WAKE, memory_order_seq_cst);
+    if (atomic_load_explicit(&r->pending, memory_order_seq_cst) == 0)
+      mbx__platform_wait(&r->pending, 0, remaining);
+    mbx__spin_slept();
+    // Relaxed: only a hint for senders (the mode is restored below).
+    atomic_store_explicit(&r->waiting, MBX__WAITING_NONE, memory_order_relaxed);
+  }
+  if (mode != MBX__WAITING_NONE) {
+    // Seq_cst: Dekker pair with mbx__send_node, as above.
+    atomic_store_explicit(&r->waiting, mode, memory_order_seq_cst);
+    /* A send that found waiting cleared did not notify the event loop:
+     * notify it ourselves if anything is left. */
+    if (atomic_load_explicit(&r->pending, memory_order_seq_cst) != 0)
+      mbx__wake_owner(r, mode);
+  }
+  mbx__self.draining = was_draining;
+  return count;
+}
+
+int mbx_wait(double timeout_ms) { return mbx__wait(timeout_ms, 0); }
+
+int mbx__self_open(void) {
+  mbx__record *r = mbx__self.record;
+  // Relaxed: a hint; a close from outside (runtime exit) that races with
+  // it makes the caller's mbx__wait return MBX_ECLOSED, which it handles.
+  return r && (atomic_load_explicit(&r->gate, memory_order_relaxed) &
+               MBX__GATE_OPEN);
+}
+
+_Atomic int32_t *mbx__self_pending_word(void) {
+  return mbx__self.record ? &mbx__self.record->pending : NULL;
+}
+
+void mbx__self_set_waiting(int32_t mode) {
+  if (mbx__self.record)
+    // Seq_cst: the Dekker pair with mbx__send_node (set waiting, then the
+    // Atomics.waitAsync value check on pending).
+    atomic_store_explicit(&mbx__self.record->waiting, mode,
+                          memory_order_seq_cst);
+}

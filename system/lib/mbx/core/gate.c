@@ -1,0 +1,257 @@
+/*
+ * The gate word: every read-modify-write on it, which is where the send/close
+ * race, holds and retirement are decided, and the consumer token.
+ *
+ * Each record has one 64-bit gate word:
+ *
+ *    63            32 31   30    29         16 15            0
+ *   +----------------+----+-----+-------------+---------------+
+ *   |   generation   |OPEN|OWNER| mbx_hold()s | senders inside|
+ *   +----------------+----+-----+-------------+---------------+
+ *
+ * OPEN: the mailbox accepts messages. OWNER: the hold of the thread (or
+ * creator) that will close the mailbox, apart from the counted holds so a
+ * stray mbx_release cannot drop it. Senders inside: senders between their
+ * enter and leave RMWs (at most 65535 at once).
+ *
+ * The send/close race (docs/design.md, "Mailbox state machine"):
+ *
+ *   mbx_send (core/send.c)                  close (core/lifecycle.c)
+ *   1 gate snapshot, refuse early           A mbx__gate_close: CAS clears
+ *   2 allocate the node                       OPEN [acq_rel]
+ *   3 mbx__gate_enter: fetch_add one        B wait for zero senders inside
+ *     sender [acquire], refuse if the         [acquire]
+ *     generation differs or OPEN is clear   C take the consumer token, pop
+ *   4 push the node (core/queue.h)            and cancel every node
+ *   5 fetch_add pending [seq_cst]           D subtract them from pending
+ *   6 mbx__gate_leave: fetch_sub one        E mbx__gate_release_owner:
+ *     sender [release]                        clear OWNER; maybe retire
+ *   7 wake the owner if pending was 0
+ *
+ * Steps 3 and A are RMWs on this word, so they are totally ordered. If 3
+ * comes first the sender is counted, and B waits until its 6, whose release
+ * makes its push visible to C: the message is canceled, never stranded. If
+ * A comes first, 3 sees OPEN clear and the send fails having called
+ * nothing. A stale handle cannot deliver into a later life: 3 reads the
+ * generation in the same RMW that counts the sender, and reuse (below)
+ * needs the old life retired, which B orders after every sender inside.
+ *
+ * A life ends in exactly one retirement: when OPEN, OWNER and the hold count
+ * are all clear. Holds are taken only while OPEN, so once the word reaches
+ * "closed, unowned, unheld" nothing raises it again, and the one RMW that
+ * made it so (a hold release or the owner's release) retires the record into
+ * the quarantine (core/table.c), from which mbx__gate_open reuses it.
+ *
+ * The consumer token (r->consumer) names who may pop the queue: FREE, OWNER
+ * (the owner is inside one pop) or CLOSER (final for the life). The owner
+ * claims it around each pop only, never while a handler runs, so a closer
+ * from outside takes the queue over between two messages.
+ */
+#include "record.h"
+
+/* How long a closer waits for an owner to leave a pop (a few instructions
+ * for a live owner); longer means the owner died inside one. */
+#define CLOSER_CLAIM_TIMEOUT_MS 1000.0
+
+int mbx__gate_enter(mbx__record *r, uint32_t gen) {
+  // Step 3. Acquire: if we see gen's life open, we see the queue that
+  // mbx__gate_open's release published.
+  uint64_t gate = atomic_fetch_add_explicit(&r->gate, MBX__GATE_INFLIGHT_ONE,
+                                            memory_order_acquire);
+  MBX_ASSERT((gate & MBX__GATE_INFLIGHT_MASK) != MBX__GATE_INFLIGHT_MASK);
+  int rc = mbx__gate_refusal(gate, gen);
+  if (rc != MBX_OK)
+    mbx__gate_leave(r); /* refused: nothing published */
+  return rc;
+}
+
+void mbx__gate_leave(mbx__record *r) {
+  // Step 6. Release: the closer's acquire load of a zero count (step B)
+  // sees everything we did inside (push, pending increment, capacity).
+  uint64_t old = atomic_fetch_sub_explicit(&r->gate, MBX__GATE_INFLIGHT_ONE,
+                                           memory_order_release);
+  MBX_ASSERT((old & MBX__GATE_INFLIGHT_MASK) != 0); /* senders inside >= 0 */
+  (void)old;
+}
+
+uint32_t mbx__gate_open(mbx__record *r) {
+  // Relaxed load: the CAS below re-validates (only the senders-inside count
+  // can change under us: generations change only here, under the registry
+  // lock).
+  uint64_t old = atomic_load_explicit(&r->gate, memory_order_relaxed);
+  MBX_ASSERT(!(old & (MBX__GATE_OPEN | MBX__GATE_OWNER | MBX__GATE_HOLD_MASK)));
+  uint32_t gen = mbx__gate_gen(old) + 1;
+  if (gen == 0) /* 0 marks the null handle; skip it on wrap-around */
+    gen = 1;
+  /* Refusals count for the new life only (see mbx__record). */
+  // Relaxed: published to senders by the release CAS below.
+  atomic_store_explicit(&r->rejected_closed, (uint64_t)gen << 32,
+                        memory_order_relaxed);
+  uint64_t next;
+  do {
+    /* New generation, OPEN, OWNER, no holds; keep the count of stale
+     * senders that are inside only to back out. */
+    next = ((uint64_t)gen << MBX__GATE_GEN_SHIFT) | MBX__GATE_OPEN |
+           MBX__GATE_OWNER | (old & MBX__GATE_INFLIGHT_MASK);
+    // Release: a sender whose step 3 sees the new generation sees the reset
+    // queue. Relaxed on failure: we retry with the fresh value.
+  } while (!atomic_compare_exchange_weak_explicit(
+      &r->gate, &old, next, memory_order_release, memory_order_relaxed));
+  return gen;
+}
+
+int mbx__gate_close(mbx__record *r, uint32_t gen) {
+  // Relaxed load: the CAS re-validates.
+  uint64_t gate = atomic_load_explicit(&r->gate, memory_order_relaxed);
+  do {
+    int refusal = mbx__gate_refusal(gate, gen);
+    if (refusal != MBX_OK)
+      return refusal;
+    // Step A, the linearisation point of close: clear OPEN. Acq_rel:
+    // after it every sender's step 3 sees OPEN clear; release orders our
+    // earlier consumption. Relaxed on failure: we re-check and retry.
+  } while (!atomic_compare_exchange_weak_explicit(
+      &r->gate, &gate, gate & ~MBX__GATE_OPEN, memory_order_acq_rel,
+      memory_order_relaxed));
+  // Step B: wait for senders that passed step 3 before A; each is a few
+  // instructions from its step 6. Acquire: pairs with their release, so
+  // their pushes are visible to the drain (step C).
+  while (atomic_load_explicit(&r->gate, memory_order_acquire) &
+         MBX__GATE_INFLIGHT_MASK)
+    mbx__platform_yield();
+  return MBX_OK;
+}
+
+static int retirable(uint64_t gate) {
+  return !(gate & (MBX__GATE_OPEN | MBX__GATE_OWNER | MBX__GATE_HOLD_MASK));
+}
+
+void mbx__gate_release_owner(mbx__record *r) {
+  // Step E: drop OWNER. Acq_rel: release orders the owner's uses before a
+  // reuse; acquire lets the last releaser see the closer's drain.
+  uint64_t old = atomic_fetch_and_explicit(&r->gate, ~MBX__GATE_OWNER,
+                                           memory_order_acq_rel);
+  MBX_ASSERT((old & MBX__GATE_OWNER) && !(old & MBX__GATE_OPEN));
+  if (retirable(old & ~MBX__GATE_OWNER))
+    mbx__table_retire(r); /* closed and unheld: exactly one RMW gets here */
+}
+
+/* Drop one counted hold (what = MBX__GATE_HOLD_ONE) or the OWNER of a closed
+ * life whose thread never bound it (what = MBX__GATE_OWNER), from gen's
+ * life; retire the record if nothing else keeps it. A drop of something
+ * not there (a double release) is refused, never an underflow. */
+static int gate_drop(mbx__record *r, uint32_t gen, uint64_t what) {
+  // Relaxed load: the CAS below re-validates.
+  uint64_t old = atomic_load_explicit(&r->gate, memory_order_relaxed);
+  uint64_t next;
+  do {
+    if (mbx__gate_gen(old) != gen)
+      return what == MBX__GATE_OWNER
+                 ? mbx__gen_mismatch_code(gen, mbx__gate_gen(old))
+                 : MBX_EINVAL;
+    int present = what == MBX__GATE_OWNER
+                      ? (old & MBX__GATE_OWNER) && !(old & MBX__GATE_OPEN)
+                      : mbx__gate_holds(old) != 0;
+    if (!present)
+      return MBX_EINVAL;
+    next = old - what;
+    // Acq_rel: release orders this holder's uses before a reuse; acquire
+    // lets the last releaser see the closer's drain before retiring.
+    // Relaxed on failure: we re-check and retry.
+  } while (!atomic_compare_exchange_weak_explicit(
+      &r->gate, &old, next, memory_order_acq_rel, memory_order_relaxed));
+  if (retirable(next))
+    mbx__table_retire(r); /* closed and unheld: exactly one RMW gets here */
+  return MBX_OK;
+}
+
+int mbx__release_unbound_owner(mbx_handle h) {
+  mbx__record *r;
+  int rc = mbx__lookup(h, &r);
+  if (rc != MBX_OK)
+    return rc;
+  return gate_drop(r, mbx__handle_gen(h), MBX__GATE_OWNER); /* step E */
+}
+
+int mbx_hold(mbx_handle h) {
+  mbx__record *r;
+  int rc = mbx__lookup(h, &r);
+  if (rc != MBX_OK)
+    return rc;
+  // Relaxed load: the CAS below re-validates.
+  uint64_t old = atomic_load_explicit(&r->gate, memory_order_relaxed);
+  do {
+    rc = mbx__gate_refusal(old, mbx__handle_gen(h));
+    if (rc != MBX_OK)
+      return rc; /* holds are taken only while OPEN: retirement is final */
+    if (mbx__gate_holds(old) >= MBX_MAX_HOLDS)
+      return MBX_EAGAIN;
+    // One more hold. Acquire: the holder's later reads of the record see
+    // its current life. Relaxed on failure: we re-check and retry.
+  } while (!atomic_compare_exchange_weak_explicit(
+      &r->gate, &old, old + MBX__GATE_HOLD_ONE, memory_order_acquire,
+      memory_order_relaxed));
+  return MBX_OK;
+}
+
+int mbx_release(mbx_handle h) {
+  mbx__record *r;
+  int rc = mbx__lookup(h, &r);
+  if (rc != MBX_OK)
+    return rc;
+  return gate_drop(r, mbx__handle_gen(h), MBX__GATE_HOLD_ONE);
+}
+
+/* ---- the consumer token */
+
+int mbx__token_owner_claim(mbx__record *r) {
+  int32_t expected = MBX__CONSUMER_FREE;
+  // FREE -> OWNER. Relaxed: a closer never hands the queue back, so success
+  // only follows our own release below; the closer's acquire CAS orders it
+  // after us.
+  return atomic_compare_exchange_strong_explicit(
+      &r->consumer, &expected, MBX__CONSUMER_OWNER, memory_order_relaxed,
+      memory_order_relaxed);
+}
+
+void mbx__token_owner_unclaim(mbx__record *r) {
+  /* Nobody else moves the token away from OWNER. */
+  // Relaxed: an assertion-only look at our own claim.
+  MBX_ASSERT(atomic_load_explicit(&r->consumer, memory_order_relaxed) ==
+             MBX__CONSUMER_OWNER);
+  // OWNER -> FREE. Release: a closer that claims next sees our pops and
+  // counters.
+  atomic_store_explicit(&r->consumer, MBX__CONSUMER_FREE, memory_order_release);
+}
+
+int mbx__token_closer_claim(mbx__record *r) {
+  double deadline = 0;
+  for (;;) {
+    int32_t expected = MBX__CONSUMER_FREE;
+    // Step C: FREE -> CLOSER, final for this life. Acquire: pairs with
+    // mbx__token_owner_unclaim, so the owner's pops and consumed count are
+    // visible. Relaxed on failure: we retry.
+    if (atomic_compare_exchange_weak_explicit(
+            &r->consumer, &expected, MBX__CONSUMER_CLOSER, memory_order_acquire,
+            memory_order_relaxed))
+      return MBX_OK;
+    /* Only one closer per life (it won step A). */
+    MBX_ASSERT(expected != MBX__CONSUMER_CLOSER);
+    if (expected != MBX__CONSUMER_FREE) {
+      /* The owner is inside a pop; if it stays there, it died in it. */
+      double now = mbx__platform_now_ms();
+      if (!deadline)
+        deadline = now + CLOSER_CLAIM_TIMEOUT_MS;
+      else if (now > deadline)
+        return MBX_EBUSY;
+      mbx__platform_yield();
+    }
+  }
+}
+
+int mbx__token_closed(mbx__record *r) {
+  // Relaxed: a closer owns the queue for good once set; callers see it at
+  // the latest through MBX__PENDING_CLOSED (seq_cst).
+  return atomic_load_explicit(&r->consumer, memory_order_relaxed) ==
+         MBX__CONSUMER_CLOSER;
+}

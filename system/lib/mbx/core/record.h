@@ -1,0 +1,253 @@
+/*
+ * The core's private layout: the thread record, the gate word's bits and
+ * the functions the core's files share. Only the files of core/ include it;
+ * upper layers use core/layer.h.
+ */
+#ifndef MBX__RECORD_H
+#define MBX__RECORD_H
+
+#include "layer.h"
+#include "queue.h"
+
+/* The gate word (diagram and protocol: core/gate.c):
+ *   bits 63..32  generation (0 = never opened; bumped at every reuse)
+ *   bit  31      OPEN
+ *   bit  30      OWNER: the owner's hold, released by its exit
+ *   bits 29..16  mbx_hold() holds
+ *   bits 15..0   senders past the gate check and not yet done */
+#define MBX__GATE_INFLIGHT_ONE 1ull
+#define MBX__GATE_INFLIGHT_MASK 0xffffull
+#define MBX__GATE_HOLD_ONE (1ull << 16)
+#define MBX__GATE_HOLD_MASK (0x3fffull << 16)
+#define MBX__GATE_OWNER (1ull << 30)
+#define MBX__GATE_OPEN (1ull << 31)
+#define MBX__GATE_GEN_SHIFT 32
+
+static inline uint32_t mbx__gate_gen(uint64_t gate) {
+  return (uint32_t)(gate >> MBX__GATE_GEN_SHIFT);
+}
+static inline uint32_t mbx__gate_holds(uint64_t gate) {
+  return (uint32_t)((gate & MBX__GATE_HOLD_MASK) >> 16);
+}
+
+/* How many layers may keep per-life state in a record (core/layer.c). */
+#define MBX__LAYER_SLOTS 1
+
+/*
+ * A thread record. Records are allocated in chunks that are never freed, so
+ * any index below the published record count names readable memory forever;
+ * the generation in the gate decides whether a handle still names the life
+ * it was made for. Keep this small: it is what a retired thread costs.
+ *
+ * Two cache lines, split by who writes them per message: senders (gate,
+ * tail, pending) and the owner (consumer token, head, counters). On one line
+ * every send and every pop would steal it from the other side: profiles
+ * showed the owner's token CAS and the senders' gate RMW each stalling on
+ * that line. On wasm32 each half fits one 64-byte line (128 bytes in all).
+ */
+#define MBX__CACHE_LINE 64
+typedef struct mbx__record {
+  /* ---- written by senders */
+  _Atomic uint64_t gate;
+  /* Accepted and not yet consumed; also the futex word owners sleep on and
+   * the JS event loop waits on. May dip to -1 briefly (a message popped
+   * before its sender counted it); MBX__PENDING_CLOSED once closed. */
+  _Atomic int32_t pending;
+  /* How a sender that takes pending from 0 must notify the owner: one of
+   * MBX__WAITING_* (the owner sleeps on pending, or its JS loop waits). */
+  _Atomic int32_t waiting;
+  _Atomic(mbx__node *) tail; /* producers exchange here */
+  _Atomic uint32_t capacity; /* 0 = unbounded */
+  uint32_t index;            /* immutable after chunk creation */
+  /* pthread_t of the thread this life was created for (0 if none), for
+   * mbx_thread_handle(). Written by the creator under its hold and by the
+   * thread at bind (the same value); reset at reuse. */
+  _Atomic uintptr_t pthread_id;
+  /* Refusals of this life: MBX_ECLOSED ones as generation << 32 | count,
+   * counted only when the tag names the sender's life (a refusal through a
+   * stale handle can race a reuse: found by the Spin model); MBX_EFULL ones
+   * are counted inside the gate, where no reuse can happen. */
+  _Atomic uint64_t rejected_closed;
+  _Atomic uint32_t rejected_full;
+  _Atomic uint32_t bound;   /* 1 while a thread owns it */
+  uint32_t quarantine_next; /* index + 1 of the next record; registry lock */
+  /* Upper layers' state of the owner's life (mbx__self_layer_set), so that
+   * the closer of an orphan (a killed worker) can hand it to the layer.
+   * Written by the owner; taken by the orphan closer or at the owner's
+   * exit; reset at reuse. */
+  _Atomic(void *) layer_slot[MBX__LAYER_SLOTS];
+  /* Counters of the current life; folded into the global totals at reuse. */
+  _Atomic uint64_t canceled; /* single writer: whoever drains at close */
+
+  /* ---- written by the owner (the drainer) */
+  /* Who may pop the queue right now: MBX__CONSUMER_*. The owner claims it
+   * around each pop only (not while a handler runs), so a closer from
+   * outside (runtime exit, a dead owner) can take the queue over. */
+  _Alignas(MBX__CACHE_LINE) _Atomic int32_t consumer;
+  int32_t consumed_unflushed; /* popped, not yet subtracted: token holder */
+  /* Popped by the owner, not yet added to `run` (folded at every flush, by
+   * whoever holds the token): one counter store per drain, not per message
+   * (every atomic store is a full-barrier exchange in wasm). */
+  int32_t run_unflushed;
+  mbx__node *head; /* owner only */
+  /* Most messages pending at once, as seen by the drainer just before it
+   * subtracts (pending only grows in between); stats add the current value. */
+  _Atomic uint32_t high_water;
+  /* Owner only: consumed nodes of one block not yet dropped from its count
+   * (batched: consecutive nodes usually share a block). */
+  uint32_t release_count;
+  struct mbx__node_block *release_block;
+  mbx__node stub;           /* queue sentinel */
+  _Atomic uint64_t run;     /* single writer: the token holder */
+  _Atomic uint64_t dropped; /* single writer: whoever drains at close */
+} mbx__record;
+_Static_assert(sizeof(void *) == 8 ||
+                   sizeof(mbx__record) == 2 * MBX__CACHE_LINE,
+               "a wasm32 record is two cache lines");
+
+static inline mbx__queue_ends mbx__queue_of(mbx__record *r) {
+  mbx__queue_ends q = {&r->tail, &r->head, &r->stub};
+  return q;
+}
+
+/* The consumer token (r->consumer). */
+enum {
+  MBX__CONSUMER_FREE = 0,
+  MBX__CONSUMER_OWNER = 1,  /* the owner is inside a pop */
+  MBX__CONSUMER_CLOSER = 2, /* the closer of this life drains it; final */
+};
+
+/* What pending holds once a life is closed and drained: non-zero, so that
+ * an owner about to sleep on pending == 0 (mbx__wait, Atomics.waitAsync)
+ * returns at once and sees the close; negative, so that nobody counts it
+ * as messages. Reuse resets it to 0. */
+#define MBX__PENDING_CLOSED (INT32_MIN / 2)
+
+/* ---- handles */
+static inline uint32_t mbx__handle_gen(mbx_handle h) {
+  return (uint32_t)(h.bits >> 32);
+}
+static inline mbx_handle mbx__make_handle(uint32_t index, uint32_t gen) {
+  mbx_handle h = {((uint64_t)gen << 32) | (uint64_t)(index + 1)};
+  return h;
+}
+/* Classify a generation mismatch: a generation newer than the record's
+ * current one can only come from a forged handle. */
+static inline int mbx__gen_mismatch_code(uint32_t handle_generation,
+                                         uint32_t record_generation) {
+  return (int32_t)(handle_generation - record_generation) > 0 ? MBX_EINVAL
+                                                              : MBX_ESTALE;
+}
+/* Why a gate snapshot refuses an operation through handle generation gen
+ * (a send, a hold, a capacity change): MBX_OK if gen's life is open. */
+static inline int mbx__gate_refusal(uint64_t gate, uint32_t gen) {
+  if (mbx__gate_gen(gate) != gen)
+    return mbx__gen_mismatch_code(gen, mbx__gate_gen(gate));
+  if (!(gate & MBX__GATE_OPEN))
+    return MBX_ECLOSED;
+  return MBX_OK;
+}
+
+/* ---- core/gate.c: every RMW on the gate word, and the consumer token */
+/* Send steps 3 and 6 (docs/design.md): count a sender inside the gate of
+ * gen's life, or refuse (then nothing is left counted). */
+int mbx__gate_enter(mbx__record *r, uint32_t gen);
+void mbx__gate_leave(mbx__record *r);
+/* Reuse: bump the generation and open with the owner's hold. Registry lock
+ * held. Returns the new generation. */
+uint32_t mbx__gate_open(mbx__record *r);
+/* Close steps A and B: clear OPEN for gen's life, then wait until no
+ * sender is inside. Returns MBX_OK or the refusal (already closed, stale). */
+int mbx__gate_close(mbx__record *r, uint32_t gen);
+/* Close step E for the owner's hold (closed records only). */
+void mbx__gate_release_owner(mbx__record *r);
+/* The owner claims the queue around one pop; fails once a closer took it. */
+int mbx__token_owner_claim(mbx__record *r);
+void mbx__token_owner_unclaim(mbx__record *r);
+/* The closer takes the queue for good: MBX_OK, or MBX_EBUSY if the owner
+ * stayed inside a pop past the bound (it died there). */
+int mbx__token_closer_claim(mbx__record *r);
+/* 1 once a closer owns the queue of r's current life. */
+int mbx__token_closed(mbx__record *r);
+
+/* ---- core/table.c */
+/* Resolve a handle to its record without trusting any of its bits. Returns
+ * MBX_OK and *out, or MBX_EINVAL for null/out-of-range/forged handles. The
+ * generation is NOT checked here (callers check it against the gate). */
+int mbx__lookup(mbx_handle h, mbx__record **out);
+/* Allocate (or reuse from quarantine) a record, open it with the owner's
+ * hold. */
+int mbx__record_open(mbx__record **out, uint32_t *gen_out);
+/* Append a retired record to the quarantine (called once per life, by the
+ * RMW that made it retirable: core/gate.c). */
+void mbx__table_retire(mbx__record *r);
+/* The registry lock: guards record creation and reuse, the quarantine and
+ * the folded totals (core/stats.c). Never taken by a send. */
+void mbx__registry_lock(void);
+void mbx__registry_unlock(void);
+/* Record index (below mbx__record_count()). */
+mbx__record *mbx__record_at(uint32_t index);
+/* Registry lock held: records ever made, those in quarantine, and the bytes
+ * of their chunks. */
+void mbx__table_usage(uint32_t *total, uint32_t *quarantined,
+                      uint64_t *chunk_bytes);
+
+/* ---- core/drain.c */
+/* Token holder: subtract what was popped from pending; returns the rest. */
+int32_t mbx__flush_consumed(mbx__record *r);
+/* Deliver the notification a sender would have sent to r's owner in mode. */
+void mbx__wake_owner(mbx__record *r, int32_t mode);
+
+/* ---- core/lifecycle.c: the calling thread's mailbox */
+typedef struct mbx__self_state {
+  mbx__record *record;
+  mbx_handle handle;
+  int draining;
+} mbx__self_state;
+extern _Thread_local mbx__self_state mbx__self;
+
+/* ---- core/layer.c */
+/* Hand r's layer slots to the layers' on_exit (owner) or on_orphan hooks. */
+void mbx__layers_exit(mbx__record *r);
+void mbx__layers_orphan(mbx__record *r);
+void mbx__layers_allocator_change(void);
+
+/* ---- core/nodes.c */
+/* The thread draining r releases a consumed node; releases are batched in
+ * r until mbx__node_release_flush (end of drain, close, thread exit). */
+void mbx__node_release(mbx__record *r, mbx__node *n);
+void mbx__node_release_flush(mbx__record *r);
+/* Give back the rest of the calling thread's current block (the thread is
+ * exiting or closing its mailbox). */
+void mbx__node_cache_flush(void);
+/* Free the parked blocks (the allocator is being replaced). */
+void mbx__node_parked_free(void);
+
+/* ---- core/stats.c: the core's own counters, the first of the pool */
+enum {
+  MBX__STAT_SENT,
+  MBX__STAT_REJ_CLOSED,
+  MBX__STAT_REJ_STALE,
+  MBX__STAT_REJ_INVALID,
+  MBX__STAT_REJ_NOMEM,
+  MBX__STAT_REJ_FULL,
+  MBX__STAT_NODE_FREE,        /* nodes whose message was consumed (nodes
+                                 given to messages are MBX__STAT_SENT) */
+  MBX__STAT_NODE_SLOTS_ALLOC, /* node slots in blocks obtained */
+  MBX__STAT_NODE_SLOTS_FREE,  /* node slots in blocks returned */
+  MBX__STAT_NODE_BYTES_ALLOC, /* bytes of blocks obtained */
+  MBX__STAT_NODE_BYTES_FREE,  /* bytes of blocks returned */
+  MBX__STAT_WAKEUP,
+  MBX__STAT_CORE_COUNT
+};
+/* Fold an ended life's counters into the totals (registry lock held). */
+void mbx__stats_fold(mbx__record *r);
+
+/* Relaxed single-writer increment: cheaper than an RMW, race-free for
+ * readers because the counter is atomic. */
+static inline void mbx__counter_bump(_Atomic uint64_t *c, uint64_t n) {
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                        memory_order_relaxed);
+}
+
+#endif

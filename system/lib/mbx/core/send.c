@@ -1,0 +1,174 @@
+/*
+ * Sending: mbx_send and mbx__send_node (steps 1 to 7 of the send/close race,
+ * core/gate.c), refusal counting, the soft capacity and notifying owners.
+ */
+#include "record.h"
+
+static _Atomic(mbx__post_wake_fn) g_post_wake_hook;
+
+/* Count a refusal. MBX_EFULL's per-mailbox count is taken inside the gate
+ * by the caller; MBX_ECLOSED's only if the record still counts for life
+ * gen (see mbx__record.rejected_closed). */
+static void reject(mbx__record *r, int code, uint32_t gen) {
+  switch (code) {
+  case MBX_ECLOSED: {
+    mbx__counter_add(MBX__STAT_REJ_CLOSED, 1);
+    // Relaxed (load and CAS): a counter; the tag check is all that matters.
+    uint64_t tagged =
+        atomic_load_explicit(&r->rejected_closed, memory_order_relaxed);
+    while ((uint32_t)(tagged >> 32) == gen &&
+           !atomic_compare_exchange_weak_explicit(
+               &r->rejected_closed, &tagged, tagged + 1, memory_order_relaxed,
+               memory_order_relaxed)) {
+    }
+    break;
+  }
+  case MBX_EFULL:
+    mbx__counter_add(MBX__STAT_REJ_FULL, 1);
+    break;
+  case MBX_ESTALE:
+    mbx__counter_add(MBX__STAT_REJ_STALE, 1);
+    break;
+  default:
+    mbx__counter_add(MBX__STAT_REJ_INVALID, 1);
+    break;
+  }
+}
+
+/* Post to r's owner thread (MBX__WAITING_POST mode). */
+static void post_wake(mbx__record *r) {
+  // Acquire: pairs with the release in mbx__set_post_wake_hook.
+  mbx__post_wake_fn hook =
+      atomic_load_explicit(&g_post_wake_hook, memory_order_acquire);
+  // Relaxed: set by the owner before it entered POST mode, which the
+  // caller observed through a seq_cst load of waiting (or is the owner).
+  uintptr_t owner = atomic_load_explicit(&r->pthread_id, memory_order_relaxed);
+  if (hook && owner)
+    hook(owner);
+}
+
+void mbx__wake_owner(mbx__record *r, int32_t mode) {
+  if (mode == MBX__WAITING_WAKE)
+    mbx__platform_wake_all(&r->pending);
+  else if (mode == MBX__WAITING_POST)
+    post_wake(r);
+}
+
+void mbx__mailbox_wake(mbx_handle h) {
+  mbx__record *r;
+  if (mbx__lookup(h, &r) == MBX_OK)
+    mbx__platform_wake_all(&r->pending);
+}
+
+void mbx__set_post_wake_hook(mbx__post_wake_fn hook) {
+  // Release: a sender that loads the hook may call it at once.
+  atomic_store_explicit(&g_post_wake_hook, hook, memory_order_release);
+}
+
+/* Queue a node the caller allocated (mbx__node_alloc) and filled in. On
+ * failure the node is still the caller's. The proxy layer preallocates the
+ * node that reports a completion, so that reporting can never fail for
+ * lack of memory, and sends it with check_capacity 0, so that a caller's own
+ * capacity cannot refuse the answer it is waiting for. */
+int mbx__send_node(mbx_handle to, mbx__node *n, int check_capacity) {
+  mbx__record *r;
+  if (!n->run || mbx__lookup(to, &r) != MBX_OK) {
+    mbx__counter_add(MBX__STAT_REJ_INVALID, 1);
+    return MBX_EINVAL;
+  }
+  uint32_t gen = mbx__handle_gen(to);
+  int rc = mbx__gate_enter(r, gen); /* step 3 */
+  if (rc != MBX_OK) {
+    reject(r, rc, gen);
+    return rc;
+  }
+  // Relaxed (both): a soft bound (documented overshoot).
+  uint32_t capacity = atomic_load_explicit(&r->capacity, memory_order_relaxed);
+  if (capacity && check_capacity &&
+      atomic_load_explicit(&r->pending, memory_order_relaxed) >=
+          (int32_t)capacity) {
+    // Relaxed: a counter; inside the gate it cannot reach a later life.
+    atomic_fetch_add_explicit(&r->rejected_full, 1, memory_order_relaxed);
+    mbx__gate_leave(r);
+    reject(r, MBX_EFULL, gen);
+    return MBX_EFULL;
+  }
+  mbx__queue_push(&r->tail, n); /* step 4 */
+  // Step 5. Seq_cst: Dekker pair with the owner, which sets waiting and
+  // then re-reads pending; one of us must see the other's write.
+  int32_t before =
+      atomic_fetch_add_explicit(&r->pending, 1, memory_order_seq_cst);
+  /* Inside the gate the life is open: not yet MBX__PENDING_CLOSED, and
+   * below zero only by messages popped before their senders counted them. */
+  MBX_ASSERT(before >= -(int32_t)MBX__GATE_INFLIGHT_MASK);
+  // Seq_cst: the other half of the Dekker pair above.
+  int32_t wake = before == 0
+                     ? atomic_load_explicit(&r->waiting, memory_order_seq_cst)
+                     : MBX__WAITING_NONE;
+  /* Inside the gate: the owner cannot finish closing (and its thread cannot
+   * go away) until we leave, so posting to it is safe. */
+  if (wake == MBX__WAITING_POST)
+    post_wake(r);
+  mbx__gate_leave(r); /* step 6 */
+  mbx__counter_add(MBX__STAT_SENT, 1);
+  // Step 7. Only the sender that made pending leave zero wakes, so a burst
+  // costs one notification. After leaving the gate the record may already
+  // serve a new thread; a wake there is spurious and harmless (records are
+  // never freed).
+  if (wake != MBX__WAITING_NONE) {
+    mbx__counter_add(MBX__STAT_WAKEUP, 1);
+    if (wake == MBX__WAITING_WAKE)
+      mbx__platform_wake_all(&r->pending);
+  }
+  return MBX_OK;
+}
+
+int mbx_send(mbx_handle to, mbx_run_fn run, mbx_cancel_fn cancel, void *arg) {
+  mbx__record *r;
+  if (!run || mbx__lookup(to, &r) != MBX_OK) {
+    mbx__counter_add(MBX__STAT_REJ_INVALID, 1);
+    return MBX_EINVAL;
+  }
+  // Step 1: a fast refusal without touching the senders-inside count, so
+  // that a closer waiting for that count is not held up by senders to a
+  // dead thread. Relaxed: the authoritative check is step 3.
+  int rc =
+      mbx__gate_refusal(atomic_load_explicit(&r->gate, memory_order_relaxed),
+                        mbx__handle_gen(to));
+  if (rc != MBX_OK) {
+    reject(r, rc, mbx__handle_gen(to));
+    return rc;
+  }
+  // Step 2: allocate before entering the gate: a closer waits for senders
+  // inside it, and must not wait on the allocator.
+  mbx__node *n = mbx__node_alloc();
+  if (!n) {
+    mbx__counter_add(MBX__STAT_REJ_NOMEM, 1);
+    return MBX_ENOMEM;
+  }
+  n->run = run;
+  n->cancel = cancel;
+  n->arg = arg;
+  rc = mbx__send_node(to, n, 1);
+  if (rc != MBX_OK)
+    mbx__node_free(n);
+  return rc;
+}
+
+int mbx_set_capacity(mbx_handle h, uint32_t capacity) {
+  mbx__record *r;
+  int rc = mbx__lookup(h, &r);
+  if (rc != MBX_OK)
+    return rc;
+  /* Inside the gate, like a send: a check-then-store could land after the
+   * record was retired and reused, capping the next thread's mailbox (found
+   * by the Spin model, FINDING_STALE_CAPACITY). Reuse cannot happen while
+   * we are counted in the gate. */
+  rc = mbx__gate_enter(r, mbx__handle_gen(h));
+  if (rc != MBX_OK)
+    return rc;
+  // Relaxed: senders read it as a soft bound; no data hangs off it.
+  atomic_store_explicit(&r->capacity, capacity, memory_order_relaxed);
+  mbx__gate_leave(r);
+  return MBX_OK;
+}

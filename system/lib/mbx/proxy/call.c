@@ -1,0 +1,225 @@
+/*
+ * The caller side of proxying (<mbx/proxy.h>): sending a call to a target
+ * thread and waiting for its outcome (serving the caller's own mailbox
+ * meanwhile, or sleeping on the call's state), whether a thread may block,
+ * and the layer's statistics. The target side is proxy/target.c.
+ */
+#include "proxy_internal.h"
+
+#include <pthread.h>
+
+#ifdef __EMSCRIPTEN__
+#include <emscripten/em_js.h>
+#include <emscripten/threading.h>
+#endif
+
+static _Thread_local int tls_not_serving; /* 0 = default on */
+static _Thread_local int tls_blocking = -1;
+
+#ifdef __EMSCRIPTEN__
+/* A web page's main thread cannot Atomics.wait; Node's main thread can. */
+/* The body is JS: keep clang-format away from it. */
+// clang-format off
+EM_JS(int, mbx__js_on_web_page, (void), {
+  return typeof window === 'object' ? 1 : 0;
+});
+// clang-format on
+#endif
+
+static int may_block(void) {
+  if (tls_blocking >= 0)
+    return tls_blocking;
+#ifdef __EMSCRIPTEN__
+  if (emscripten_is_main_browser_thread() && mbx__js_on_web_page())
+    return 0;
+#endif
+  return 1;
+}
+
+int mbx_proxy_set_blocking(int allowed) {
+  int previous = tls_blocking;
+  tls_blocking = allowed < 0 ? -1 : allowed != 0;
+  return previous;
+}
+
+int mbx_proxy_set_serving(int on) {
+  int previous = !tls_not_serving;
+  tls_not_serving = !on;
+  return previous;
+}
+
+/* Sleep on state (no serving) until it leaves `seen` or the deadline. */
+static void sleep_on_state(mbx_proxy_ctx *c, int32_t seen, double remaining) {
+  if (mbx__spin_while_equal(&c->state, seen, remaining))
+    return;
+  // Seq_cst: see mbx__call_settle.
+  atomic_store_explicit(&c->sleeper, 1, memory_order_seq_cst);
+  mbx__platform_wait(&c->state, seen, remaining);
+  mbx__spin_slept();
+}
+
+/* Cleanup handler: the caller is canceled or exits while waiting. */
+static void caller_unwinding(void *p) {
+  mbx_proxy_ctx *c = p;
+  if (!mbx__call_settle(c, MBX__CALL_PENDING, MBX__CALL_ABANDONED)) {
+    /* fn is running and may use the caller's stack: let it return first. */
+    int32_t s;
+    // Acquire: pairs with mbx__call_settle.
+    while ((s = atomic_load_explicit(&c->state, memory_order_acquire)) ==
+           MBX__CALL_RUNNING)
+      sleep_on_state(c, s, -1);
+  }
+  mbx__call_unref(c);
+}
+
+/* Returns the final state (DONE, CANCELED or ABANDONED). */
+static int32_t wait_for_outcome(mbx_proxy_ctx *c, double timeout_ms) {
+  double deadline = timeout_ms >= 0 ? mbx__platform_now_ms() + timeout_ms : 0;
+  int serving = !mbx_handle_is_null(c->reply_to);
+  int watched = 0;   /* spun on state once already */
+  int just_spun = 0; /* the next mbx__wait must not spin again */
+  for (;;) {
+    // Acquire: fn's effects on the target happen before our return.
+    int32_t s = atomic_load_explicit(&c->state, memory_order_acquire);
+    if (s == MBX__CALL_DONE || s == MBX__CALL_CANCELED)
+      return s;
+    double remaining = -1; /* once fn started, only its end counts */
+    if (timeout_ms >= 0 && s == MBX__CALL_PENDING) {
+      remaining = deadline - mbx__platform_now_ms();
+      if (remaining <= 0) {
+        if (mbx__call_settle(c, MBX__CALL_PENDING, MBX__CALL_ABANDONED))
+          return MBX__CALL_ABANDONED;
+        continue; /* just started: wait for it */
+      }
+    }
+    if (serving && !watched) {
+      /* First poll state itself for a spin budget: a quick answer then
+       * costs neither a reply message nor a drain. Our mailbox waits
+       * meanwhile (a spin is microseconds); the reply, if the reporter
+       * saw us no longer watching, wakes the mbx__wait below. */
+      watched = just_spun = 1;
+      // Seq_cst (both): the Dekker pair with mbx__call_settle.
+      atomic_store_explicit(&c->watching, 1, memory_order_seq_cst);
+      mbx__spin_while_between(&c->state, MBX__CALL_PENDING, MBX__CALL_RUNNING,
+                              remaining);
+      atomic_store_explicit(&c->watching, 0, memory_order_seq_cst);
+      // Seq_cst: the other half of the pair (a settle that saw us
+      // watching sent no reply: we must see its state here).
+      s = atomic_load_explicit(&c->state, memory_order_seq_cst);
+      if (s == MBX__CALL_DONE || s == MBX__CALL_CANCELED)
+        return s;
+      continue;
+    }
+    if (serving) {
+      /* Runs our messages; the reply wakes it. A mailbox closed from
+       * outside (runtime exit) cannot take the reply: sleep instead. */
+      int rc = mbx__wait(remaining, MBX__WAIT_NESTED_OK |
+                                        (just_spun ? MBX__WAIT_NO_SPIN : 0));
+      just_spun = 0;
+      if (rc < 0 && rc != MBX_ETIMEDOUT)
+        serving = 0;
+    } else
+      sleep_on_state(c, s, remaining);
+    pthread_testcancel(); /* a blocking call is a cancellation point */
+  }
+}
+
+static int call_and_wait(mbx_handle target, int kind, mbx_run_fn fn,
+                         mbx_proxy_ctx_fn ctx_fn, void *arg,
+                         double timeout_ms) {
+  if (!fn && !ctx_fn)
+    return MBX_EINVAL;
+  mbx_handle self = mbx_self();
+  if (!mbx_handle_is_null(self) && mbx_handle_equal(self, target))
+    return MBX_EDEADLK;
+  if (!may_block())
+    return MBX_EWOULDBLOCK;
+  /* Serve only an open mailbox: a closed one (a cancel function calling us
+   * during exit) could not receive the reply. */
+  int serve = !tls_not_serving && mbx__self_open();
+  mbx_proxy_ctx *c = mbx__call_new(kind, serve ? self : MBX_NULL_HANDLE);
+  if (!c)
+    return MBX_ENOMEM;
+  c->fn = fn;
+  c->ctx_fn = ctx_fn;
+  c->arg = arg;
+  int rc = mbx_send(target, mbx__proxy_work_run, mbx__proxy_work_canceled, c);
+  if (rc != MBX_OK) {
+    mbx__call_unref(c); /* the work's reference */
+    mbx__call_unref(c); /* ours */
+    return rc;
+  }
+  int32_t outcome;
+  pthread_cleanup_push(caller_unwinding, c);
+  outcome = wait_for_outcome(c, timeout_ms);
+  pthread_cleanup_pop(0);
+  mbx__call_unref(c);
+  switch (outcome) {
+  case MBX__CALL_DONE:
+    mbx__proxy_count(MBX__PROXY_SYNC_DONE);
+    return MBX_OK;
+  case MBX__CALL_CANCELED:
+    mbx__proxy_count(MBX__PROXY_SYNC_CANCELED);
+    return MBX_ECANCELED;
+  default:
+    mbx__proxy_count(MBX__PROXY_SYNC_TIMED_OUT);
+    return MBX_ETIMEDOUT;
+  }
+}
+
+int mbx_proxy_sync(mbx_handle target, mbx_run_fn fn, void *arg) {
+  return call_and_wait(target, MBX__KIND_SYNC, fn, NULL, arg, -1);
+}
+
+int mbx_proxy_sync_timed(mbx_handle target, mbx_run_fn fn, void *arg,
+                         double timeout_ms) {
+  return call_and_wait(target, MBX__KIND_SYNC, fn, NULL, arg, timeout_ms);
+}
+
+int mbx_proxy_sync_with_ctx(mbx_handle target, mbx_proxy_ctx_fn fn, void *arg) {
+  return call_and_wait(target, MBX__KIND_CTX, NULL, fn, arg, -1);
+}
+
+int mbx_proxy_async(mbx_handle target, mbx_run_fn fn, mbx_cancel_fn cancel,
+                    void *arg) {
+  return mbx_send(target, fn, cancel, arg);
+}
+
+int mbx_proxy_callback(mbx_handle target, mbx_run_fn fn, mbx_run_fn on_done,
+                       mbx_run_fn on_cancel, void *arg) {
+  if (!fn)
+    return MBX_EINVAL;
+  mbx_handle self = mbx_self();
+  if (mbx_handle_is_null(self))
+    return MBX_EPERM;
+  mbx_proxy_ctx *c = mbx__call_new(MBX__KIND_CALLBACK, self);
+  if (!c)
+    return MBX_ENOMEM;
+  c->fn = fn;
+  c->on_done = on_done;
+  c->on_cancel = on_cancel;
+  c->arg = arg;
+  int rc = mbx_send(target, mbx__proxy_work_run, mbx__proxy_work_canceled, c);
+  mbx__call_unref(c); /* the caller does not wait: only the work's remains */
+  if (rc != MBX_OK)
+    mbx__call_unref(c);
+  return rc;
+}
+
+void mbx_proxy_stats_get(mbx_proxy_stats *out) {
+  /* Freed first, then new, and clamped: the shards are read one by one,
+   * relaxed, while calls come and go. */
+  uint64_t freed = mbx__proxy_counter_sum(MBX__PROXY_CALLS_FREED);
+  uint64_t created = mbx__proxy_counter_sum(MBX__PROXY_CALLS_NEW);
+  out->calls_live = created > freed ? created - freed : 0;
+  out->sync_done = mbx__proxy_counter_sum(MBX__PROXY_SYNC_DONE);
+  out->sync_canceled = mbx__proxy_counter_sum(MBX__PROXY_SYNC_CANCELED);
+  out->sync_timed_out = mbx__proxy_counter_sum(MBX__PROXY_SYNC_TIMED_OUT);
+  out->abandoned = mbx__proxy_counter_sum(MBX__PROXY_ABANDONED);
+  out->contexts_canceled = mbx__proxy_counter_sum(MBX__PROXY_CONTEXTS_CANCELED);
+  out->callbacks_done = mbx__proxy_counter_sum(MBX__PROXY_CALLBACKS_DONE);
+  out->callbacks_canceled =
+      mbx__proxy_counter_sum(MBX__PROXY_CALLBACKS_CANCELED);
+  out->callbacks_dropped = mbx__proxy_counter_sum(MBX__PROXY_CALLBACKS_DROPPED);
+  out->replies_skipped = mbx__proxy_counter_sum(MBX__PROXY_REPLIES_SKIPPED);
+}

@@ -1,0 +1,197 @@
+/*
+ * Call records (mbx_proxy_ctx) of the proxy layer: their lifetime (reference
+ * counts, a per-thread spare), reporting an outcome exactly once (settle),
+ * and the layer's registration with the core.
+ *
+ * Every call is a heap record, reference counted: the caller holds one
+ * reference while it waits, the work message one (handed to the finisher
+ * once a context function starts), the target's outstanding-context list
+ * one, and a callback's outcome message one. Nothing is ever written to the
+ * caller's stack, so callers that time out, are canceled or exit cannot be
+ * hurt by a late completion.
+ *
+ * A blocked caller that serves its mailbox is woken by a reply message sent
+ * to that mailbox (preallocated with the record, so the reply cannot fail
+ * for lack of memory); one that does not (no mailbox, serving off, or
+ * unwinding) sleeps on `state` itself.
+ */
+#include "proxy_internal.h"
+
+#include <pthread.h>
+
+/* ---- registration: only a program that uses the proxy layer links this
+ * file, and it registers on its first call. */
+
+/* One freed call record kept per thread that owns a mailbox (a sync caller
+ * usually drops the last reference itself), so that a round trip does not
+ * malloc and free: both take the allocator's lock, which the target's own
+ * allocations contend for. Freed at the mailbox's exit. */
+static _Thread_local mbx_proxy_ctx *tls_spare;
+
+void mbx__proxy_cache_flush(void) {
+  mbx__free(tls_spare);
+  tls_spare = NULL;
+}
+
+static const mbx__layer_hooks g_hooks = {
+    .on_exit = mbx__proxy_on_exit,
+    .on_orphan = mbx__proxy_on_orphan,
+    .on_allocator_change = mbx__proxy_cache_flush,
+};
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static int g_layer = -1;    /* written once, read after pthread_once */
+static int g_counters = -1; /* first of our counters, or < 0: none */
+
+static void layer_register(void) {
+  g_layer = mbx__layer_register(&g_hooks);
+  g_counters = mbx__counters_claim(MBX__PROXY_COUNTER_COUNT);
+}
+
+int mbx__proxy_layer(void) {
+  pthread_once(&g_once, layer_register);
+  return g_layer;
+}
+
+/* Counters: sharded by the core, so that a caller and its target do not
+ * bounce one cache line per call. */
+void mbx__proxy_count(int which) {
+  pthread_once(&g_once, layer_register);
+  if (g_counters >= 0)
+    mbx__counter_add(g_counters + which, 1);
+}
+
+uint64_t mbx__proxy_counter_sum(int which) {
+  pthread_once(&g_once, layer_register);
+  return g_counters >= 0 ? mbx__counter_sum(g_counters + which) : 0;
+}
+
+/* ---- lifetime */
+
+mbx_proxy_ctx *mbx__call_new(int kind, mbx_handle reply_to) {
+  mbx__proxy_layer();
+  mbx_proxy_ctx *c = tls_spare;
+  if (c)
+    tls_spare = NULL;
+  else if (!(c = mbx__alloc(sizeof *c)))
+    return NULL;
+  c->reply = NULL;
+  if (!mbx_handle_is_null(reply_to)) {
+    c->reply = mbx__node_alloc();
+    if (!c->reply) {
+      mbx__free(c);
+      return NULL;
+    }
+  }
+  // Relaxed (all four): the record is published by the send's release.
+  atomic_store_explicit(&c->state, MBX__CALL_PENDING, memory_order_relaxed);
+  atomic_store_explicit(&c->refs, 2, memory_order_relaxed); /* caller, work */
+  atomic_store_explicit(&c->sleeper, 0, memory_order_relaxed);
+  atomic_store_explicit(&c->watching, 0, memory_order_relaxed);
+  c->kind = kind;
+  c->fn = NULL;
+  c->ctx_fn = NULL;
+  c->on_done = c->on_cancel = NULL;
+  c->arg = NULL;
+  c->reply_to = reply_to;
+  c->next = NULL;
+  mbx__proxy_count(MBX__PROXY_CALLS_NEW);
+  return c;
+}
+
+void mbx__call_ref(mbx_proxy_ctx *c) {
+  // Relaxed: the caller already holds a reference.
+  int32_t before = atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+  MBX_ASSERT(before >= 1);
+  (void)before;
+}
+
+void mbx__call_unref(mbx_proxy_ctx *c) {
+  // Acq_rel: release our uses; the last one acquires everyone's.
+  int32_t before = atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel);
+  MBX_ASSERT(before >= 1); /* refs never negative */
+  if (before != 1)
+    return;
+  if (c->reply)
+    mbx__node_free(c->reply);
+  if (!tls_spare && mbx__self_pending_word())
+    tls_spare = c;
+  else
+    mbx__free(c);
+  mbx__proxy_count(MBX__PROXY_CALLS_FREED);
+}
+
+/* ---- reporting an outcome */
+
+static void reply_wakes_only(void *unused) { (void)unused; }
+
+static void outcome_run(void *p) { /* on the callback's caller */
+  mbx_proxy_ctx *c = p;
+  // Acquire: fn's effects on the target happen before on_done.
+  if (atomic_load_explicit(&c->state, memory_order_acquire) == MBX__CALL_DONE) {
+    mbx__proxy_count(MBX__PROXY_CALLBACKS_DONE);
+    if (c->on_done)
+      c->on_done(c->arg);
+  } else {
+    mbx__proxy_count(MBX__PROXY_CALLBACKS_CANCELED);
+    if (c->on_cancel)
+      c->on_cancel(c->arg);
+  }
+  mbx__call_unref(c);
+}
+
+static void outcome_dropped(void *p, int reason) { /* the caller is exiting */
+  (void)reason;
+  mbx__proxy_count(MBX__PROXY_CALLBACKS_DROPPED);
+  mbx__call_unref(p);
+}
+
+int mbx__call_settle(mbx_proxy_ctx *c, int32_t from, int32_t to) {
+  // Seq_cst: the Dekker pair with a sleeping waiter (it sets `sleeper`,
+  // then re-reads state in the futex wait; we write state, then read
+  // `sleeper`). Also releases fn's effects to the waiter. Relaxed on
+  // failure: the loser does nothing.
+  if (!atomic_compare_exchange_strong_explicit(
+          &c->state, &from, to, memory_order_seq_cst, memory_order_relaxed))
+    return 0;
+  if (to != MBX__CALL_DONE && to != MBX__CALL_CANCELED)
+    return 1;
+  mbx__node *reply = c->reply;
+  c->reply = NULL; /* only the winner gets here */
+  if (c->kind == MBX__KIND_CALLBACK) {
+    reply->run = outcome_run;
+    reply->cancel = outcome_dropped;
+    reply->arg = c;
+    mbx__call_ref(c); /* the outcome message's */
+    if (mbx__send_node(c->reply_to, reply, 0) != MBX_OK) {
+      mbx__node_free(reply);
+      mbx__proxy_count(MBX__PROXY_CALLBACKS_DROPPED);
+      mbx__call_unref(c);
+    }
+    return 1;
+  }
+  // Seq_cst: see above.
+  if (atomic_load_explicit(&c->sleeper, memory_order_seq_cst))
+    mbx__platform_wake_all(&c->state);
+  // Seq_cst: the Dekker pair with a watching caller (it clears `watching`,
+  // then re-reads state; we wrote state, then read `watching`).
+  if (reply && atomic_load_explicit(&c->watching, memory_order_seq_cst)) {
+    c->reply = reply; /* unsent: freed with the record */
+    mbx__proxy_count(MBX__PROXY_REPLIES_SKIPPED);
+    return 1;
+  }
+  if (reply) {
+    /* Just a wakeup for the caller's mbx__wait: no reference needed. */
+    reply->run = reply_wakes_only;
+    reply->cancel = NULL;
+    reply->arg = NULL;
+    if (mbx__send_node(c->reply_to, reply, 0) != MBX_OK) {
+      mbx__node_free(reply);
+      /* Closed: the caller is unwinding (it sleeps on state, woken above),
+       * or its mailbox was closed from outside while it slept in
+       * mbx__wait: wake that wait, which then sees the close and falls
+       * back to state. */
+      mbx__mailbox_wake(c->reply_to);
+    }
+  }
+  return 1;
+}

@@ -1,0 +1,90 @@
+/*
+ * The proxy layer's shared layout: the call record, its states, and what
+ * proxy/call.c (the caller side), proxy/target.c (the target side) and
+ * proxy/ctx.c (call records and reporting) share. Built on core/layer.h
+ * only. Design: docs/proxying.md.
+ */
+#ifndef MBX__PROXY_INTERNAL_H
+#define MBX__PROXY_INTERNAL_H
+
+#include "../core/layer.h"
+
+#include <mbx/proxy.h>
+
+/*
+ * The record's `state` decides every race in one CAS:
+ *   PENDING -> RUNNING    the target starts fn
+ *   PENDING -> ABANDONED  the caller timed out / is unwinding: fn never runs
+ *   PENDING -> CANCELED   the target exited with the work still queued
+ *   RUNNING -> DONE       fn returned, or mbx_proxy_finish
+ *   RUNNING -> CANCELED   the target exited inside fn, or with the context
+ *                         outstanding
+ * Whoever moves it to DONE or CANCELED reports the outcome, exactly once.
+ */
+enum {
+  MBX__CALL_PENDING,
+  MBX__CALL_RUNNING,
+  MBX__CALL_DONE,
+  MBX__CALL_CANCELED,
+  MBX__CALL_ABANDONED
+};
+enum { MBX__KIND_SYNC, MBX__KIND_CTX, MBX__KIND_CALLBACK };
+
+struct mbx_proxy_ctx {
+  _Atomic int32_t state; /* also the futex word of non-serving waiters */
+  _Atomic int32_t refs;
+  _Atomic int32_t sleeper; /* a waiter sleeps on state: wake it */
+  /* A serving caller polls state itself (its spin before serving): the
+   * reporter sends it no reply message. */
+  _Atomic int32_t watching;
+  int kind;
+  mbx_run_fn fn;
+  mbx_proxy_ctx_fn ctx_fn;
+  mbx_run_fn on_done, on_cancel;
+  void *arg;
+  mbx_handle reply_to; /* caller's mailbox, or null: sleeper only */
+  mbx__node *reply;    /* owned by the record until the reporter sends it */
+  mbx_proxy_ctx *next; /* target's outstanding list (target only) */
+};
+
+/* The layer's counters (mbx_proxy_stats); calls live = NEW - FREED. */
+enum {
+  MBX__PROXY_CALLS_NEW,
+  MBX__PROXY_CALLS_FREED,
+  MBX__PROXY_SYNC_DONE,
+  MBX__PROXY_SYNC_CANCELED,
+  MBX__PROXY_SYNC_TIMED_OUT,
+  MBX__PROXY_ABANDONED,
+  MBX__PROXY_CONTEXTS_CANCELED,
+  MBX__PROXY_CALLBACKS_DONE,
+  MBX__PROXY_CALLBACKS_CANCELED,
+  MBX__PROXY_CALLBACKS_DROPPED,
+  MBX__PROXY_REPLIES_SKIPPED,
+  MBX__PROXY_COUNTER_COUNT
+};
+
+/* ---- proxy/ctx.c */
+/* Register the layer with the core (hooks, a per-life slot, counters) on
+ * first use; returns its layer id. Cheap after the first call. */
+int mbx__proxy_layer(void);
+void mbx__proxy_count(int which);
+uint64_t mbx__proxy_counter_sum(int which);
+/* A new call record with two references (caller, work), or NULL. A
+ * non-null reply_to gets a preallocated reply node. */
+mbx_proxy_ctx *mbx__call_new(int kind, mbx_handle reply_to);
+void mbx__call_ref(mbx_proxy_ctx *c);
+void mbx__call_unref(mbx_proxy_ctx *c);
+/* Move state from `from` to `to`; returns 1 if this call did. The winner of
+ * a final state reports it; the caller keeps its own reference either way. */
+int mbx__call_settle(mbx_proxy_ctx *c, int32_t from, int32_t to);
+/* Free the calling thread's spare call record (its exit, a new allocator). */
+void mbx__proxy_cache_flush(void);
+
+/* ---- proxy/target.c */
+void mbx__proxy_work_run(void *arg);
+void mbx__proxy_work_canceled(void *arg, int reason);
+/* Layer hooks (core/layer.h): the owner's exit, and an orphan's closer. */
+void mbx__proxy_on_exit(void *slot);
+void mbx__proxy_on_orphan(void *slot);
+
+#endif

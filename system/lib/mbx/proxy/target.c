@@ -1,0 +1,180 @@
+/*
+ * The target side of a proxied call: running the work on the target thread
+ * (mbx__proxy_work_run), canceling it, finishing a context, and what the
+ * target's exit or death leaves unfinished (the layer's exit and orphan
+ * hooks, registered with the core in proxy/ctx.c).
+ */
+#include "proxy_internal.h"
+
+#include <pthread.h>
+
+/* What a target thread holds of proxied work. On the heap, published in the
+ * thread's mailbox (mbx__self_layer_set), so that when the thread's worker
+ * is killed the main thread can cancel it (mbx__proxy_on_orphan): the dead
+ * thread's stack and TLS may be freed by then. If that allocation fails the
+ * thread uses tls_fallback, and only a killed worker's work stays
+ * unresolved. */
+typedef struct proxy_thread {
+  /* Sync and callback work whose fn runs on this thread now, innermost
+   * first (linked through `next`; nested when a handler blocks serving). */
+  mbx_proxy_ctx *running;
+  /* Contexts this thread started and that may still be outstanding. */
+  mbx_proxy_ctx *outstanding;
+} proxy_thread;
+static _Thread_local proxy_thread *tls_proxy;
+static _Thread_local proxy_thread tls_fallback;
+
+static proxy_thread *this_thread(void) {
+  if (!tls_proxy) {
+    proxy_thread *p = mbx__alloc(sizeof *p);
+    if (p) {
+      p->running = p->outstanding = NULL;
+      int layer = mbx__proxy_layer();
+      if (layer >= 0)
+        mbx__self_layer_set(layer, p);
+    }
+    tls_proxy = p ? p : &tls_fallback;
+  }
+  return tls_proxy;
+}
+
+/* Drop the contexts that were finished since the last look: the list only
+ * holds references, and finish (any thread) cannot touch it. Runs before
+ * each proxied work on this thread, so a finished context lingers at most
+ * until the next one, or until the thread exits. */
+static void outstanding_prune(proxy_thread *p) {
+  mbx_proxy_ctx **link = &p->outstanding;
+  while (*link) {
+    mbx_proxy_ctx *o = *link;
+    // Relaxed: a final state is never left; the unref orders the free.
+    int32_t s = atomic_load_explicit(&o->state, memory_order_relaxed);
+    if (s == MBX__CALL_DONE || s == MBX__CALL_CANCELED) {
+      *link = o->next;
+      mbx__call_unref(o);
+    } else {
+      link = &o->next;
+    }
+  }
+}
+
+static void outstanding_add(proxy_thread *p, mbx_proxy_ctx *c) {
+  mbx__call_ref(c);
+  c->next = p->outstanding;
+  p->outstanding = c;
+}
+
+/* Cancel every outstanding context (the thread exits or died). */
+static void cancel_outstanding(proxy_thread *p) {
+  mbx_proxy_ctx *c = p->outstanding;
+  p->outstanding = NULL;
+  while (c) {
+    mbx_proxy_ctx *next = c->next;
+    if (mbx__call_settle(c, MBX__CALL_RUNNING, MBX__CALL_CANCELED))
+      mbx__proxy_count(MBX__PROXY_CONTEXTS_CANCELED);
+    mbx__call_unref(c);
+    c = next;
+  }
+}
+
+/* The owner exits, after its queue was canceled (slot is tls_proxy unless
+ * it is the fallback, which is never published). */
+void mbx__proxy_on_exit(void *slot) {
+  (void)slot;
+  proxy_thread *p = tls_proxy;
+  if (p) {
+    tls_proxy = NULL;
+    /* Work interrupted by pthread_exit left `running` in its cleanup
+     * handler; the core forgets the slot after this returns. */
+    cancel_outstanding(p);
+    if (p != &tls_fallback)
+      mbx__free(p);
+  }
+  mbx__proxy_cache_flush(); /* last: the unrefs above may have cached one */
+}
+
+/* Main thread (the closer of an orphan): the thread died without unwinding,
+ * inside the fns on `running` or with contexts outstanding. Each is settled
+ * CANCELED (its caller gets MBX_ECANCELED, a callback its on_cancel) and
+ * the references the dead thread held are dropped, as its cleanup handlers
+ * and exit path would have done. */
+void mbx__proxy_on_orphan(void *slot) {
+  proxy_thread *p = slot;
+  mbx_proxy_ctx *c = p->running;
+  p->running = NULL;
+  while (c) {
+    mbx_proxy_ctx *next = c->next;
+    /* Killed inside fn, or just before claiming it (PENDING); if it was
+     * already settled (DONE, ABANDONED) only the unref was left. */
+    if (!mbx__call_settle(c, MBX__CALL_RUNNING, MBX__CALL_CANCELED))
+      mbx__call_settle(c, MBX__CALL_PENDING, MBX__CALL_CANCELED);
+    mbx__call_unref(c); /* the work message's reference */
+    c = next;
+  }
+  cancel_outstanding(p);
+  mbx__free(p);
+}
+
+/* Cleanup handler: the target ends (pthread_exit, cancellation) inside fn. */
+static void work_interrupted(void *p) {
+  mbx_proxy_ctx *c = p;
+  if (mbx__call_settle(c, MBX__CALL_RUNNING, MBX__CALL_CANCELED) &&
+      c->kind == MBX__KIND_CTX)
+    mbx__proxy_count(MBX__PROXY_CONTEXTS_CANCELED);
+  if (c->kind != MBX__KIND_CTX) {
+    this_thread()->running = c->next; /* innermost first */
+    mbx__call_unref(c); /* a context's reference is its finisher's */
+  }
+}
+
+static void call_fn(mbx_proxy_ctx *c) {
+  if (c->kind == MBX__KIND_CTX)
+    c->ctx_fn(c, c->arg);
+  else
+    c->fn(c->arg);
+}
+
+/* Sync and callback work is on `running` from before it is claimed until
+ * after its outcome is settled, so that a thread killed anywhere in
+ * between leaves it where mbx__proxy_on_orphan finds it. */
+void mbx__proxy_work_run(void *arg) {
+  mbx_proxy_ctx *c = arg;
+  proxy_thread *p = this_thread();
+  if (p->outstanding)
+    outstanding_prune(p);
+  if (c->kind != MBX__KIND_CTX) {
+    c->next = p->running;
+    p->running = c;
+  }
+  if (!mbx__call_settle(c, MBX__CALL_PENDING, MBX__CALL_RUNNING)) {
+    /* abandoned by its caller */
+    if (c->kind != MBX__KIND_CTX)
+      p->running = c->next;
+    mbx__proxy_count(MBX__PROXY_ABANDONED);
+    mbx__call_unref(c);
+    return;
+  }
+  if (c->kind == MBX__KIND_CTX)
+    outstanding_add(p, c);
+  pthread_cleanup_push(work_interrupted, c);
+  call_fn(c);
+  pthread_cleanup_pop(0);
+  if (c->kind != MBX__KIND_CTX) {
+    mbx__call_settle(c, MBX__CALL_RUNNING, MBX__CALL_DONE);
+    this_thread()->running = c->next; /* not p: clobbered by the cleanup */
+    mbx__call_unref(c);
+  }
+}
+
+void mbx__proxy_work_canceled(void *arg, int reason) {
+  (void)reason;
+  mbx_proxy_ctx *c = arg;
+  if (!mbx__call_settle(c, MBX__CALL_PENDING, MBX__CALL_CANCELED))
+    mbx__proxy_count(MBX__PROXY_ABANDONED); /* the caller gave up first */
+  mbx__call_unref(c);
+}
+
+int mbx_proxy_finish(mbx_proxy_ctx *ctx) {
+  int won = mbx__call_settle(ctx, MBX__CALL_RUNNING, MBX__CALL_DONE);
+  mbx__call_unref(ctx);
+  return won ? MBX_OK : MBX_ECANCELED;
+}

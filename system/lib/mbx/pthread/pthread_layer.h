@@ -1,0 +1,33 @@
+/*
+ * What the pthread integration's files (thread_hooks.c, event_loop.c,
+ * shutdown.c) share with each other and with src/mbx.js. Built on
+ * core/layer.h only.
+ */
+#ifndef MBX__PTHREAD_LAYER_H
+#define MBX__PTHREAD_LAYER_H
+
+#include "../core/layer.h"
+
+#include <mbx/thread.h>
+
+/* event_loop.c: drop the calling thread's event-loop keepalive before it
+ * exits (its exit hook, and runtime exit). */
+void mbx__event_loop_on_exit(void);
+
+/* shutdown.c: close every mailbox at runtime exit (an atexit handler, also
+ * called from src/mbx.js), and install it with the worker watch. */
+void mbx__runtime_exit(void);
+void mbx__shutdown_install(void);
+
+#ifdef __EMSCRIPTEN__
+/* src/mbx.js (the JS library linked with mbx::mbx). */
+int mbx_js_arm(_Atomic int32_t *word, uint32_t epoch);
+void mbx_js_defer(uint32_t epoch);
+int mbx_js_has_wait_async(void);
+void mbx_js_loop_hold(void);
+void mbx_js_loop_release(void);
+void mbx_js_thread_exiting(void);
+void mbx_js_watch_workers(void);
+#endif
+
+#endif
