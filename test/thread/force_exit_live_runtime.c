@@ -1,4 +1,5 @@
 // mbx-test-flavors: wasm wasm-asan
+// mbx-test-requires: emscripten/emscripten.h
 // mbx-test-wasm-link: -sEXIT_RUNTIME=0
 // mbx-test-timeout: 60
 /*
