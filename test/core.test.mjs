@@ -8,6 +8,10 @@
 //   // mbx-test-requires: emscripten/proxying.h   (headers the program needs;
 //      CMake does not build it where the toolchain lacks one, and it is
 //      reported here as skipped, with the reason)
+//   // mbx-test-xfail: issue 18 item 5 (fix pending)   (a test of a known,
+//      not yet fixed bug: built, but not run here; it fails or hangs today.
+//      Delete the line together with the fix.)
+// C++ programs (test/thread/*.cpp) are run the same way.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -19,7 +23,7 @@ import { runProgram } from '../js/run-program.mjs';
 // per-pthread mailboxes).
 const programs = ['core', 'thread'].flatMap((sub) => {
   const dir = path.join(ROOT, 'test', sub);
-  return readdirSync(dir).filter((f) => f.endsWith('.c')).sort().map((f) => path.join(dir, f));
+  return readdirSync(dir).filter((f) => /\.(c|cpp)$/.test(f)).sort().map((f) => path.join(dir, f));
 });
 
 function directives(file, flavor) {
@@ -31,7 +35,9 @@ function directives(file, flavor) {
   const args = pick(`mbx-test-args-${flavor}`) ?? pick('mbx-test-args') ?? '';
   const timeout = Number(pick('mbx-test-timeout') ?? 300);
   const only = pick('mbx-test-flavors')?.split(/\s+/).filter(Boolean);
-  const skip = only && !only.includes(flavor) ? `runs only in ${only.join(', ')}` : false;
+  const xfail = pick('mbx-test-xfail');
+  const skip = xfail ? `expected to fail: ${xfail}`
+    : only && !only.includes(flavor) ? `runs only in ${only.join(', ')}` : false;
   return { args: args.split(/\s+/).filter(Boolean), timeoutMs: timeout * 1000, skip };
 }
 
@@ -48,7 +54,7 @@ for (const flavor of selectedFlavors([])) {
   describe(flavor, { concurrency: 2 }, () => {
     const skipped = skippedPrograms(flavor);
     for (const file of programs) {
-      const name = path.basename(file, '.c');
+      const name = path.basename(file).replace(/\.(c|cpp)$/, '');
       const { args, timeoutMs, skip } = directives(file, flavor);
       it(`${flavor} ${name}`, { skip: skipped.get(name) ?? skip }, async () => {
         const r = await runProgram(flavor, name, args, { timeoutMs });
