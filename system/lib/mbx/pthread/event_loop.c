@@ -17,7 +17,8 @@
  *
  * While attached a pthread holds a runtime keepalive, so Emscripten keeps
  * it alive between tasks; it is dropped on detach and at thread exit (3.1.6
- * would otherwise leak it into the next thread on the same worker).
+ * would otherwise leak it into the next thread on the same worker). Other
+ * keepalives (timers) are left to their owners (src/mbx.js).
  */
 #include "../internal.h"
 
@@ -32,7 +33,7 @@ void mbx_js_defer(uint32_t epoch);
 int mbx_js_has_wait_async(void);
 void mbx_js_loop_hold(void);
 void mbx_js_loop_release(void);
-void mbx_js_thread_exiting(void);
+void mbx_js_thread_exiting(int returned);
 
 /* Non-zero while event-loop delivery is on for this thread: the epoch of
  * the current attachment, so that a wait armed by an earlier attachment (or
@@ -119,10 +120,13 @@ int mbx_event_loop_detach(void) {
   return MBX_OK;
 }
 
-void mbx__event_loop_on_exit(void) {
+/* returned: the thread's start routine returned (it did not unwind to its
+ * event loop, and timers may keep it alive); 0 for pthread_exit,
+ * cancellation and runtime exit. */
+void mbx__event_loop_on_exit(int returned) {
   if (tls_epoch)
     mbx_event_loop_detach();
-  mbx_js_thread_exiting();
+  mbx_js_thread_exiting(returned);
 }
 
 #else /* native: there is no JS event loop */
@@ -133,6 +137,6 @@ int mbx_event_loop_attach(void) {
 int mbx_event_loop_detach(void) {
   return mbx__self_pending_word() ? MBX_EINVAL : MBX_EPERM;
 }
-void mbx__event_loop_on_exit(void) {}
+void mbx__event_loop_on_exit(int returned) { (void)returned; }
 
 #endif

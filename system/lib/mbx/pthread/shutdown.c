@@ -31,7 +31,7 @@ void mbx_js_watch_workers(void);
 #define CALLED_FROM_JS
 #endif
 
-void mbx__event_loop_on_exit(void);
+void mbx__event_loop_on_exit(int returned);
 
 static _Atomic int g_runtime_exiting;
 
@@ -51,7 +51,7 @@ CALLED_FROM_JS void mbx__runtime_exit(void) {
     if (!mbx_handle_is_null(h) && !mbx_handle_equal(h, self))
       mbx__close_from_outside(h, MBX_CANCEL_RUNTIME_EXIT);
   }
-  mbx__event_loop_on_exit();
+  mbx__event_loop_on_exit(0);
   /* nested_ok: exit() is often called from inside a message handler. */
   mbx__thread_exit(MBX_CANCEL_RUNTIME_EXIT, 1);
 }

@@ -9,6 +9,14 @@
  * and before thread-specific-data destructors run. C11 thrd_create and C++
  * std::thread go through pthread_create, so they are covered too.
  *
+ * Natively, --wrap only reaches calls linked into the executable; a shared
+ * library's calls (the default shared libstdc++'s std::thread, a plugin's
+ * pthread_create) bind at run time. So the executable also defines
+ * pthread_create itself, which the dynamic linker prefers for every shared
+ * object, and both entries create through the next definition: the
+ * sanitizer runtime's interceptor when linked (so it still sees every
+ * thread), else the C library's. Emscripten links statically: --wrap alone.
+ *
  * The main thread gets its mailbox from a constructor, before main runs;
  * it is closed at runtime exit (shutdown.c).
  */
@@ -19,8 +27,34 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+typedef int (*create_fn)(pthread_t *thread, const pthread_attr_t *attr,
+                         void *(*start)(void *), void *arg);
+
+#ifdef __EMSCRIPTEN__
 int __real_pthread_create(pthread_t *thread, const pthread_attr_t *attr,
                           void *(*start)(void *), void *arg);
+static create_fn real_create(void) { return __real_pthread_create; }
+#else
+#include <dlfcn.h>
+/* The sanitizer runtimes' pthread_create (weak there, so ours wins the
+ * name; theirs stays reachable under this one). */
+int __interceptor_pthread_create(pthread_t *thread, const pthread_attr_t *attr,
+                                 void *(*start)(void *), void *arg)
+    __attribute__((weak));
+
+static create_fn real_create(void) {
+  static _Atomic(create_fn) cached;
+  // Relaxed: every thread computes the same value; the pointer is to code.
+  create_fn f = atomic_load_explicit(&cached, memory_order_relaxed);
+  if (!f) {
+    f = __interceptor_pthread_create;
+    if (!f)
+      *(void **)&f = dlsym(RTLD_NEXT, "pthread_create");
+    atomic_store_explicit(&cached, f, memory_order_relaxed); // see above
+  }
+  return f;
+}
+#endif
 
 typedef struct start_info {
   void *(*start)(void *);
@@ -28,7 +62,7 @@ typedef struct start_info {
   mbx_handle mailbox;
 } start_info;
 
-void mbx__event_loop_on_exit(void);
+void mbx__event_loop_on_exit(int returned);
 void mbx__shutdown_install(void);
 
 static _Atomic uint64_t g_main_handle;
@@ -52,9 +86,15 @@ mbx_handle mbx_main_thread(void) {
   return h;
 }
 
+/* Set once the start routine has returned (then Emscripten may still keep
+ * the thread alive for its timers: their keepalives are not ours). */
+static _Thread_local int tls_returned;
+
 static void close_on_exit(void *unused) {
   (void)unused;
-  mbx__event_loop_on_exit(); /* drop the keepalive before the thread goes */
+  /* Drop our keepalive before the thread goes. */
+  mbx__event_loop_on_exit(tls_returned);
+  tls_returned = 0;
   /* nested_ok: the thread may be ending from inside a message handler. */
   mbx__thread_exit(MBX_CANCEL_THREAD_EXIT, 1);
 }
@@ -73,6 +113,7 @@ static void *start_with_mailbox(void *p) {
     mbx__release_unbound_owner(info.mailbox);
   pthread_cleanup_push(close_on_exit, NULL);
   result = info.start(info.arg);
+  tls_returned = 1;
   pthread_cleanup_pop(1);
   return result;
 }
@@ -92,7 +133,8 @@ int __wrap_pthread_create(pthread_t *thread, const pthread_attr_t *attr,
   /* Hold the record across creation so that recording the pthread_t below
    * cannot land on a later life if the thread exits at once. */
   int held = mbx_hold(mailbox) == MBX_OK;
-  int rc = __real_pthread_create(thread, attr, start_with_mailbox, info);
+  create_fn create = real_create();
+  int rc = create ? create(thread, attr, start_with_mailbox, info) : EAGAIN;
   if (rc != 0) {
     mbx_mailbox_close_orphan(mailbox);
     free(info);
@@ -103,6 +145,15 @@ int __wrap_pthread_create(pthread_t *thread, const pthread_attr_t *attr,
     mbx_release(mailbox);
   return rc;
 }
+
+#ifndef __EMSCRIPTEN__
+/* Shared libraries' calls (see the top of this file). --wrap leaves this
+ * definition alone: it rewrites only undefined references. */
+int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
+                   void *(*start)(void *), void *arg) {
+  return __wrap_pthread_create(thread, attr, start, arg);
+}
+#endif
 
 mbx_handle mbx_thread_handle(pthread_t thread) {
   if (pthread_equal(thread, pthread_self()))
