@@ -41,6 +41,23 @@ mergeInto(LibraryManager.library, {
       callUserCallback(function() { _mbx__event_loop_wake(epoch); });
     });
   },
+  // Posted wakeups can be lost without anyone knowing: 3.1.6 drops a call
+  // to a pthread whose call queue (127 entries) is full and returns 0 as
+  // for a queued call, and every release drops on allocation failure. A
+  // wakeup is posted only when pending leaves 0, so one lost post would
+  // leave the mailbox undrained for good (issue 18 item 7). So in the
+  // fallback mode the thread also looks at pending from a slow timer (every
+  // 100 ms, only while attached): a lost wakeup costs at most that delay.
+  mbx_js_post_watch__deps: ['$callUserCallback', '$mbxLoop'],
+  mbx_js_post_watch: function(addr, epoch) {
+    if (mbxLoop.watch) clearInterval(mbxLoop.watch);
+    mbxLoop.watch = setInterval(function() {
+      if (Atomics.load(HEAP32, addr >> 2) > 0) {
+        mbxLoop.fromLoop = true;
+        callUserCallback(function() { _mbx__event_loop_wake(epoch); });
+      }
+    }, 100);
+  },
   // Only a native waitAsync: newer Emscripten releases may install a
   // polyfill that polls with timers, which the posted wakeup beats.
   mbx_js_has_wait_async: function() {
@@ -50,7 +67,7 @@ mergeInto(LibraryManager.library, {
   // Keep the thread (a pthread: runtime keepalive) or the process (the Node
   // main thread, whose pending waitAsync does not keep Node alive, and whose
   // workers are unref'd by newer releases) alive while attached.
-  $mbxLoop: {nodeRef: null, fromLoop: false},
+  $mbxLoop: {nodeRef: null, fromLoop: false, watch: null},
   mbx_js_loop_hold__deps: ['$runtimeKeepalivePush', '$mbxLoop'],
   mbx_js_loop_hold: function() {
     if (ENVIRONMENT_IS_PTHREAD) {
@@ -61,6 +78,10 @@ mergeInto(LibraryManager.library, {
   },
   mbx_js_loop_release__deps: ['$runtimeKeepalivePop', '$mbxLoop'],
   mbx_js_loop_release: function() {
+    if (mbxLoop.watch) {
+      clearInterval(mbxLoop.watch);
+      mbxLoop.watch = null;
+    }
     if (ENVIRONMENT_IS_PTHREAD) {
       runtimeKeepalivePop();
     } else if (mbxLoop.nodeRef) {

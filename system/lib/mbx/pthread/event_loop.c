@@ -13,7 +13,9 @@
  * other). A sender that makes pending leave 0 posts wake_task to this
  * thread with emscripten_dispatch_to_thread_async; wake_task only schedules
  * the drain with setTimeout, because Emscripten may also run posted tasks
- * inside futex waits, where handlers must not run.
+ * inside futex waits, where handlers must not run. A post can be dropped
+ * silently (3.1.6: the target's call queue is full), so a slow timer also
+ * checks pending while attached in this mode (src/mbx.js).
  *
  * While attached a pthread holds a runtime keepalive, so Emscripten keeps
  * it alive between tasks; it is dropped on detach and at thread exit (3.1.6
@@ -30,6 +32,7 @@
 
 int mbx_js_arm(_Atomic int32_t *word, uint32_t epoch);
 void mbx_js_defer(uint32_t epoch);
+void mbx_js_post_watch(_Atomic int32_t *word, uint32_t epoch);
 int mbx_js_has_wait_async(void);
 void mbx_js_loop_hold(void);
 void mbx_js_loop_release(void);
@@ -105,6 +108,8 @@ int mbx_event_loop_attach(void) {
       atomic_fetch_add_explicit(&g_next_epoch, 1, memory_order_relaxed);
   tls_epoch = epoch ? epoch : 1;
   mbx_js_loop_hold();
+  if (tls_mode == MBX_WAITING_POST) /* posts can be lost: see src/mbx.js */
+    mbx_js_post_watch(mbx__self_pending_word(), tls_epoch);
   drain_and_arm();
   return MBX_OK;
 }
