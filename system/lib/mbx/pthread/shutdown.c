@@ -56,6 +56,13 @@ CALLED_FROM_JS void mbx__runtime_exit(void) {
   mbx__thread_exit(MBX_CANCEL_RUNTIME_EXIT, 1);
 }
 
+/* Whether the runtime exit has started (thread_hooks.c parks threads
+ * that would otherwise run their exit path during the teardown). */
+int mbx__runtime_exiting(void) {
+  // Relaxed: a one-way flag; a late reader only parks later.
+  return atomic_load_explicit(&g_runtime_exiting, memory_order_relaxed);
+}
+
 void mbx__shutdown_install(void) {
   atexit(mbx__runtime_exit);
 #ifdef __EMSCRIPTEN__

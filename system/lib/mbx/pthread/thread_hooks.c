@@ -64,6 +64,30 @@ typedef struct start_info {
 
 void mbx__event_loop_on_exit(int returned);
 void mbx__shutdown_install(void);
+int mbx__runtime_exiting(void);
+
+#ifdef __EMSCRIPTEN__
+#include <emscripten/threading.h>
+#include <math.h>
+/* A thread whose start routine returns once the runtime exit has begun
+ * (typically an owner that mbx_wait woke with MBX_ECLOSED when the exit
+ * closed its mailbox) must not run its exit path: 3.1.6's
+ * terminateAllThreads frees every thread's data (stack, TLS, pthread
+ * struct) before it terminates the workers, and a thread returning into
+ * that memory aborted with "Stack overflow! Stack cookie has been
+ * overwritten" (issue 18 item 15). It sleeps instead until its worker is
+ * terminated, which the teardown is about to do. Its mailbox was already
+ * closed and drained by the runtime exit. */
+static void park_if_runtime_exiting(void) {
+  static int32_t never_set;
+  while (mbx__runtime_exiting())
+    emscripten_futex_wait(&never_set, 0, INFINITY);
+}
+#else
+/* Natively exit() ends every thread itself; running the exit path
+ * meanwhile is harmless. */
+static void park_if_runtime_exiting(void) {}
+#endif
 
 static _Atomic uint64_t g_main_handle;
 
@@ -92,6 +116,7 @@ static _Thread_local int tls_returned;
 
 static void close_on_exit(void *unused) {
   (void)unused;
+  park_if_runtime_exiting();
   /* Drop our keepalive before the thread goes. */
   mbx__event_loop_on_exit(tls_returned);
   tls_returned = 0;
