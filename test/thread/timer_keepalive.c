@@ -6,9 +6,10 @@
  * pending stays alive until the timer fired (its keepalive), then exits:
  * the callback runs, the join returns, nothing aborts (3.1.6 with the
  * library: "Aborted(Assertion failed)" and a hang). (b) A pthread that
- * exits from inside a message handler with a timer pending; the next
- * threads (on the same pool worker) must run and exit normally (5.0.7:
- * the next thread hung).
+ * exits from inside a message handler (run by mbx_wait, or from its event
+ * loop after mbx_event_loop_attach) with a timer pending; the next threads
+ * (on the same pool worker) must run and exit normally (5.0.7: the next
+ * thread hung).
  */
 #include "watchdog.h"
 
@@ -38,6 +39,12 @@ static void exit_in_handler(void *arg) {
 static void *serves_once(void *arg) {
   (void)arg;
   mbx_wait(5000);
+  return NULL;
+}
+static void *event_loop_thread(void *arg) {
+  (void)arg;
+  CHECK_EQ(mbx_event_loop_attach(), MBX_OK);
+  emscripten_exit_with_live_runtime();
   return NULL;
 }
 static void *next_thread(void *arg) {
@@ -81,8 +88,11 @@ int main(void) {
   printf("(a) timer fired=%d\n", atomic_load(&g_timer_fired));
   CHECK_EQ(atomic_load(&g_timer_fired), 1);
   /* (b) */
-  for (int round = 0; round < 3; round++) {
-    CHECK_EQ(pthread_create(&t, NULL, serves_once, NULL), 0);
+  for (int round = 0; round < 6; round++) {
+    /* Even rounds: a mbx_wait thread; odd: an event-loop thread. */
+    CHECK_EQ(pthread_create(&t, NULL,
+                            round % 2 ? event_loop_thread : serves_once, NULL),
+             0);
     CHECK_EQ(mbx_send(mbx_thread_handle(t), exit_in_handler, NULL, NULL),
              MBX_OK);
     timed_join(t, 5000, "(b) thread exiting in a handler with a timer");
@@ -94,7 +104,7 @@ int main(void) {
   sleep_ms(200); /* let late timers fire (or abort) */
   printf("(b) next threads ran=%d timers fired=%d\n",
          atomic_load(&g_next_ran), atomic_load(&g_timer_fired));
-  CHECK_EQ(atomic_load(&g_next_ran), 9);
+  CHECK_EQ(atomic_load(&g_next_ran), 18);
   printf("PASS timer_keepalive\n");
   return 0;
 }
