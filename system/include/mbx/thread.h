@@ -104,7 +104,9 @@ mbx_handle mbx_main_thread(void);
  * until it fired (its mailbox is closed when the routine returns). On
  * 3.1.6 only, a thread that ran from its event loop and then ends by
  * pthread_exit also drops the keepalive of emscripten_exit_with_live_runtime,
- * which 3.1.6 would leak into the next thread on that worker. To end a program whose main
+ * which 3.1.6 would leak into the next thread on that worker. (3.1.6
+ * itself aborts when a timer outlives the pthread_exit of its thread, with
+ * or without this library: clear timers before pthread_exit there.) To end a program whose main
  * thread sits in its event loop, call emscripten_force_exit(): a plain
  * exit() does not end a runtime that emscripten_exit_with_live_runtime keeps
  * alive.
