@@ -4,7 +4,8 @@
  * natively with the default shared libstdc++, whose std::thread calls
  * pthread_create from inside libstdc++.so where -Wl,--wrap cannot reach.
  * The thread sees its own mailbox, a message sent to it runs there, and a
- * message still queued at its exit is canceled on it.
+ * message still queued at its exit is canceled on it (Emscripten links
+ * libc++ statically: there --wrap alone covers it).
  */
 #include <atomic>
 #include <cstdio>

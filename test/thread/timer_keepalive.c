@@ -94,7 +94,7 @@ int main(void) {
      * a timer that outlives pthread_exit aborts when it fires ("Assertion
      * failed: self" in _emscripten_thread_exit), also in a program without
      * this library: (b) runs on newer releases only. */
-#if __EMSCRIPTEN_major__ < 4
+#if !defined(__EMSCRIPTEN_MAJOR__) /* 3.x: only __EMSCRIPTEN_major__ */
     atomic_fetch_add(&g_next_ran, 3);
     continue;
 #endif
