@@ -9,11 +9,12 @@
 mergeInto(LibraryManager.library, {
   // Arm one wait: returns 1 if armed, 0 if the word is already non-zero (the
   // caller drains again).
-  mbx_js_arm__deps: ['$callUserCallback'],
+  mbx_js_arm__deps: ['$callUserCallback', '$mbxLoop'],
   mbx_js_arm: function(addr, epoch) {
     var r = Atomics.waitAsync(HEAP32, addr >> 2, 0);
     if (!r.async) return 0;
     r.value.then(function() {
+      mbxLoop.fromLoop = true;
       callUserCallback(function() { _mbx__event_loop_wake(epoch); });
     });
     return 1;
@@ -33,11 +34,29 @@ mergeInto(LibraryManager.library, {
     mbxSoon.queue.push(fn);
     mbxSoon.port.postMessage(0);
   },
-  mbx_js_defer__deps: ['$callUserCallback', '$mbxSoon'],
+  mbx_js_defer__deps: ['$callUserCallback', '$mbxSoon', '$mbxLoop'],
   mbx_js_defer: function(epoch) {
     mbxSoon(function() {
+      mbxLoop.fromLoop = true;
       callUserCallback(function() { _mbx__event_loop_wake(epoch); });
     });
+  },
+  // Posted wakeups can be lost without anyone knowing: 3.1.6 drops a call
+  // to a pthread whose call queue (127 entries) is full and returns 0 as
+  // for a queued call, and every release drops on allocation failure. A
+  // wakeup is posted only when pending leaves 0, so one lost post would
+  // leave the mailbox undrained for good (issue 18 item 7). So in the
+  // fallback mode the thread also looks at pending from a slow timer (every
+  // 100 ms, only while attached): a lost wakeup costs at most that delay.
+  mbx_js_post_watch__deps: ['$callUserCallback', '$mbxLoop'],
+  mbx_js_post_watch: function(addr, epoch) {
+    if (mbxLoop.watch) clearInterval(mbxLoop.watch);
+    mbxLoop.watch = setInterval(function() {
+      if (Atomics.load(HEAP32, addr >> 2) > 0) {
+        mbxLoop.fromLoop = true;
+        callUserCallback(function() { _mbx__event_loop_wake(epoch); });
+      }
+    }, 100);
   },
   // Only a native waitAsync: newer Emscripten releases may install a
   // polyfill that polls with timers, which the posted wakeup beats.
@@ -48,7 +67,7 @@ mergeInto(LibraryManager.library, {
   // Keep the thread (a pthread: runtime keepalive) or the process (the Node
   // main thread, whose pending waitAsync does not keep Node alive, and whose
   // workers are unref'd by newer releases) alive while attached.
-  $mbxLoop: {nodeRef: null},
+  $mbxLoop: {nodeRef: null, fromLoop: false, watch: null},
   mbx_js_loop_hold__deps: ['$runtimeKeepalivePush', '$mbxLoop'],
   mbx_js_loop_hold: function() {
     if (ENVIRONMENT_IS_PTHREAD) {
@@ -59,6 +78,10 @@ mergeInto(LibraryManager.library, {
   },
   mbx_js_loop_release__deps: ['$runtimeKeepalivePop', '$mbxLoop'],
   mbx_js_loop_release: function() {
+    if (mbxLoop.watch) {
+      clearInterval(mbxLoop.watch);
+      mbxLoop.watch = null;
+    }
     if (ENVIRONMENT_IS_PTHREAD) {
       runtimeKeepalivePop();
     } else if (mbxLoop.nodeRef) {
@@ -66,18 +89,26 @@ mergeInto(LibraryManager.library, {
       mbxLoop.nodeRef = null;
     }
   },
-  // A pthread is exiting: drop every keepalive it still holds (for example
-  // emscripten_exit_with_live_runtime's). Emscripten 3.1.6 does not reset
-  // the count, so it would leak into the next thread on this worker and that
-  // thread would never exit. Releases whose library defines the counter as a
-  // symbol reset it themselves: there this is a no-op, and we do not depend
-  // on their internal symbol. The main thread's count is the runtime's.
-  mbx_js_thread_exiting__deps: ['$runtimeKeepalivePop'],
+  // A pthread is ending. Pop only keepalives nobody else will pop: ours are
+  // gone already (detach); a timer's (emscripten_async_call, ...) is popped
+  // by the timer itself, so popping it here made its own pop assert
+  // (issue 18 item 14). What remains is emscripten_exit_with_live_runtime's
+  // push, which nothing pops: 3.1.6 does not reset the count, so it would
+  // leak into the next thread on this worker and that thread would never
+  // exit. We pop that one only when the thread really ran from its event
+  // loop (a drain task ran: it had unwound to it) and ends by pthread_exit
+  // or cancellation (`returned` 0; a start routine that returns did not
+  // unwind). Releases whose library defines the counter as a symbol reset
+  // it themselves: there this is a no-op. The main thread's count is the
+  // runtime's.
+  mbx_js_thread_exiting__deps: ['$runtimeKeepalivePop', '$mbxLoop'],
   mbx_js_thread_exiting: '$runtimeKeepaliveCounter' in LibraryManager.library ?
-      function() {} :
-      function() {
+      function(returned) {} :
+      function(returned) {
         if (!ENVIRONMENT_IS_PTHREAD) return;
-        for (var i = 0; i < 1e6 && runtimeKeepaliveCounter > 0; i++) runtimeKeepalivePop();
+        var unwound = mbxLoop.fromLoop;
+        mbxLoop.fromLoop = false;
+        if (!returned && unwound && runtimeKeepaliveCounter > 0) runtimeKeepalivePop();
       },
 
   // Shutdown watchers, installed once on the main thread (where Emscripten

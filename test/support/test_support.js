@@ -12,6 +12,27 @@ mergeInto(LibraryManager.library, {
     Atomics.waitAsync = function() { return native.apply(Atomics, arguments); };
     return 1;
   },
+  // The longest gap, in ms, between ticks of a 5 ms interval on the calling
+  // thread's event loop since mbx_test_stall_start: how long that loop was
+  // blocked (flood_kill.c: the orphan closer must not block main's loop).
+  $mbxStall: {max: 0, id: null},
+  mbx_test_stall_start__deps: ['$mbxStall'],
+  mbx_test_stall_start: function() {
+    var last = performance.now();
+    mbxStall.max = 0;
+    if (mbxStall.id) clearInterval(mbxStall.id);
+    mbxStall.id = setInterval(function() {
+      var now = performance.now();
+      if (now - last > mbxStall.max) mbxStall.max = now - last;
+      last = now;
+    }, 5);
+  },
+  mbx_test_stall_max__deps: ['$mbxStall'],
+  mbx_test_stall_max: function() {
+    if (mbxStall.id) clearInterval(mbxStall.id);
+    mbxStall.id = null;
+    return mbxStall.max;
+  },
   // Terminate the worker hosting pthread `ptr`, as a crashed or killed
   // worker would end. Main thread only. Returns 1 if a worker was found.
   mbx_test_terminate_thread__deps: ['$PThread'],

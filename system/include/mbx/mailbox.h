@@ -108,15 +108,20 @@ int mbx_send(mbx_handle to, mbx_run_fn run, mbx_cancel_fn cancel, void *arg);
  * make poll loop forever (such messages run on the next poll). Owner only.
  * This is also the entry point the JS event-loop delivery calls.
  * Returns the number of messages run (>= 0), MBX_EBUSY if called from inside
- * a handler, MBX_EPERM if the calling thread has no mailbox, MBX_ECLOSED if
- * the mailbox was closed from outside (runtime exit: the exiting thread
- * cancels what is queued).
+ * a handler, MBX_EPERM if the calling thread has no mailbox (also the
+ * thread that ran the runtime exit, typically main, afterwards: its own
+ * mailbox was closed and unbound there), MBX_ECLOSED if the mailbox was
+ * closed from outside (runtime exit seen from another thread: the exiting
+ * thread cancels what is queued).
  */
 int mbx_poll(void);
 
 /*
  * Block until at least one message is pending (or timeout_ms passes), then
- * run pending messages as mbx_poll does. timeout_ms < 0 waits forever.
+ * run pending messages as mbx_poll does. timeout_ms < 0 (or INFINITY, or
+ * NaN) waits forever; any finite timeout, however large, is honoured.
+ * Not a cancellation point (yet: issue 18 item 5): a thread looping on
+ * mbx_wait(-1) is canceled only when a handler reaches one.
  * Owner only. Returns the number run (>= 1), MBX_ETIMEDOUT, MBX_EBUSY,
  * MBX_EPERM, MBX_ECLOSED (closed from outside, as for mbx_poll).
  */
@@ -183,7 +188,10 @@ int mbx_thread_exit(int reason);
  * MBX_CANCEL_ABNORMAL_EXIT, cancels proxied work (<mbx/proxy.h>) the owner
  * was running or left unfinished (its callers return MBX_ECANCELED), and
  * releases the owner's hold. Must not be called
- * while the owner may still run. Returns the number canceled (>= 0),
+ * while the owner may still run: today that misuse is not detected, and the
+ * owner's own exit then releases its hold a second time (issue 18 item 6,
+ * fix pending). Blocks the calling thread until the dead owner's pop state
+ * is known, up to 1 s when it died inside a pop (issue 18 item 16). Returns the number canceled (>= 0),
  * MBX_ECLOSED (already closed), MBX_ESTALE, MBX_EINVAL, MBX_EBUSY (the dead
  * owner stopped in the middle of popping a message, so its queue cannot be
  * trusted: it is abandoned, its messages stay counted as pending, and the
@@ -253,8 +261,11 @@ typedef struct mbx_stats {
 /*
  * Counters of one mailbox. `sent` is derived (run + canceled + dropped +
  * pending); rejected_stale and rejected_invalid are always 0 here (such
- * sends cannot be attributed to a mailbox). Any thread.
- * Returns MBX_OK, MBX_ESTALE, MBX_EINVAL.
+ * sends cannot be attributed to a mailbox). Works on closed lives until
+ * the record is reused (hold it to be sure). Any thread.
+ * Returns MBX_OK, MBX_ESTALE (the record serves a later life), MBX_EINVAL
+ * (out == NULL, null/forged handle, or a generation ahead of the record's:
+ * see docs/design.md).
  */
 int mbx_stats_get(mbx_handle h, mbx_stats *out);
 

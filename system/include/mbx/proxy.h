@@ -92,7 +92,10 @@ int mbx_proxy_sync_with_ctx(mbx_handle target, mbx_proxy_ctx_fn fn, void *arg);
 
 /*
  * Complete a context. Call it exactly once for every context handed to a
- * mbx_proxy_ctx_fn, from any thread, also after the target exited: finish
+ * mbx_proxy_ctx_fn, from any thread, also after the target exited, and
+ * also when fn (or anything after it) ended the target thread: each
+ * context's record stays allocated until its finish (mbx_proxy_stats
+ * calls_live counts the ones never finished). Finish
  * and the target's exit race for the outcome in one atomic step, and the
  * context's memory stays valid until finish. Never use ctx afterwards.
  * Returns MBX_OK (the waiting caller returns MBX_OK), MBX_ECANCELED (the
@@ -106,8 +109,11 @@ int mbx_proxy_finish(mbx_proxy_ctx *ctx);
  * exited first (either may be NULL). They run when the caller drains its
  * mailbox. If the caller has exited (or exits) before the outcome reaches
  * it, neither runs: the record is freed and the drop counted in
- * mbx_proxy_stats.callbacks_dropped (arg is then the caller's to have
- * released). Any thread with a mailbox, also the target itself.
+ * mbx_proxy_stats.callbacks_dropped. The caller's exit does NOT stop fn:
+ * fn(arg) may still run on the target afterwards, so do not free arg at
+ * the caller's exit (issue 18 item 21: fix pending); free it in fn, or
+ * keep it alive until the target has exited. Any thread with a mailbox,
+ * also the target itself (after runtime exit main has none: MBX_EPERM).
  * Returns MBX_OK (exactly one of on_done/on_cancel/drop will happen), or,
  * calling nothing: MBX_EPERM (no mailbox on the calling thread), MBX_EINVAL,
  * MBX_ECLOSED, MBX_ESTALE, MBX_EFULL, MBX_ENOMEM.

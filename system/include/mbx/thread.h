@@ -14,7 +14,17 @@
  * the real pthread_create returns.
  *
  * Natively (glibc, the sanitizer builds) thrd_create does not go through
- * pthread_create and is not covered; pthread_create and std::thread are.
+ * pthread_create and is not covered; pthread_create and std::thread are,
+ * also with the default shared libstdc++: besides --wrap (calls linked into
+ * the executable) the library defines pthread_create in the executable, so
+ * that calls from shared libraries (libstdc++.so, plugins) reach it too.
+ * Threads created from a shared library that binds pthread_create to
+ * itself (-Bsymbolic, dlmopen namespaces) are not covered.
+ *
+ * Emscripten 3.1.6 built with assertions prints "Pthread 0x0 completed its
+ * main entry point with an `unwind` ..." at every pthread_exit; that is
+ * Emscripten's own message (a program without this library prints it too)
+ * and harmless.
  *
  * The main thread gets its mailbox before main() runs (a constructor in the
  * same object file as the interposed pthread_create, so it is linked in
@@ -59,9 +69,10 @@ extern "C" {
 mbx_handle mbx_thread_handle(pthread_t thread);
 
 /*
- * Handle of the main thread's mailbox (the null handle if it could not be
- * allocated at startup, or after runtime exit closed it: then sends to the
- * old handle get MBX_ECLOSED). Any thread.
+ * Handle of the main thread's mailbox, or the null handle if it could not
+ * be allocated at startup. After runtime exit closed it, this still returns
+ * the same (now closed) handle: sends to it get MBX_ECLOSED (later
+ * MBX_ESTALE). Any thread.
  */
 mbx_handle mbx_main_thread(void);
 
@@ -81,10 +92,23 @@ mbx_handle mbx_main_thread(void);
  * browsers; never a clamped setTimeout); messages then cost one
  * postMessage per burst.
  *
+ * Where a posted wakeup can be lost (Emscripten 3.1.6 drops calls to a
+ * thread whose call queue is full, silently), a timer also checks the
+ * mailbox every 100 ms while attached in that mode: a lost wakeup delays
+ * delivery by at most that much.
+ *
  * While attached, a pthread holds a runtime keepalive (so it stays alive
  * between tasks), and the Node main thread holds a ref'd timer (so Node
  * does not exit while messages may still arrive). Both are dropped on
- * detach, at thread exit and at runtime exit. To end a program whose main
+ * detach, at thread exit and at runtime exit. Keepalives the program or
+ * Emscripten pushed (emscripten_async_call timers, ...) are left alone: a
+ * thread whose start routine returns with a timer pending stays alive
+ * until it fired (its mailbox is closed when the routine returns). On
+ * 3.1.6 only, a thread that ran from its event loop and then ends by
+ * pthread_exit also drops the keepalive of emscripten_exit_with_live_runtime,
+ * which 3.1.6 would leak into the next thread on that worker. (3.1.6
+ * itself aborts when a timer outlives the pthread_exit of its thread, with
+ * or without this library: clear timers before pthread_exit there.) To end a program whose main
  * thread sits in its event loop, call emscripten_force_exit(): a plain
  * exit() does not end a runtime that emscripten_exit_with_live_runtime keeps
  * alive.

@@ -15,11 +15,14 @@
  * the drain as a fresh event-loop task (mbx_js_defer: setImmediate in Node,
  * a MessageChannel message in browsers, unclamped unlike setTimeout),
  * because Emscripten may also run posted tasks inside futex waits, where
- * handlers must not run.
+ * handlers must not run. A post can be dropped silently (3.1.6: the
+ * target's call queue is full), so a slow timer also checks pending while
+ * attached in this mode (src/mbx.js mbx_js_post_watch).
  *
  * While attached a pthread holds a runtime keepalive, so Emscripten keeps
  * it alive between tasks; it is dropped on detach and at thread exit (3.1.6
- * would otherwise leak it into the next thread on the same worker).
+ * would otherwise leak it into the next thread on the same worker). Other
+ * keepalives (timers) are left to their owners (src/mbx.js).
  */
 #include "pthread_layer.h"
 
@@ -99,6 +102,8 @@ int mbx_event_loop_attach(void) {
       atomic_fetch_add_explicit(&g_next_epoch, 1, memory_order_relaxed);
   tls_epoch = epoch ? epoch : 1;
   mbx_js_loop_hold();
+  if (tls_mode == MBX__WAITING_POST) /* posts can be lost: see src/mbx.js */
+    mbx_js_post_watch(mbx__self_pending_word(), tls_epoch);
   drain_and_arm();
   return MBX_OK;
 }
@@ -114,10 +119,13 @@ int mbx_event_loop_detach(void) {
   return MBX_OK;
 }
 
-void mbx__event_loop_on_exit(void) {
+/* returned: the thread's start routine returned (it did not unwind to its
+ * event loop, and timers may keep it alive); 0 for pthread_exit,
+ * cancellation and runtime exit. */
+void mbx__event_loop_on_exit(int returned) {
   if (tls_epoch)
     mbx_event_loop_detach();
-  mbx_js_thread_exiting();
+  mbx_js_thread_exiting(returned);
 }
 
 #else /* native: there is no JS event loop */
@@ -128,6 +136,6 @@ int mbx_event_loop_attach(void) {
 int mbx_event_loop_detach(void) {
   return mbx__self_pending_word() ? MBX_EINVAL : MBX_EPERM;
 }
-void mbx__event_loop_on_exit(void) {}
+void mbx__event_loop_on_exit(int returned) { (void)returned; }
 
 #endif

@@ -12,21 +12,24 @@
 
 /* event_loop.c: drop the calling thread's event-loop keepalive before it
  * exits (its exit hook, and runtime exit). */
-void mbx__event_loop_on_exit(void);
+void mbx__event_loop_on_exit(int returned);
 
 /* shutdown.c: close every mailbox at runtime exit (an atexit handler, also
  * called from src/mbx.js), and install it with the worker watch. */
 void mbx__runtime_exit(void);
 void mbx__shutdown_install(void);
+/* shutdown.c: 1 once the runtime exit has begun. */
+int mbx__runtime_exiting(void);
 
 #ifdef __EMSCRIPTEN__
 /* src/mbx.js (the JS library linked with mbx::mbx). */
 int mbx_js_arm(_Atomic int32_t *word, uint32_t epoch);
 void mbx_js_defer(uint32_t epoch);
+void mbx_js_post_watch(_Atomic int32_t *word, uint32_t epoch);
 int mbx_js_has_wait_async(void);
 void mbx_js_loop_hold(void);
 void mbx_js_loop_release(void);
-void mbx_js_thread_exiting(void);
+void mbx_js_thread_exiting(int returned);
 void mbx_js_watch_workers(void);
 #endif
 

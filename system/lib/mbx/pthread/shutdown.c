@@ -48,9 +48,16 @@ CALLED_FROM_JS void mbx__runtime_exit(void) {
     if (!mbx_handle_is_null(h) && !mbx_handle_equal(h, self))
       mbx__close_from_outside(h, MBX_CANCEL_RUNTIME_EXIT);
   }
-  mbx__event_loop_on_exit();
+  mbx__event_loop_on_exit(0);
   /* nested_ok: exit() is often called from inside a message handler. */
   mbx__thread_exit(MBX_CANCEL_RUNTIME_EXIT, 1);
+}
+
+/* Whether the runtime exit has started (thread_hooks.c parks threads
+ * that would otherwise run their exit path during the teardown). */
+int mbx__runtime_exiting(void) {
+  // Relaxed: a one-way flag; a late reader only parks later.
+  return atomic_load_explicit(&g_runtime_exiting, memory_order_relaxed);
 }
 
 void mbx__shutdown_install(void) {

@@ -9,6 +9,14 @@
  * and before thread-specific-data destructors run. C11 thrd_create and C++
  * std::thread go through pthread_create, so they are covered too.
  *
+ * Natively, --wrap only reaches calls linked into the executable; a shared
+ * library's calls (the default shared libstdc++'s std::thread, a plugin's
+ * pthread_create) bind at run time. So the executable also defines
+ * pthread_create itself, which the dynamic linker prefers for every shared
+ * object, and both entries create through the next definition: the
+ * sanitizer runtime's interceptor when linked (so it still sees every
+ * thread), else the C library's. Emscripten links statically: --wrap alone.
+ *
  * The main thread gets its mailbox from a constructor, before main runs;
  * it is closed at runtime exit (shutdown.c).
  */
@@ -19,14 +27,63 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+typedef int (*create_fn)(pthread_t *thread, const pthread_attr_t *attr,
+                         void *(*start)(void *), void *arg);
+
+#ifdef __EMSCRIPTEN__
 int __real_pthread_create(pthread_t *thread, const pthread_attr_t *attr,
                           void *(*start)(void *), void *arg);
+static create_fn real_create(void) { return __real_pthread_create; }
+#else
+#include <dlfcn.h>
+/* The sanitizer runtimes' pthread_create (weak there, so ours wins the
+ * name; theirs stays reachable under this one). */
+int __interceptor_pthread_create(pthread_t *thread, const pthread_attr_t *attr,
+                                 void *(*start)(void *), void *arg)
+    __attribute__((weak));
+
+static create_fn real_create(void) {
+  static _Atomic(create_fn) cached;
+  // Relaxed: every thread computes the same value; the pointer is to code.
+  create_fn f = atomic_load_explicit(&cached, memory_order_relaxed);
+  if (!f) {
+    f = __interceptor_pthread_create;
+    if (!f)
+      *(void **)&f = dlsym(RTLD_NEXT, "pthread_create");
+    atomic_store_explicit(&cached, f, memory_order_relaxed); // see above
+  }
+  return f;
+}
+#endif
 
 typedef struct start_info {
   void *(*start)(void *);
   void *arg;
   mbx_handle mailbox;
 } start_info;
+
+#ifdef __EMSCRIPTEN__
+#include <emscripten/threading.h>
+#include <math.h>
+/* A thread whose start routine returns once the runtime exit has begun
+ * (typically an owner that mbx_wait woke with MBX_ECLOSED when the exit
+ * closed its mailbox) must not run its exit path: 3.1.6's
+ * terminateAllThreads frees every thread's data (stack, TLS, pthread
+ * struct) before it terminates the workers, and a thread returning into
+ * that memory aborted with "Stack overflow! Stack cookie has been
+ * overwritten" (issue 18 item 15). It sleeps instead until its worker is
+ * terminated, which the teardown is about to do. Its mailbox was already
+ * closed and drained by the runtime exit. */
+static void park_if_runtime_exiting(void) {
+  static int32_t never_set;
+  while (mbx__runtime_exiting())
+    emscripten_futex_wait(&never_set, 0, INFINITY);
+}
+#else
+/* Natively exit() ends every thread itself; running the exit path
+ * meanwhile is harmless. */
+static void park_if_runtime_exiting(void) {}
+#endif
 
 static _Atomic uint64_t g_main_handle;
 
@@ -49,9 +106,16 @@ mbx_handle mbx_main_thread(void) {
   return h;
 }
 
+/* Set once the start routine has returned (then Emscripten may still keep
+ * the thread alive for its timers: their keepalives are not ours). */
+static _Thread_local int tls_returned;
+
 static void close_on_exit(void *unused) {
   (void)unused;
-  mbx__event_loop_on_exit(); /* drop the keepalive before the thread goes */
+  park_if_runtime_exiting();
+  /* Drop our keepalive before the thread goes. */
+  mbx__event_loop_on_exit(tls_returned);
+  tls_returned = 0;
   /* nested_ok: the thread may be ending from inside a message handler. */
   mbx__thread_exit(MBX_CANCEL_THREAD_EXIT, 1);
 }
@@ -70,6 +134,7 @@ static void *start_with_mailbox(void *p) {
     mbx__release_unbound_owner(info.mailbox);
   pthread_cleanup_push(close_on_exit, NULL);
   result = info.start(info.arg);
+  tls_returned = 1;
   pthread_cleanup_pop(1);
   return result;
 }
@@ -89,7 +154,8 @@ int __wrap_pthread_create(pthread_t *thread, const pthread_attr_t *attr,
   /* Hold the record across creation so that recording the pthread_t below
    * cannot land on a later life if the thread exits at once. */
   int held = mbx_hold(mailbox) == MBX_OK;
-  int rc = __real_pthread_create(thread, attr, start_with_mailbox, info);
+  create_fn create = real_create();
+  int rc = create ? create(thread, attr, start_with_mailbox, info) : EAGAIN;
   if (rc != 0) {
     mbx_mailbox_close_orphan(mailbox);
     free(info);
@@ -100,6 +166,15 @@ int __wrap_pthread_create(pthread_t *thread, const pthread_attr_t *attr,
     mbx_release(mailbox);
   return rc;
 }
+
+#ifndef __EMSCRIPTEN__
+/* Shared libraries' calls (see the top of this file). --wrap leaves this
+ * definition alone: it rewrites only undefined references. */
+int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
+                   void *(*start)(void *), void *arg) {
+  return __wrap_pthread_create(thread, attr, start, arg);
+}
+#endif
 
 mbx_handle mbx_thread_handle(pthread_t thread) {
   if (pthread_equal(thread, pthread_self()))

@@ -1,0 +1,100 @@
+// mbx-test-xfail: issue 18 item 22b (unconfirmed window; needs the hook below)
+// mbx-test-flavors: wasm wasm-asan
+// mbx-test-timeout: 60
+/*
+ * Issue 18 item 22 (b): a worker killed after it popped a sync request
+ * but before the request is on its "running" list (an allocation and a
+ * prune sit in between) must not leave the sync caller waiting forever:
+ * killed workers' popped work is canceled (MBX_ECANCELED). Stopping the
+ * owner at exactly that point needs a test-only core hook (proposed):
+ *
+ *   // Test only: after its next pop the calling thread releases the
+ *   // consumer claim and then sleeps forever instead of running the
+ *   // message (as if its worker were killed right there).
+ *   void mbx__test_park_after_pop(void);
+ *
+ * Until it exists the test fails with "hook missing".
+ */
+#include "watchdog.h"
+
+#ifdef __EMSCRIPTEN__
+#include <emscripten/emscripten.h>
+#include <mbx/proxy.h>
+#include <mbx/thread.h>
+#include <pthread.h>
+
+void mbx__test_park_after_pop(void) __attribute__((weak));
+int mbx_test_terminate_thread(pthread_t thread); /* test_support.js */
+
+static _Atomic int g_ready, g_caller_done;
+static int g_caller_rc;
+static mbx_handle g_target;
+static pthread_t g_victim;
+
+static void work(void *arg) { (void)arg; }
+static void *victim(void *arg) {
+  (void)arg;
+  mbx__test_park_after_pop();
+  atomic_store(&g_ready, 1);
+  mbx_wait(-1); /* pops the request, then parks */
+  return NULL;
+}
+static void *caller(void *arg) {
+  (void)arg;
+  g_caller_rc = mbx_proxy_sync(g_target, work, NULL);
+  atomic_store(&g_caller_done, 1);
+  return NULL;
+}
+static void terminate_on_main(void *arg) {
+  (void)arg;
+  CHECK_EQ(mbx_test_terminate_thread(g_victim), 1);
+}
+static void check(void *arg) {
+  (void)arg;
+  if (!atomic_load(&g_caller_done)) {
+    fprintf(stderr, "FAIL sync caller still blocked 3 s after the kill\n");
+    fflush(stderr);
+    emscripten_force_exit(1);
+  }
+  printf("caller=%s\n", mbx_strerror(g_caller_rc));
+  CHECK_EQ(g_caller_rc, MBX_ECANCELED);
+  printf("PASS kill_before_running\n");
+  fflush(stdout);
+  emscripten_force_exit(0);
+}
+static void *coordinator(void *arg) {
+  (void)arg;
+  CHECK_EQ(pthread_create(&g_victim, NULL, victim, NULL), 0);
+  g_target = mbx_thread_handle(g_victim);
+  while (!atomic_load(&g_ready))
+    sleep_ms(1);
+  pthread_t c;
+  CHECK_EQ(pthread_create(&c, NULL, caller, NULL), 0);
+  pthread_detach(c);
+  sleep_ms(100); /* popped and parked */
+  CHECK_EQ(mbx_send(mbx_main_thread(), terminate_on_main, NULL, NULL),
+           MBX_OK);
+  wait_flag_ms(&g_caller_done, 3000);
+  CHECK_EQ(mbx_send(mbx_main_thread(), check, NULL, NULL), MBX_OK);
+  return NULL;
+}
+
+int main(void) {
+  if (!mbx__test_park_after_pop) {
+    fprintf(stderr, "FAIL hook missing: mbx__test_park_after_pop\n");
+    return 1;
+  }
+  watchdog_start(30000, "kill_before_running");
+  CHECK_EQ(mbx_event_loop_attach(), MBX_OK);
+  pthread_t t;
+  CHECK_EQ(pthread_create(&t, NULL, coordinator, NULL), 0);
+  pthread_detach(t);
+  emscripten_exit_with_live_runtime();
+  return 99;
+}
+#else
+int main(void) {
+  printf("PASS kill_before_running (Emscripten only)\n");
+  return 0;
+}
+#endif
