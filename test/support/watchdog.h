@@ -4,7 +4,7 @@
 #ifndef MBX_TEST_WATCHDOG_H
 #define MBX_TEST_WATCHDOG_H
 
-#include "../core/check.h"
+#include "check.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
