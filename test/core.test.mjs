@@ -19,7 +19,7 @@ import { runProgram } from '../js/run-program.mjs';
 // per-pthread mailboxes).
 const programs = ['core', 'thread'].flatMap((sub) => {
   const dir = path.join(ROOT, 'test', sub);
-  return readdirSync(dir).filter((f) => f.endsWith('.c')).sort().map((f) => path.join(dir, f));
+  return readdirSync(dir).filter((f) => /\.(c|cpp)$/.test(f)).sort().map((f) => path.join(dir, f));
 });
 
 function directives(file, flavor) {
@@ -48,7 +48,7 @@ for (const flavor of selectedFlavors([])) {
   describe(flavor, { concurrency: 2 }, () => {
     const skipped = skippedPrograms(flavor);
     for (const file of programs) {
-      const name = path.basename(file, '.c');
+      const name = path.basename(file).replace(/\.(c|cpp)$/, '');
       const { args, timeoutMs, skip } = directives(file, flavor);
       it(`${flavor} ${name}`, { skip: skipped.get(name) ?? skip }, async () => {
         const r = await runProgram(flavor, name, args, { timeoutMs });
