@@ -14,7 +14,10 @@
  * natively; on Emscripten catching is disabled and throwing aborts, so the
  * exception checks are skipped), cpp_api_exceptions (-fexceptions: the
  * exception checks run on wasm too) and cpp_api_noexceptions
- * (-fno-exceptions: the header compiles and works without them).
+ * (-fno-exceptions: the header compiles and works without them). Where
+ * catching is off, libc++ aborts when a std::promise is destroyed
+ * unsatisfied (it throws to make the broken_promise exception_ptr): those
+ * builds skip the broken_promise checks (the header documents the rule).
  */
 #include <mbx/mbx.hpp>
 
@@ -46,6 +49,15 @@
 #define CAN_CATCH 1
 #else
 #define CAN_CATCH 0
+#endif
+
+/* Whether destroying an unsatisfied std::promise is safe: libc++ makes the
+ * broken_promise exception_ptr by throwing it (so it aborts where catching
+ * is off); libstdc++ builds it without a throw. */
+#if CAN_CATCH || (defined(__GLIBCXX__) && !defined(__EMSCRIPTEN__))
+#define BROKEN_PROMISE_OK 1
+#else
+#define BROKEN_PROMISE_OK 0
 #endif
 
 #define CHECK(cond)                                                            \
@@ -309,6 +321,8 @@ static void test_callback(mbx::worker &w) {
 static void test_cancel_at_exit() {
   doomed d;
   std::thread::id dying = d.id.load();
+  uint64_t queued = 0;
+#if BROKEN_PROMISE_OK
   // 1. A captured std::promise: broken_promise; the captures die on the
   //    dying thread.
   std::promise<int> promise;
@@ -316,6 +330,11 @@ static void test_cancel_at_exit() {
   std::atomic<std::thread::id> where1{};
   CHECK(mbx::post(d.handle, [pr = std::move(promise), wt = witness(&where1)]()
                                 mutable { pr.set_value(1); }));
+  // 3. async: the future reports broken_promise.
+  auto af = mbx::async(d.handle, [] { return 5; });
+  CHECK(af);
+  queued += 2;
+#endif
   // 2. on_cancel on the dying thread, with the reason.
   std::atomic<int> reason{0};
   std::atomic<std::thread::id> cancel_on{}, where2{};
@@ -325,9 +344,6 @@ static void test_cancel_at_exit() {
         reason = why;
         cancel_on = std::this_thread::get_id();
       }));
-  // 3. async: the future reports broken_promise.
-  auto af = mbx::async(d.handle, [] { return 5; });
-  CHECK(af);
   // 4. callback: on_cancel(MBX_ECANCELED) back on this thread.
   int cb_code = 0;
   CHECK(mbx::callback(
@@ -338,19 +354,22 @@ static void test_cancel_at_exit() {
   std::thread caller([&] {
     call_code = mbx::call(d.handle, [] { return 1; }).code();
   });
-  for (int i = 0; d.pending() < 5; i++) {
+  queued += 3;
+  for (int i = 0; d.pending() < queued; i++) {
     CHECK(i < 10000);
     sleep_ms(1);
   }
   d.exit();
   caller.join();
   CHECK_EQ(call_code, MBX_ECANCELED);
-  CHECK(where1.load() == dying);
   CHECK(where2.load() == dying);
   CHECK(cancel_on.load() == dying);
   CHECK_EQ(reason.load(), MBX_CANCEL_THREAD_EXIT);
+#if BROKEN_PROMISE_OK
+  CHECK(where1.load() == dying);
   CHECK(future.wait_for(std::chrono::seconds(0)) == std::future_status::ready);
   CHECK(af->wait_for(std::chrono::seconds(0)) == std::future_status::ready);
+#endif
 #if CAN_CATCH
   for (std::future<int> *fut : {&future, &*af}) {
     bool broken = false;

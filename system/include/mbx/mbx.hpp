@@ -48,7 +48,8 @@
  * Cancellation. If the target exits before running f, f is destroyed on the
  * dying thread (its captures' destructors run there), after on_cancel(reason)
  * if one was given (reason: MBX_CANCEL_*). So a std::promise captured by f
- * gives its future broken_promise, as async's future does.
+ * gives its future broken_promise, as async's future does (in builds that
+ * can catch exceptions; see async for the others).
  *
  * Broadcast (design note, for the broadcast issue). mbx::broadcast(targets,
  * f) will require a copyable f, post one copy per open mailbox (the C
@@ -487,11 +488,16 @@ template <class F> struct async_box {
  * Queue f() on `to`; the returned future gets its value, or the exception
  * f threw. If the target exits before f ran, f and the promise are
  * destroyed on the dying thread and the future reports
- * std::future_errc::broken_promise (its get() throws std::future_error;
- * without exceptions, check with wait_for and do not call get(): libc++
- * and libstdc++ abort there). Any thread, also the target itself (never
- * wait on the future from the target: it deadlocks). One allocation for
- * the callable besides std::promise's shared state.
+ * std::future_errc::broken_promise (its get() throws std::future_error).
+ * Any thread, also the target itself (never wait on the future from the
+ * target: it deadlocks). One allocation for the callable besides
+ * std::promise's shared state.
+ * Builds that cannot catch (-fno-exceptions, Emscripten without
+ * -fexceptions): storing broken_promise makes an exception_ptr, which
+ * libc++ does by throwing, so there a canceled async aborts the program
+ * (libstdc++ natively does not throw: the future is ready, wait_for says
+ * so, and get() must not be called). The same holds for any std::promise a
+ * canceled post() destroys. Use call or callback in such builds.
  * Errors, f destroyed here without running: post()'s codes.
  */
 template <class F>
@@ -506,6 +512,9 @@ async(mbx_handle to, F &&f) {
   Future future = box->promise.get_future();
   int rc = mbx_send(to, Box::run, Box::cancel, box);
   if (rc != MBX_OK) {
+    // The future goes first: a promise destroyed while its future lives
+    // stores broken_promise, which throws internally (see above).
+    future = Future();
     delete box;
     return result<Future>::failure(rc);
   }
