@@ -763,14 +763,22 @@ public:
   }
 
   /* Shorthands for the free functions with handle(). */
-  template <class F> result<void> post(F &&f) const {
-    return mbx::post(handle(), std::forward<F>(f));
+  template <class... A> result<void> post(A &&...args) const {
+    return mbx::post(handle(), std::forward<A>(args)...);
   }
   template <class F> detail::call_result_t<F> call(F &&f) const {
     return mbx::call(handle(), std::forward<F>(f));
   }
+  template <class Rep, class Period, class F>
+  detail::call_result_t<F> call_for(std::chrono::duration<Rep, Period> timeout,
+                                    F &&f) const {
+    return mbx::call_for(handle(), timeout, std::forward<F>(f));
+  }
   template <class F> auto async(F &&f) const {
     return mbx::async(handle(), std::forward<F>(f));
+  }
+  template <class... A> result<void> callback(A &&...args) const {
+    return mbx::callback(handle(), std::forward<A>(args)...);
   }
 
 private:
