@@ -36,8 +36,8 @@ int main() {
     // A move-only lambda: the text travels in a unique_ptr.
     auto text = std::make_unique<std::string>(lines[i]);
     word_count *wc = state[i % 2].get();
-    mbx::result<void> sent = workers[i % 2].post(
-        [wc, text = std::move(text)] { wc->add(*text); });
+    mbx::result<void> sent =
+        workers[i % 2].post([wc, text = std::move(text)] { wc->add(*text); });
     if (!sent) {
       std::printf("post failed: %s\n", sent.error().message().c_str());
       return 1;
@@ -76,12 +76,12 @@ int main() {
   int refusal = MBX_OK;
   workers[0].request_stop();
   for (int i = 0; i < 3; i++) {
-    mbx::result<void> late = workers[0].post(
-        [&ran] { ran++; }, // on the worker; read after join
-        [&canceled](int reason) {
-          if (reason == MBX_CANCEL_THREAD_EXIT)
-            canceled++; // on the dying worker
-        });
+    mbx::result<void> late =
+        workers[0].post([&ran] { ran++; }, // on the worker; read after join
+                        [&canceled](int reason) {
+                          if (reason == MBX_CANCEL_THREAD_EXIT)
+                            canceled++; // on the dying worker
+                        });
     if (!late) {
       refused++;
       refusal = late.code();

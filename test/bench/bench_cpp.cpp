@@ -4,11 +4,10 @@
  * repetition prints RESULT lines like bench_proxy.c (see bench_common.h).
  *
  * Workloads (the server is an mbx::worker blocked in mbx_wait):
- *   cpp-call-rt        mbx::call(h, [] {})        vs mbx_proxy_sync(h, fn, NULL)
- *   cpp-call-rt-value  mbx::call returning an int vs mbx_proxy_sync with the
- *                      int written through its argument
- *   cpp-async-rt       mbx::async(...)->get()    vs mbx_send + a completion word
- *                      (informative: a future is a shared state)
+ *   cpp-call-rt        mbx::call(h, [] {})        vs mbx_proxy_sync(h, fn,
+ * NULL) cpp-call-rt-value  mbx::call returning an int vs mbx_proxy_sync with
+ * the int written through its argument cpp-async-rt mbx::async(...)->get() vs
+ * mbx_send + a completion word (informative: a future is a shared state)
  *   allocs-per-call    allocations per call (operator new plus the
  *                      library's allocator, mbx_set_allocator), per form:
  *                      c-sync, cpp-call, c-send, cpp-post-small (fits the
@@ -34,7 +33,7 @@
 #define BENCH_CHECK(cond)                                                      \
   do {                                                                         \
     if (!(cond)) {                                                             \
-      std::fprintf(stderr, "bench: check failed %s:%d: %s\n", __FILE__,       \
+      std::fprintf(stderr, "bench: check failed %s:%d: %s\n", __FILE__,        \
                    __LINE__, #cond);                                           \
       std::abort();                                                            \
     }                                                                          \
@@ -44,7 +43,8 @@
 static std::atomic<long> g_allocs{0};
 
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete" /* malloc/free pair */
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete" /* malloc/free pair   \
+                                                          */
 #endif
 void *operator new(std::size_t n) {
   // Relaxed: a counter read after the measured calls completed.
@@ -152,9 +152,8 @@ static double run_allocs(mbx_handle h, const char *form, long n) {
       BENCH_CHECK(mbx::post(h, [rp, big] { rp->fetch_add(big[0]); }));
     } else if (!std::strcmp(form, "c-callback")) {
       BENCH_CHECK(mbx_proxy_callback(
-                      h, nothing,
-                      [](void *a) { ++*static_cast<long *>(a); }, nullptr,
-                      &cb_done) == MBX_OK);
+                      h, nothing, [](void *a) { ++*static_cast<long *>(a); },
+                      nullptr, &cb_done) == MBX_OK);
       while (cb_done <= i)
         mbx_wait(-1);
     } else if (!std::strcmp(form, "cpp-callback")) {
@@ -197,14 +196,13 @@ int main(int argc, char **argv) {
   for (int rep = 0; rep < reps; rep++) {
     for (int j = 0; j < 2; j++) {
       int k = (j + rep) & 1; // alternate who goes first
-      result("cpp-call-rt", rt_order[k] == std::string("cpp") ? "mbx-cpp-call"
-                                                              : "mbx-c-sync",
+      result("cpp-call-rt",
+             rt_order[k] == std::string("cpp") ? "mbx-cpp-call" : "mbx-c-sync",
              run_rt(h, rt_order[k], rts), "us");
     }
     for (int j = 0; j < 2; j++) {
       int k = (j + rep) & 1;
-      result("cpp-call-rt-value",
-             k == 0 ? "mbx-cpp-call" : "mbx-c-sync",
+      result("cpp-call-rt-value", k == 0 ? "mbx-cpp-call" : "mbx-c-sync",
              run_rt(h, value_order[k], rts), "us");
     }
     for (int j = 0; j < 2; j++) {
@@ -213,10 +211,9 @@ int main(int argc, char **argv) {
              run_rt(h, async_order[k], rts / 4), "us");
     }
   }
-  static const char *forms[] = {"c-sync",         "cpp-call",
-                                "c-send",         "cpp-post-small",
-                                "cpp-post-large", "c-callback",
-                                "cpp-callback",   "cpp-async"};
+  static const char *forms[] = {
+      "c-sync",         "cpp-call",   "c-send",       "cpp-post-small",
+      "cpp-post-large", "c-callback", "cpp-callback", "cpp-async"};
   for (const char *form : forms) {
     run_allocs(h, form, 1000); // warm the caches (call records, nodes)
     result("allocs-per-call", form, run_allocs(h, form, 20000), "allocs");

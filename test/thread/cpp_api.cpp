@@ -92,7 +92,8 @@
 #ifndef SANITIZED
 #define COUNT_NEWS 1
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete" /* malloc/free pair */
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete" /* malloc/free pair   \
+                                                          */
 #endif
 static std::atomic<long> g_news{0};
 void *operator new(std::size_t n) {
@@ -260,7 +261,8 @@ static void test_call(mbx::worker &w) {
   CHECK(**m == 5);
   // A returned reference comes back as a copy made on the target.
   static std::string shared = "on the target";
-  auto c = mbx::call(w.handle(), []() -> const std::string & { return shared; });
+  auto c =
+      mbx::call(w.handle(), []() -> const std::string & { return shared; });
   static_assert(std::is_same_v<decltype(c), mbx::result<std::string>>);
   CHECK(*c == shared);
   // An lvalue callable is used in place.
@@ -297,9 +299,8 @@ static void test_async(mbx::worker &w) {
   static_assert(std::is_same_v<decltype(v), mbx::result<std::future<void>>>);
   v->get();
   CHECK_EQ(n.load(), 1);
-  auto mo = mbx::async(w.handle(), [p = std::make_unique<int>(9)] {
-    return std::move(*p) + 1;
-  });
+  auto mo = mbx::async(
+      w.handle(), [p = std::make_unique<int>(9)] { return std::move(*p) + 1; });
   CHECK_EQ(mo->get(), 10);
   CHECK_EQ(mbx::async(mbx_handle{}, [] { return 1; }).code(), MBX_EINVAL);
 }
@@ -344,8 +345,10 @@ static void test_cancel_at_exit() {
   std::promise<int> promise;
   std::future<int> future = promise.get_future();
   std::atomic<std::thread::id> where1{};
-  CHECK(mbx::post(d.handle, [pr = std::move(promise), wt = witness(&where1)]()
-                                mutable { pr.set_value(1); }));
+  CHECK(mbx::post(d.handle,
+                  [pr = std::move(promise), wt = witness(&where1)]() mutable {
+                    pr.set_value(1);
+                  }));
   // 3. async: the future reports broken_promise.
   auto af = mbx::async(d.handle, [] { return 5; });
   CHECK(af);
@@ -367,9 +370,8 @@ static void test_cancel_at_exit() {
       [&cb_code](int code) { cb_code = code; }));
   // 5. A blocked call: MBX_ECANCELED.
   int call_code = 0;
-  std::thread caller([&] {
-    call_code = mbx::call(d.handle, [] { return 1; }).code();
-  });
+  std::thread caller(
+      [&] { call_code = mbx::call(d.handle, [] { return 1; }).code(); });
   queued += 3;
   for (int i = 0; d.pending() < queued; i++) {
     CHECK(i < 10000);
@@ -432,8 +434,7 @@ static void test_exceptions(mbx::worker &w) {
   CHECK(caught);
   caught = false;
   try {
-    (void)mbx::call_for(w.handle(), std::chrono::seconds(5),
-                        [] { throw 17; });
+    (void)mbx::call_for(w.handle(), std::chrono::seconds(5), [] { throw 17; });
   } catch (int v) {
     caught = v == 17;
   }
@@ -621,7 +622,8 @@ static void test_thread_mailbox() {
   while (g_guard_phase.load() != 1)
     sleep_ms(1);
   CHECK(mbx::post(
-      h, [] {}, [](int reason) {
+      h, [] {},
+      [](int reason) {
         CHECK_EQ(reason, MBX_CANCEL_THREAD_EXIT);
         g_guard_canceled = 1;
       }));

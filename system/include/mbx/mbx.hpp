@@ -114,7 +114,8 @@ inline const std::error_category &mbx_category() noexcept {
 
 /* An MBX_E* code as a std::error_code (MBX_OK gives an empty one). */
 inline std::error_code make_error_code(int code) noexcept {
-  return code == MBX_OK ? std::error_code() : std::error_code(code, mbx_category());
+  return code == MBX_OK ? std::error_code()
+                        : std::error_code(code, mbx_category());
 }
 
 /* What result::value() throws: the MBX_E* code and its mbx_strerror text. */
@@ -210,6 +211,7 @@ inline std::atomic<exception_handler> g_exception_handler{nullptr};
 
 /* Inside a catch block only. */
 inline void unhandled() noexcept {
+  // Acquire: pairs with set_exception_handler's release.
   exception_handler h = g_exception_handler.load(std::memory_order_acquire);
   if (!h)
     std::terminate();
@@ -257,9 +259,9 @@ inline constexpr std::size_t inline_capacity = sizeof(void *);
 
 namespace detail {
 template <class T>
-inline constexpr bool fits_inline = sizeof(T) <= sizeof(void *) &&
-                                    alignof(T) <= alignof(void *) &&
-                                    std::is_trivially_copyable_v<T>;
+inline constexpr bool fits_inline =
+    sizeof(T) <= sizeof(void *) &&
+    alignof(T) <= alignof(void *) && std::is_trivially_copyable_v<T>;
 
 /* A trivially copyable T carried in the argument word. */
 template <class T> inline void *pack(const T &value) noexcept {
@@ -275,8 +277,7 @@ template <class T> struct unpacked {
   T &get() noexcept { return *std::launder(reinterpret_cast<T *>(bytes)); }
 };
 
-template <class R>
-using value_t = std::remove_cv_t<std::remove_reference_t<R>>;
+template <class R> using value_t = std::remove_cv_t<std::remove_reference_t<R>>;
 } // namespace detail
 
 /* ------------------------------------------------------------------- post */
@@ -305,8 +306,7 @@ template <class F, class C> struct post_cancel_box {
   }
   static void cancel(void *arg, int reason) {
     std::unique_ptr<post_cancel_box> box(static_cast<post_cancel_box *>(arg));
-    guarded([&] { std::invoke(std::move(box->on_cancel), reason); },
-            unhandled);
+    guarded([&] { std::invoke(std::move(box->on_cancel), reason); }, unhandled);
   }
 };
 
@@ -407,9 +407,9 @@ template <class F> struct call_frame {
 };
 
 template <class F>
-using call_result_t = result<
-    std::conditional_t<std::is_void_v<std::invoke_result_t<F &&>>, void,
-                       value_t<std::invoke_result_t<F &&>>>>;
+using call_result_t =
+    result<std::conditional_t<std::is_void_v<std::invoke_result_t<F &&>>, void,
+                              value_t<std::invoke_result_t<F &&>>>>;
 } // namespace detail
 
 /*
@@ -422,8 +422,7 @@ using call_result_t = result<
  * target exited before f returned), or, f not run: MBX_EINVAL, MBX_ECLOSED,
  * MBX_ESTALE, MBX_EFULL, MBX_ENOMEM, MBX_EDEADLK, MBX_EWOULDBLOCK.
  */
-template <class F>
-detail::call_result_t<F> call(mbx_handle to, F &&f) {
+template <class F> detail::call_result_t<F> call(mbx_handle to, F &&f) {
   detail::call_frame<F> frame(&f);
   return frame.finish(mbx_proxy_sync(to, detail::call_frame<F>::run, &frame));
 }
@@ -434,9 +433,8 @@ detail::call_result_t<F> call(mbx_handle to, F &&f) {
  * Once f started, waits for it. A negative timeout waits forever.
  */
 template <class Rep, class Period, class F>
-detail::call_result_t<F> call_for(mbx_handle to,
-                                  std::chrono::duration<Rep, Period> timeout,
-                                  F &&f) {
+detail::call_result_t<F>
+call_for(mbx_handle to, std::chrono::duration<Rep, Period> timeout, F &&f) {
   detail::call_frame<F> frame(&f);
   double ms = std::chrono::duration<double, std::milli>(timeout).count();
   return frame.finish(mbx_proxy_sync_timed(to, detail::call_frame<F>::run,
@@ -603,13 +601,11 @@ template <class F, class D, class C>
 result<void> callback(mbx_handle to, F &&f, D &&on_done, C &&on_cancel) {
   using Fn = std::decay_t<F>;
   using Box = detail::callback_box<Fn, std::decay_t<D>, std::decay_t<C>>;
-  Box *box = new (std::nothrow) Box(std::forward<F>(f),
-                                    std::forward<D>(on_done),
-                                    std::forward<C>(on_cancel));
+  Box *box = new (std::nothrow) Box(
+      std::forward<F>(f), std::forward<D>(on_done), std::forward<C>(on_cancel));
   if (!box)
     return result<void>::failure(MBX_ENOMEM);
-  int rc =
-      mbx_proxy_callback(to, Box::run, Box::done, Box::canceled, box);
+  int rc = mbx_proxy_callback(to, Box::run, Box::done, Box::canceled, box);
   if (rc != MBX_OK)
     delete box;
   return result<void>::from_code(rc);
@@ -701,17 +697,16 @@ private:
  * the destructor stops and joins. Messages sent before request_stop() run;
  * those sent after it run (if the drain that runs the stop request reaches
  * them) or are canceled on the worker as it exits (MBX_CANCEL_THREAD_EXIT),
- * and sends after the exit get MBX_ECLOSED or MBX_ESTALE. The constructor returns once handle() is valid; it throws
- * std::system_error if the thread cannot be created (std::thread's rule;
- * aborts without exceptions).
- * The mailbox is the thread's automatic one where std::thread goes through
- * the interposed pthread_create (Emscripten, static libstdc++), else one
- * the thread attaches itself (thread_mailbox): natively, libstdc++.so
- * calls pthread_create from inside the shared library, which
- * -Wl,--wrap does not reach. With an attached mailbox, ending the worker
- * from inside a handler (pthread_exit, pthread_cancel) leaves its mailbox
- * open (mbx_thread_exit refuses inside a handler): stop workers with
- * request_stop() only.
+ * and sends after the exit get MBX_ECLOSED or MBX_ESTALE. The constructor
+ * returns once handle() is valid; it throws std::system_error if the thread
+ * cannot be created (std::thread's rule; aborts without exceptions). The
+ * mailbox is the thread's automatic one where std::thread goes through the
+ * interposed pthread_create (Emscripten, static libstdc++), else one the thread
+ * attaches itself (thread_mailbox): natively, libstdc++.so calls pthread_create
+ * from inside the shared library, which -Wl,--wrap does not reach. With an
+ * attached mailbox, ending the worker from inside a handler (pthread_exit,
+ * pthread_cancel) leaves its mailbox open (mbx_thread_exit refuses inside a
+ * handler): stop workers with request_stop() only.
  */
 class worker {
 public:
@@ -742,7 +737,9 @@ public:
   /* Let the worker finish what was sent so far, then exit. Any thread,
    * repeatable; does not wait (join() does). */
   void request_stop() noexcept {
-    if (!state_ || state_->stop_requested.exchange(true))
+    // Relaxed: only picks the one caller that sends the stop message.
+    if (!state_ ||
+        state_->stop_requested.exchange(true, std::memory_order_relaxed))
       return;
     // The stop message queues behind earlier work, so that work runs first.
     int rc = mbx_send(state_->handle, stop_message, nullptr, state_.get());
