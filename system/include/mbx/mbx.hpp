@@ -47,9 +47,10 @@
  *
  * Cancellation. If the target exits before running f, f is destroyed on the
  * dying thread (its captures' destructors run there), after on_cancel(reason)
- * if one was given (reason: MBX_CANCEL_*). So a std::promise captured by f
- * gives its future broken_promise, as async's future does (in builds that
- * can catch exceptions; see async for the others).
+ * if one was given (reason: MBX_CANCEL_*; for a killed Emscripten worker,
+ * MBX_CANCEL_ABNORMAL_EXIT, both run on the main thread instead). So a
+ * std::promise captured by f gives its future broken_promise, as async's future
+ * does (in builds that can catch exceptions; see async for the others).
  *
  * Broadcast (design note, for the broadcast issue). mbx::broadcast(targets,
  * f) will require a copyable f, post one copy per open mailbox (the C
