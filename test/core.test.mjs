@@ -8,6 +8,8 @@
 //   // mbx-test-requires: emscripten/proxying.h   (headers the program needs;
 //      CMake does not build it where the toolchain lacks one, and it is
 //      reported here as skipped, with the reason)
+// C++ programs (*.cpp, <mbx/mbx.hpp>) are built as C++17 and may add
+// compile-and-link flags: // mbx-test-cxxflags: -fexceptions
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
