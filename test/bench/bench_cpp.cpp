@@ -134,6 +134,29 @@ static double run_rt(mbx_handle h, const char *contender, long rts) {
   return (now_us() - t0) / (double)rts;
 }
 
+/* Nanoseconds per message sent to the calling thread's own mailbox and run
+ * by its mbx_poll (batches of 64): the wrapper's own cost, free of the
+ * scheduling noise of a round trip. */
+static void count_one(void *arg) { ++*static_cast<long *>(arg); }
+static double run_self(const char *contender, long n) {
+  long count = 0;
+  long *cp = &count;
+  mbx_handle self = mbx_self();
+  double t0 = now_us();
+  for (long i = 0; i < n; i += 64) {
+    if (!std::strcmp(contender, "cpp"))
+      for (int j = 0; j < 64; j++)
+        BENCH_CHECK(mbx::post(self, [cp] { ++*cp; }));
+    else
+      for (int j = 0; j < 64; j++)
+        BENCH_CHECK(mbx_send(self, count_one, nullptr, cp) == MBX_OK);
+    BENCH_CHECK(mbx_poll() >= 64); // plus any late proxy replies
+  }
+  double t1 = now_us();
+  BENCH_CHECK(count == (n + 63) / 64 * 64);
+  return (t1 - t0) * 1000.0 / (double)count;
+}
+
 /* Allocations per call of one form (the calls complete before counting). */
 static double run_allocs(mbx_handle h, const char *form, long n) {
   std::atomic<long> ran{0};
@@ -195,7 +218,14 @@ int main(int argc, char **argv) {
     run_rt(h, value_order[j], rts);
     run_rt(h, async_order[j], rts / 4);
   }
+  for (int j = 0; j < 2; j++)
+    run_self(j ? "c" : "cpp", rts * 10);
   for (int rep = 0; rep < reps; rep++) {
+    for (int j = 0; j < 2; j++) {
+      int k = (j + rep) & 1;
+      result("cpp-post-self", k == 0 ? "mbx-cpp-post" : "mbx-c-send",
+             run_self(k == 0 ? "cpp" : "c", rts * 10), "ns");
+    }
     for (int j = 0; j < 2; j++) {
       int k = (j + rep) & 1; // alternate who goes first
       result("cpp-call-rt",
