@@ -334,6 +334,64 @@ static void test_callback(mbx::worker &w) {
   drain_until([&] { return finished; });
 }
 
+/* A callback's caller exits before its outcome arrives: neither handler
+ * runs, f still runs, and the block is freed by whichever thread finishes
+ * last (ASan's leak check would see it otherwise). */
+struct orphan_args {
+  mbx_handle target;
+  std::atomic<bool> *f_ran;
+  std::atomic<std::thread::id> *f_captures, *block;
+  std::atomic<std::thread::id> caller{};
+  bool wait_for_f;
+};
+static void *orphan_caller(void *p) {
+  orphan_args *a = static_cast<orphan_args *>(p);
+  a->caller = std::this_thread::get_id();
+  std::atomic<bool> *ran = a->f_ran;
+  CHECK(mbx::callback(
+      a->target,
+      [ran, wf = witness(a->f_captures)] {
+        ran->store(true);
+        return 1;
+      },
+      [wd = witness(a->block)](int) { CHECK(!"caller gone"); },
+      [](int) { CHECK(!"caller gone"); }));
+  if (a->wait_for_f)
+    while (!ran->load())
+      sleep_ms(1);
+  return nullptr; // exits without draining
+}
+
+static void test_callback_caller_exits(mbx::worker &w) {
+  for (int wait_for_f = 0; wait_for_f < 2; wait_for_f++) {
+    std::atomic<bool> gate{wait_for_f != 0}, f_ran{false};
+    std::atomic<std::thread::id> f_captures{}, block{};
+    CHECK(w.post([&gate] {
+      while (!gate.load())
+        sleep_ms(1);
+    }));
+    mbx_proxy_stats before, after;
+    mbx_proxy_stats_get(&before);
+    orphan_args a{w.handle(), &f_ran, &f_captures, &block, {}, wait_for_f != 0};
+    pthread_t t;
+    CHECK_EQ(pthread_create(&t, nullptr, orphan_caller, &a), 0);
+    CHECK_EQ(pthread_join(t, nullptr), 0);
+    gate = true;
+    CHECK(w.call([] {}));
+    for (int i = 0; block.load() == std::thread::id(); i++) {
+      CHECK(i < 10000);
+      sleep_ms(1);
+    }
+    CHECK(f_ran.load());
+    CHECK(f_captures.load() == w.get_id());
+    // Not waiting: the target finished last. Waiting for f: either.
+    CHECK(block.load() == w.get_id() ||
+          (wait_for_f && block.load() == a.caller.load()));
+    mbx_proxy_stats_get(&after);
+    CHECK_EQ(after.callbacks_dropped - before.callbacks_dropped, 1);
+  }
+}
+
 /* The target exits with work queued. */
 static void test_cancel_at_exit() {
   doomed d;
@@ -644,6 +702,7 @@ int main() {
     test_call(w);
     test_async(w);
     test_callback(w);
+    test_callback_caller_exits(w);
 #if CAN_CATCH
     test_exceptions(w);
 #endif

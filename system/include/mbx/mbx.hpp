@@ -523,7 +523,50 @@ async(mbx_handle to, F &&f) {
 /* --------------------------------------------------------------- callback */
 
 namespace detail {
-template <class F, class D, class C> struct callback_box {
+/* mbx_proxy_callback drops the outcome (calls nothing) when the caller has
+ * exited, so the caller's thread keeps a list of its outstanding blocks and
+ * settles them with the target when it ends. */
+struct callback_node {
+  // 0: f not finished on the target; 1: finished (the target is done with
+  // the block); 2: the caller is gone. Whoever comes second deletes.
+  std::atomic<int> state{0};
+  callback_node *prev = nullptr, *next = nullptr; // caller's thread only
+  virtual ~callback_node() = default;
+};
+
+struct callback_list {
+  callback_node *head = nullptr;
+  void add(callback_node *n) noexcept {
+    n->next = head;
+    if (head)
+      head->prev = n;
+    head = n;
+  }
+  void remove(callback_node *n) noexcept {
+    (n->prev ? n->prev->next : head) = n->next;
+    if (n->next)
+      n->next->prev = n->prev;
+  }
+  /* At thread end. Only once the thread's mailbox is closed (as it is by
+   * now on a thread the interposed pthread_create or a thread_mailbox
+   * gave one): then no on_done/on_cancel can run any more. A thread whose
+   * mailbox is still open (the main thread at exit) keeps its blocks. */
+  ~callback_list() {
+    if (!mbx_handle_is_null(mbx_self()))
+      return;
+    while (head) {
+      callback_node *n = head;
+      remove(n);
+      // Acq_rel: see the target's last writes before deleting; tell a
+      // target still running f that it deletes.
+      if (n->state.exchange(2, std::memory_order_acq_rel) == 1)
+        delete n;
+    }
+  }
+};
+inline thread_local callback_list t_callbacks;
+
+template <class F, class D, class C> struct callback_box : callback_node {
   using R = value_t<std::invoke_result_t<F &&>>;
   std::optional<F> f;
   D on_done;
@@ -555,10 +598,14 @@ template <class F, class D, class C> struct callback_box {
 #endif
         });
     box->f.reset(); // its captures die on the target
+    // Acq_rel: publish the result; see the caller's "gone" before deleting.
+    if (box->state.exchange(1, std::memory_order_acq_rel) == 2)
+      delete box; // the caller exited: nobody else will
   }
   /* On the caller. */
   static void done(void *arg) {
     std::unique_ptr<callback_box> box(static_cast<callback_box *>(arg));
+    t_callbacks.remove(box.get());
     guarded(
         [&] {
 #if MBX_HPP_EXCEPTIONS
@@ -574,6 +621,7 @@ template <class F, class D, class C> struct callback_box {
   }
   static void canceled(void *arg) {
     std::unique_ptr<callback_box> box(static_cast<callback_box *>(arg));
+    t_callbacks.remove(box.get());
     guarded([&] { std::invoke(std::move(box->on_cancel), int(MBX_ECANCELED)); },
             unhandled);
   }
@@ -589,11 +637,15 @@ template <class F, class D, class C> struct callback_box {
  * by f is rethrown on the caller in on_done's place and goes to the
  * exception handler (set_exception_handler). Any thread with a mailbox,
  * also the target itself. One allocation.
- * Limitation (mbx_proxy_callback's drop): if the calling thread exits
- * before the outcome reaches it, neither handler runs and the wrapper's
- * block (f's result, on_done, on_cancel) is not freed; such drops are
- * counted in mbx_proxy_stats.callbacks_dropped. Keep the caller alive (or
- * drain it) until its callbacks have come back.
+ * If the calling thread exits before the outcome reaches it, neither
+ * handler runs (mbx_proxy_callback's drop, counted in
+ * mbx_proxy_stats.callbacks_dropped); f still runs if the target gets to
+ * it, and the wrapper's block is freed by whichever of the two threads
+ * finishes last (after f, on the target; at the caller's end, on the
+ * caller). Limitation: if the target also exits without finishing f (or
+ * is the caller itself), the block (f, on_done, on_cancel) is never freed;
+ * and a caller whose mailbox is still open when its thread-locals are
+ * destroyed (the main thread during exit()) keeps its blocks.
  * Errors, nothing called and everything destroyed here: MBX_EPERM (no
  * mailbox on the calling thread), MBX_EINVAL, MBX_ECLOSED, MBX_ESTALE,
  * MBX_EFULL, MBX_ENOMEM.
@@ -606,9 +658,13 @@ result<void> callback(mbx_handle to, F &&f, D &&on_done, C &&on_cancel) {
       std::forward<F>(f), std::forward<D>(on_done), std::forward<C>(on_cancel));
   if (!box)
     return result<void>::failure(MBX_ENOMEM);
+  // Listed first: the outcome runs on this thread, never before this returns.
+  detail::t_callbacks.add(box);
   int rc = mbx_proxy_callback(to, Box::run, Box::done, Box::canceled, box);
-  if (rc != MBX_OK)
+  if (rc != MBX_OK) {
+    detail::t_callbacks.remove(box);
     delete box;
+  }
   return result<void>::from_code(rc);
 }
 
