@@ -751,19 +751,22 @@ private:
 
 /*
  * A std::thread that serves its mailbox (mbx_wait) until stopped. Movable;
- * the destructor stops and joins. Messages sent before request_stop() run;
- * those sent after it run (if the drain that runs the stop request reaches
- * them) or are canceled on the worker as it exits (MBX_CANCEL_THREAD_EXIT),
- * and sends after the exit get MBX_ECLOSED or MBX_ESTALE. The constructor
- * returns once handle() is valid; it throws std::system_error if the thread
- * cannot be created (std::thread's rule; aborts without exceptions). The
- * mailbox is the thread's automatic one where std::thread goes through the
- * interposed pthread_create (Emscripten, static libstdc++), else one the thread
- * attaches itself (thread_mailbox): natively, libstdc++.so calls pthread_create
- * from inside the shared library, which -Wl,--wrap does not reach. With an
- * attached mailbox, ending the worker from inside a handler (pthread_exit,
- * pthread_cancel) leaves its mailbox open (mbx_thread_exit refuses inside a
- * handler): stop workers with request_stop() only.
+ * the destructor stops and joins (never destroy a worker on its own
+ * thread). Its members may be called from any thread but the worker's
+ * own; posting to handle() from the worker itself is fine. Messages sent before
+ * request_stop() run; those sent after it run (if the drain that runs the stop
+ * request reaches them) or are canceled on the worker as it exits
+ * (MBX_CANCEL_THREAD_EXIT), and sends after the exit get MBX_ECLOSED or
+ * MBX_ESTALE. The constructor returns once handle() is valid; it throws
+ * std::system_error if the thread cannot be created (std::thread's rule; aborts
+ * without exceptions). The mailbox is the thread's automatic one where
+ * std::thread goes through the interposed pthread_create (Emscripten, static
+ * libstdc++), else one the thread attaches itself (thread_mailbox): natively,
+ * libstdc++.so calls pthread_create from inside the shared library, which
+ * -Wl,--wrap does not reach. With an attached mailbox, ending the worker from
+ * inside a handler (pthread_exit, pthread_cancel) leaves its mailbox open
+ * (mbx_thread_exit refuses inside a handler): stop workers with request_stop()
+ * only.
  */
 class worker {
 public:
