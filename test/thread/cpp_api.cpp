@@ -650,6 +650,11 @@ static std::atomic<uint64_t> g_guard_handle{0};
 static std::atomic<int> g_guard_ran{0}, g_guard_canceled{0};
 
 static void *bare_thread(void *) {
+  /* Natively the library also defines pthread_create itself (for shared
+   * libraries' threads), so even __real_pthread_create gives a mailbox:
+   * give it up first. */
+  if (!mbx_handle_is_null(mbx::self()))
+    CHECK(mbx_thread_exit(MBX_CANCEL_THREAD_EXIT) >= 0);
   CHECK(mbx_handle_is_null(mbx::self()));
   {
     mbx::thread_mailbox own;
