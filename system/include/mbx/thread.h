@@ -14,7 +14,11 @@
  * the real pthread_create returns.
  *
  * Natively (glibc, the sanitizer builds) thrd_create does not go through
- * pthread_create and is not covered; pthread_create and std::thread are.
+ * pthread_create and is not covered; pthread_create is. std::thread is
+ * covered only where libstdc++ (or libc++) is linked statically
+ * (-static-libstdc++; always on Emscripten): a shared libstdc++.so calls
+ * the real pthread_create, which -Wl,--wrap cannot reach, so such a thread
+ * has no mailbox (examples/loader.c checks both).
  *
  * The main thread gets its mailbox before main() runs (a constructor in the
  * same object file as the interposed pthread_create, so it is linked in

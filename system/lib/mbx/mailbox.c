@@ -18,6 +18,16 @@ static _Thread_local mbx_handle tls_self_handle;
 static _Thread_local int tls_draining;
 static _Atomic(mbx_post_wake_fn) g_post_wake_hook;
 
+/* Called once per closed mailbox life, by whoever closed it, after its queue
+ * was canceled. The lifecycle layer (lifecycle/hooks.c) overrides this
+ * no-op when linked; to move onto the core's hook registry. */
+void mbx__lifecycle_mailbox_closed(mbx_handle h, int reason);
+__attribute__((weak)) void mbx__lifecycle_mailbox_closed(mbx_handle h,
+                                                         int reason) {
+  (void)h;
+  (void)reason;
+}
+
 /* How long a closer waits for an owner to leave a pop (a few instructions
  * for a live owner); longer means the owner died inside one. */
 #define CLOSER_CLAIM_TIMEOUT_MS 1000.0
@@ -606,6 +616,8 @@ int mbx__thread_exit(int reason, int nested_ok) {
   /* Proxied work this thread started and did not finish (contexts left for
    * a later mbx_proxy_finish) is canceled now: its callers stop waiting. */
   mbx__proxy_thread_exiting();
+  if (count != MBX_ECLOSED) /* else a closer from outside reported it */
+    mbx__lifecycle_mailbox_closed(tls_self_handle, reason);
   // Relaxed: nobody takes it from a closed life but an orphan closer, and
   // there is none while the owner runs.
   atomic_store_explicit(&r->owner_proxy, NULL, memory_order_relaxed);
@@ -632,6 +644,8 @@ int mbx__close_from_outside(mbx_handle h, int reason) {
   if (rc != MBX_OK)
     return rc;
   int count = close_and_cancel(r, handle_gen(h), reason, 1);
+  if (count >= 0 || count == MBX_EBUSY) /* this call closed it */
+    mbx__lifecycle_mailbox_closed(h, reason);
   mbx_release(h);
   return count;
 }
@@ -655,6 +669,7 @@ int mbx_mailbox_close_orphan(mbx_handle h) {
       atomic_exchange_explicit(&r->owner_proxy, NULL, memory_order_acquire);
   if (proxy)
     mbx__proxy_orphaned(proxy);
+  mbx__lifecycle_mailbox_closed(h, MBX_CANCEL_ABNORMAL_EXIT);
   // Relaxed: the record is closed; nobody binds a closed record.
   atomic_store_explicit(&r->bound, 0, memory_order_relaxed);
   mbx__record_release_owner(r); /* the dead owner's hold */

@@ -31,6 +31,12 @@ typedef struct start_info {
 void mbx__event_loop_on_exit(void);
 void mbx__shutdown_install(void);
 
+/* Runs on a new thread after its mailbox is bound, before its start
+ * function: broadcast catch-up and start hooks (lifecycle/hooks.c overrides
+ * this no-op when linked), so this layer does not depend on that one. */
+void mbx__lifecycle_thread_start(void);
+__attribute__((weak)) void mbx__lifecycle_thread_start(void) {}
+
 static _Atomic uint64_t g_main_handle;
 
 /* Runs on the main thread before main(). If it fails (out of memory) the
@@ -72,6 +78,7 @@ static void *start_with_mailbox(void *p) {
   else
     mbx__release_unbound_owner(info.mailbox);
   pthread_cleanup_push(close_on_exit, NULL);
+  mbx__lifecycle_thread_start();
   result = info.start(info.arg);
   pthread_cleanup_pop(1);
   return result;
