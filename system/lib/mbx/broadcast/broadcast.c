@@ -14,6 +14,7 @@
  * not registered at catch-up but with s <= tls_caught_up_to was complete,
  * so every target had answered: this thread was not one.
  */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime under -std=c11 */
 #include "../internal.h" /* mbx__wait: serving while blocked */
 #include "../lifecycle/lifecycle.h"
 
