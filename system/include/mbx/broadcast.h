@@ -85,8 +85,10 @@ typedef struct mbx_broadcast_report {
  * to late_capacity handles of the targets that did not answer are written
  * there (report->late says how many there were).
  * Calling thread: any thread that may block; a thread without a mailbox
- * waits without serving. Not the browser's main thread unless
- * timeout_ms == 0 (MBX_EWOULDBLOCK).
+ * waits without serving. Which threads may block is the rule of the proxy
+ * calls (mbx_proxy_set_blocking: by default all but the browser's main
+ * thread on a web page); others get MBX_EWOULDBLOCK unless
+ * timeout_ms == 0.
  * Returns MBX_OK (every target ran fn or exited), MBX_ETIMEDOUT (some had
  * not answered; fn will still run on them), MBX_EAGAIN (some messages could
  * not be queued: report->failed; the others were sent), MBX_EINVAL (fn

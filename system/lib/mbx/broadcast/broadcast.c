@@ -19,6 +19,7 @@
 #include "../lifecycle/lifecycle.h"
 
 #include <mbx/broadcast.h>
+#include <mbx/proxy.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <time.h>
@@ -351,6 +352,23 @@ static bc *start(mbx_run_fn fn, void *arg, int flags,
   return b;
 }
 
+#ifdef __EMSCRIPTEN__
+int mbx_proxy_js_on_web_page(void); /* proxy.c */
+#endif
+
+/* The rule of the proxy layer's blocking calls (mbx_proxy_set_blocking). */
+static int may_block(void) {
+  int setting = mbx_proxy_set_blocking(-1); /* read it ... */
+  mbx_proxy_set_blocking(setting);          /* ... and put it back */
+  if (setting >= 0)
+    return setting;
+#ifdef __EMSCRIPTEN__
+  if (emscripten_is_main_browser_thread() && mbx_proxy_js_on_web_page())
+    return 0;
+#endif
+  return 1;
+}
+
 static double now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -362,10 +380,8 @@ int mbx_broadcast(mbx_run_fn fn, void *arg, int flags, double timeout_ms,
                   uint32_t late_capacity) {
   if (!fn || (flags & ~(MBX_BROADCAST_SKIP_SELF | MBX_BROADCAST_PERSIST)))
     return MBX_EINVAL;
-#ifdef __EMSCRIPTEN__
-  if (timeout_ms != 0 && emscripten_is_main_browser_thread())
+  if (timeout_ms != 0 && !may_block())
     return MBX_EWOULDBLOCK;
-#endif
   int rc;
   bc *b = start(fn, arg, flags, NULL, NULL, &rc);
   if (!b)
