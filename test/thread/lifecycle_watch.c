@@ -122,8 +122,9 @@ int main(void) {
   CHECK_EQ(mbx_lifecycle_remove(cid), MBX_EINVAL);
 
   /* Watch of an already closed mailbox: fires at once. */
-  CHECK_EQ(pthread_create(&t, NULL, just_exit, NULL), 0);
-  mbx_handle h = mbx_thread_handle(t);
+  CHECK_EQ(pthread_create(&t, NULL, wait_forever, NULL), 0);
+  mbx_handle h = mbx_thread_handle(t); /* alive: not null */
+  CHECK_EQ(mbx_send(h, do_exit, NULL, NULL), MBX_OK);
   pthread_join(t, NULL);
   CHECK_EQ(mbx_watch(h, on_fire, NULL, NULL), MBX_OK);
   drain_for(5);

@@ -103,8 +103,11 @@ int mbx_watch(mbx_handle target, mbx_watch_fn on_closed, void *arg,
   g_head = w;
   if (id)
     *id = w->id;
+  /* Read under the lock: once unlocked, an armed w may be fired by the
+   * close path, and must then not be sent twice (found by TSan). */
+  int fire_now = w->state == FIRED;
   pthread_mutex_unlock(&g_mu);
-  if (w->state == FIRED)
+  if (fire_now)
     send_fired(w);
   return MBX_OK;
 }
