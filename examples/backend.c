@@ -51,8 +51,8 @@ typedef struct file_table {
 
 /* One backend's state: touched only on its own thread. */
 typedef struct backend {
-  file_table *table; /* NULL once handed over or stopped */
-  int fd_file[MAX_FDS]; /* -1: free */
+  file_table *table;             /* NULL once handed over or stopped */
+  int fd_file[MAX_FDS];          /* -1: free */
   request *pending[MAX_PENDING]; /* writes waiting for their flush */
   int npending;
   int stopping;
@@ -63,8 +63,8 @@ typedef struct backend {
 static _Thread_local backend *tls_backend;
 static _Atomic uint64_t g_backend_bits; /* the current backend, for watchers */
 static _Atomic int g_clients_stop;
-static _Atomic long g_calls, g_ok, g_stopped, g_canceled, g_refused,
-    g_bad_data, g_replacements_seen, g_flushes;
+static _Atomic long g_calls, g_ok, g_stopped, g_canceled, g_refused, g_bad_data,
+    g_replacements_seen, g_flushes;
 
 /* ---------------------------------------------------------------- backend */
 
@@ -228,8 +228,7 @@ static void backend_closed(mbx_handle target, int reason, void *arg) {
 
 static void watch_backend(client *c) {
   // Acquire: pairs with start_backend.
-  c->backend.bits =
-      atomic_load_explicit(&g_backend_bits, memory_order_acquire);
+  c->backend.bits = atomic_load_explicit(&g_backend_bits, memory_order_acquire);
   c->changed = 0;
   CHECK_EQ(mbx_watch(c->backend, backend_closed, c, NULL), MBX_OK);
 }

@@ -118,8 +118,8 @@ static void *loader_main(void *unused) {
     mbx_broadcast_report r;
     if (i % 2 == 0) {
       mbx_handle late[4];
-      int rc = mbx_broadcast(load, &g_libs[i], MBX_BROADCAST_PERSIST, 20000,
-                             &r, late, 4);
+      int rc = mbx_broadcast(load, &g_libs[i], MBX_BROADCAST_PERSIST, 20000, &r,
+                             late, 4);
       if (rc != MBX_OK)
         fprintf(stderr, "broadcast %d: %s, %u late\n", i, mbx_strerror(rc),
                 r.late);
@@ -187,9 +187,9 @@ int main(int argc, char **argv) {
     uint64_t libs = atomic_load_explicit(&g_libs_done, memory_order_acquire);
     c->kind = (int)(created % 3);
     if (c->kind == 0)
-      CHECK_EQ(pthread_create(&c->t, NULL, native_worker,
-                              (void *)(uintptr_t)libs),
-               0);
+      CHECK_EQ(
+          pthread_create(&c->t, NULL, native_worker, (void *)(uintptr_t)libs),
+          0);
     else if (c->kind == 1)
       CHECK_EQ(foreign_pthread_start(&c->t, libs), 0);
     else

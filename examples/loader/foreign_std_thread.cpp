@@ -9,9 +9,8 @@ extern "C" void loader_thread_body(std::uint64_t libs_at_create, int kind);
 
 extern "C" void *foreign_std_thread_start(std::uint64_t libs_at_create) {
   try {
-    return new std::thread([libs_at_create] {
-      loader_thread_body(libs_at_create, 2);
-    });
+    return new std::thread(
+        [libs_at_create] { loader_thread_body(libs_at_create, 2); });
   } catch (...) {
     return nullptr;
   }

@@ -63,13 +63,13 @@ enum {
 };
 
 typedef struct mbx_broadcast_report {
-  uint64_t seq;      /* this broadcast's sequence number (> 0) */
-  uint32_t targets;  /* mailboxes it was sent to (snapshot, without the
-                        caller), plus 1 for the caller unless SKIP_SELF */
-  uint32_t done;     /* targets that ran fn (caller included) */
-  uint32_t exited;   /* targets that closed before running it */
-  uint32_t failed;   /* targets whose message could not be queued */
-  uint32_t late;     /* targets that had not answered at the deadline */
+  uint64_t seq;       /* this broadcast's sequence number (> 0) */
+  uint32_t targets;   /* mailboxes it was sent to (snapshot, without the
+                         caller), plus 1 for the caller unless SKIP_SELF */
+  uint32_t done;      /* targets that ran fn (caller included) */
+  uint32_t exited;    /* targets that closed before running it */
+  uint32_t failed;    /* targets whose message could not be queued */
+  uint32_t late;      /* targets that had not answered at the deadline */
   uint32_t caught_up; /* catch-up runs at thread start (threads not in the
                          snapshot, and snapshot targets that started
                          after it; those also count in done) */

@@ -15,7 +15,7 @@
  * so every target had answered: this thread was not one.
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime under -std=c11 */
-#include "../internal.h" /* mbx__wait: serving while blocked */
+#include "../internal.h"        /* mbx__wait: serving while blocked */
 #include "../lifecycle/lifecycle.h"
 
 #include <mbx/broadcast.h>
@@ -293,8 +293,8 @@ static bc *start(mbx_run_fn fn, void *arg, int flags,
   }
   // Relaxed: not yet shared.
   atomic_init(&b->pending, 1);
-  atomic_init(&b->refs, 1 + (done_fn ? 0 : 1) +
-                            (flags & MBX_BROADCAST_PERSIST ? 1 : 0));
+  atomic_init(&b->refs,
+              1 + (done_fn ? 0 : 1) + (flags & MBX_BROADCAST_PERSIST ? 1 : 0));
   /* Register before the snapshot: a thread whose mailbox opens after the
    * snapshot starts after this point and catches up. */
   pthread_mutex_lock(&g_mu);
