@@ -64,7 +64,7 @@ static _Thread_local backend *tls_backend;
 static _Atomic uint64_t g_backend_bits; /* the current backend, for watchers */
 static _Atomic int g_clients_stop;
 static _Atomic long g_calls, g_ok, g_stopped, g_canceled, g_refused, g_bad_data,
-    g_replacements_seen, g_flushes;
+    g_replacements_seen, g_flushes, g_watches;
 
 /* ---------------------------------------------------------------- backend */
 
@@ -231,6 +231,7 @@ static void watch_backend(client *c) {
   c->backend.bits = atomic_load_explicit(&g_backend_bits, memory_order_acquire);
   c->changed = 0;
   CHECK_EQ(mbx_watch(c->backend, backend_closed, c, NULL), MBX_OK);
+  atomic_fetch_add_explicit(&g_watches, 1, memory_order_relaxed);
 }
 
 /* One call: returns the FS status, or 1 if the backend went away (the
@@ -336,9 +337,10 @@ int main(int argc, char **argv) {
        stopped = atomic_load(&g_stopped), canceled = atomic_load(&g_canceled),
        refused = atomic_load(&g_refused);
   long lost = calls - ok - stopped - canceled - refused;
-  printf("replacements=%d seen_by_watch=%ld flushes=%ld bad_data=%ld\n",
-         replacements, atomic_load(&g_replacements_seen),
-         atomic_load(&g_flushes), atomic_load(&g_bad_data));
+  printf("replacements=%d watches=%ld fired=%ld flushes=%ld bad_data=%ld\n",
+         replacements, atomic_load(&g_watches),
+         atomic_load(&g_replacements_seen), atomic_load(&g_flushes),
+         atomic_load(&g_bad_data));
   printf("calls=%ld ok=%ld stopped=%ld canceled=%ld refused=%ld lost=%ld "
          "calls_live=%llu\n",
          calls, ok, stopped, canceled, refused, lost,
@@ -347,8 +349,12 @@ int main(int argc, char **argv) {
   CHECK_EQ(ps.calls_live, 0);
   CHECK_EQ(atomic_load(&g_bad_data), 0);
   CHECK(ok > 0);
-  /* Every client saw every replacement through its watch, once. */
-  CHECK_EQ(atomic_load(&g_replacements_seen), (long)replacements * nclients);
+  /* Every watch fired exactly once, except each client's last one, which
+   * its exit dropped (the backend was still running). A slow client may
+   * skip a backend that came and went between two of its looks. */
+  CHECK_EQ(atomic_load(&g_replacements_seen),
+           atomic_load(&g_watches) - nclients);
+  CHECK(atomic_load(&g_replacements_seen) >= nclients);
   printf("PASS backend\n");
   return 0;
 }
