@@ -6,8 +6,13 @@
  *   RESULT broadcast-<N> broadcast <us> us
  *   RESULT broadcast-<N> sync-loop <us> us
  *   RATIO broadcast-<N> <sync-loop / broadcast>   (> 1: broadcast faster)
- * Not yet compared with upstream's dlsync-style proxying (5.0.7): idle
- * targets sleep in mbx_wait, which does not run Emscripten's system queue.
+ * Where <emscripten/proxying.h> exists (5.0.7), also against upstream's
+ * dlsync-style per-thread proxying: what _emscripten_dlsync_threads does,
+ * one emscripten_proxy_sync on the system queue per thread, in turn (an
+ * idle target sleeping in mbx_wait runs it: 5.0.7's futex wait is
+ * interrupted by the thread mailbox's notification):
+ *   RESULT broadcast-<N> upstream-sync-loop <us> us
+ *   RATIO broadcast-<N>-vs-upstream <upstream / broadcast>
  *
  * Usage: bench_broadcast [--reps R] [--max-threads N]
  */
@@ -17,6 +22,10 @@
 #include <mbx/proxy.h>
 #include <mbx/thread.h>
 #include <pthread.h>
+#if defined(__EMSCRIPTEN__) && __has_include(<emscripten/proxying.h>)
+#include <emscripten/proxying.h>
+#define HAVE_UPSTREAM 1
+#endif
 
 static _Atomic int g_stop;
 static void noop(void *arg) { (void)arg; }
@@ -50,7 +59,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < n; i++)
       BENCH_CHECK(mbx_proxy_sync(h[i], noop, NULL) == MBX_OK);
     sleep_ms(5);
-    double bc = 0, loop = 0;
+    double bc = 0, loop = 0, up = 0;
     for (long r = 0; r < reps; r++) {
       sleep_ms(0.2); /* let them fall asleep: idle targets */
       double t0 = now_us();
@@ -66,6 +75,14 @@ int main(int argc, char **argv) {
       double t3 = now_us();
       bc += t1 - t0;
       loop += t3 - t2;
+#ifdef HAVE_UPSTREAM
+      sleep_ms(0.2);
+      double t4 = now_us();
+      for (int i = 0; i < n; i++)
+        BENCH_CHECK(emscripten_proxy_sync(emscripten_proxy_get_system_queue(),
+                                          t[i], noop, NULL) == 1);
+      up += now_us() - t4;
+#endif
     }
     bc /= (double)reps;
     loop /= (double)reps;
@@ -74,6 +91,13 @@ int main(int argc, char **argv) {
     result(name, "broadcast", bc, "us");
     result(name, "sync-loop", loop, "us");
     printf("RATIO %s %.2f\n", name, loop / bc);
+#ifdef HAVE_UPSTREAM
+    up /= (double)reps;
+    result(name, "upstream-sync-loop", up, "us");
+    printf("RATIO %s-vs-upstream %.2f\n", name, up / bc);
+#else
+    (void)up;
+#endif
     for (int i = 0; i < n; i++)
       mbx_proxy_async(h[i], stop, NULL, NULL);
     for (int i = 0; i < n; i++)
