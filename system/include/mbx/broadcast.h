@@ -35,6 +35,11 @@
  *   a futex, a long computation) answers only when it drains again. The
  *   blocking form therefore takes a deadline and says which targets did not
  *   answer; see docs/guide.md ("Foreign waits") for the measured cost.
+ * - A thread that has a mailbox but never drains it holds a broadcast until
+ *   its deadline (reported late) or for ever without one. Example: under
+ *   -sPROXY_TO_PTHREAD the browser's main thread has a mailbox and sits in
+ *   its event loop: attach that loop (mbx_event_loop_attach, run there)
+ *   so it answers, or pass a deadline.
  * - fn may run after mbx_broadcast returned MBX_ETIMEDOUT (the late targets
  *   still run it when they drain: a library must not be skipped), so arg
  *   must stay valid until the callback form's done callback runs (or for
