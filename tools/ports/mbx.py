@@ -22,14 +22,18 @@ DESCRIPTION = 'mbx: per-thread mailboxes for pthreads, built from ' + ROOT
 
 
 def _sources():
+  # The core, then the upper layers (pthread integration, broadcast,
+  # lifecycle hooks and watches).
   return sorted(glob.glob(os.path.join(SOURCE_DIR, '*.c')) +
-                glob.glob(os.path.join(SOURCE_DIR, 'pthread', '*.c')))
+                [f for d in ('pthread', 'broadcast', 'lifecycle')
+                 for f in glob.glob(os.path.join(SOURCE_DIR, d, '*.c'))])
 
 
 def _lib_name():
   # Content-addressed: the cache keeps a library per version of the sources.
   digest = hashlib.sha256()
   inputs = _sources() + sorted(glob.glob(os.path.join(SOURCE_DIR, '*.h')) +
+                               glob.glob(os.path.join(SOURCE_DIR, '*', '*.h')) +
                                glob.glob(os.path.join(INCLUDE_DIR, 'mbx', '*.h'))) + [__file__]
   for path in inputs:
     digest.update(os.path.relpath(path, ROOT).encode())
