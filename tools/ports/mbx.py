@@ -22,7 +22,7 @@ DESCRIPTION = 'mbx: per-thread mailboxes for pthreads, built from ' + ROOT
 
 
 # The library's layers (see CMakeLists.txt); sources and private headers.
-LAYERS = ['platform', 'core', 'proxy', 'pthread', 'snapshot']
+LAYERS = ['platform', 'core', 'proxy', 'pthread', 'snapshot', 'broadcast', 'lifecycle']
 
 
 def _layer_files(ext):

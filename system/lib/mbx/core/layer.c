@@ -63,3 +63,27 @@ void mbx__layers_allocator_change(void) {
       hooks->on_allocator_change();
   }
 }
+
+#define MBX__CLOSE_HOOKS 4
+static _Atomic(mbx__close_hook_fn) g_close_hooks[MBX__CLOSE_HOOKS];
+static _Atomic int g_close_hook_count;
+
+int mbx__close_hook_register(mbx__close_hook_fn fn) {
+  // Relaxed: only hands out distinct slots.
+  int i = atomic_fetch_add_explicit(&g_close_hook_count, 1, memory_order_relaxed);
+  if (i >= MBX__CLOSE_HOOKS)
+    return MBX_ENOMEM;
+  // Release: a closer that loads it may call it at once.
+  atomic_store_explicit(&g_close_hooks[i], fn, memory_order_release);
+  return MBX_OK;
+}
+
+void mbx__layers_closed(mbx_handle h, int reason) {
+  for (int i = 0; i < MBX__CLOSE_HOOKS; i++) {
+    // Acquire: pairs with mbx__close_hook_register.
+    mbx__close_hook_fn fn =
+        atomic_load_explicit(&g_close_hooks[i], memory_order_acquire);
+    if (fn)
+      fn(h, reason);
+  }
+}

@@ -124,6 +124,15 @@ int mbx__layer_register(const mbx__layer_hooks *hooks);
  * once and forgets it; reuse starts the next life with NULL. */
 void mbx__self_layer_set(int layer, void *state);
 
+/* A function called once per closed mailbox life, on the thread that
+ * closed it (the owner at its exit, the closer from outside at runtime
+ * exit, or the closer of an orphan), after its queue was canceled and the
+ * layers' on_exit/on_orphan ran; h names the closed life. For layers that
+ * watch mailboxes (lifecycle/). Register once per process (hooks stay
+ * forever). Returns MBX_OK, or MBX_ENOMEM when every slot is taken. */
+typedef void (*mbx__close_hook_fn)(mbx_handle h, int reason);
+int mbx__close_hook_register(mbx__close_hook_fn fn);
+
 /* ---- counters (core/stats.c) */
 
 /* Process-wide counters, sharded by thread to keep threads off each other's

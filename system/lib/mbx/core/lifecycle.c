@@ -124,6 +124,10 @@ int mbx__thread_exit(int reason, int nested_ok) {
    * for a later mbx_proxy_finish) is canceled now: its callers stop
    * waiting. */
   mbx__layers_exit(r);
+  /* Close hooks once per life: if a closer from outside got here first
+   * (MBX_ECLOSED), it reported the close. */
+  if (count != MBX_ECLOSED)
+    mbx__layers_closed(mbx__self.handle, reason);
   // Relaxed: only the owner reads bound; it is reset at reuse anyway.
   atomic_store_explicit(&r->bound, 0, memory_order_relaxed);
   mbx__self.record = NULL;
@@ -147,6 +151,8 @@ int mbx__close_from_outside(mbx_handle h, int reason) {
   if (rc != MBX_OK)
     return rc;
   int count = close_and_cancel(r, mbx__handle_gen(h), reason, 1);
+  if (count >= 0 || count == MBX_EBUSY) /* we closed it: the owner won't */
+    mbx__layers_closed(h, reason);
   mbx_release(h);
   return count;
 }
@@ -166,6 +172,7 @@ int mbx_mailbox_close_orphan(mbx_handle h) {
   /* Upper layers' work the dead owner was running or left unfinished:
    * their callers would otherwise wait forever. */
   mbx__layers_orphan(r);
+  mbx__layers_closed(h, MBX_CANCEL_ABNORMAL_EXIT);
   // Relaxed: the record is closed; nobody binds a closed record.
   atomic_store_explicit(&r->bound, 0, memory_order_relaxed);
   mbx__gate_release_owner(r); /* step E for the dead owner */

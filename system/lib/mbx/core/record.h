@@ -210,6 +210,9 @@ extern _Thread_local mbx__self_state mbx__self;
 /* Hand r's layer slots to the layers' on_exit (owner) or on_orphan hooks. */
 void mbx__layers_exit(mbx__record *r);
 void mbx__layers_orphan(mbx__record *r);
+/* Every registered close hook, for the closed life h (exactly once per
+ * life: see the call sites in lifecycle.c). */
+void mbx__layers_closed(mbx_handle h, int reason);
 void mbx__layers_allocator_change(void);
 
 /* ---- core/nodes.c */

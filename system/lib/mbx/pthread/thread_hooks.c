@@ -85,6 +85,12 @@ static void park_if_runtime_exiting(void) {
 static void park_if_runtime_exiting(void) {}
 #endif
 
+/* Runs on a new thread after its mailbox is bound, before its start
+ * function: broadcast catch-up and start hooks (lifecycle/hooks.c overrides
+ * this no-op when linked), so this layer does not depend on that one. */
+void mbx__lifecycle_thread_start(void);
+__attribute__((weak)) void mbx__lifecycle_thread_start(void) {}
+
 static _Atomic uint64_t g_main_handle;
 
 /* Runs on the main thread before main(). If it fails (out of memory) the
@@ -133,6 +139,7 @@ static void *start_with_mailbox(void *p) {
   else
     mbx__release_unbound_owner(info.mailbox);
   pthread_cleanup_push(close_on_exit, NULL);
+  mbx__lifecycle_thread_start();
   result = info.start(info.arg);
   tls_returned = 1;
   pthread_cleanup_pop(1);
