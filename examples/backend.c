@@ -20,7 +20,7 @@
  * mbx_proxy_finish cannot yet report a failure: issue 18 item 4), stop
  * taking new work, and exit; its exit cancels what is still queued.
  */
-#include "../test/core/check.h"
+#include "../test/support/check.h"
 
 #include <mbx/lifecycle.h>
 #include <mbx/proxy.h>

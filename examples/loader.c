@@ -19,7 +19,7 @@
  * the thread was created, or missing at a thread's end although its load
  * had completed everywhere. Prints PASS with violations=0.
  */
-#include "../test/core/check.h"
+#include "../test/support/check.h"
 
 #include <mbx/broadcast.h>
 #include <mbx/thread.h>

@@ -13,7 +13,7 @@
  * (outside the library) makes a broadcast time out and is reported late,
  * and the latency it adds is measured.
  */
-#include "../core/check.h"
+#include "check.h"
 
 #include <mbx/broadcast.h>
 #include <mbx/lifecycle.h>
