@@ -8,7 +8,8 @@
 # under a name that changes with the sources, so edits rebuild it), and at
 # link time adds -Wl,--wrap=pthread_create (every pthread gets a mailbox),
 # -Wl,--undefined=mbx_main_thread (so does the main thread) and
-# --js-library src/mbx.js (event-loop delivery).
+# -Wl,--undefined=mbx__promise_js_call (Module.mbxCall, <mbx/promise.h>) and
+# --js-library src/mbx.js (event-loop delivery, promises).
 import glob
 import hashlib
 import os
@@ -23,7 +24,8 @@ DESCRIPTION = 'mbx: per-thread mailboxes for pthreads, built from ' + ROOT
 
 def _sources():
   return sorted(glob.glob(os.path.join(SOURCE_DIR, '*.c')) +
-                glob.glob(os.path.join(SOURCE_DIR, 'pthread', '*.c')))
+                glob.glob(os.path.join(SOURCE_DIR, 'pthread', '*.c')) +
+                glob.glob(os.path.join(SOURCE_DIR, 'promise', '*.c')))
 
 
 def _lib_name():
@@ -48,7 +50,8 @@ def get(ports, settings, shared):
   # makes every pthread_create (and thrd_create, std::thread) open a mailbox,
   # and the symbol that pulls in the main thread's mailbox.
   return [shared.cache.get_lib(_lib_name(), create, what='port'),
-          '--wrap=pthread_create', '--undefined=mbx_main_thread']
+          '--wrap=pthread_create', '--undefined=mbx_main_thread',
+          '--undefined=mbx__promise_js_call']
 
 
 def clear(ports, settings, shared):

@@ -1,0 +1,85 @@
+/*
+ * Promises for JavaScript callers: run a C function on another thread and
+ * get a JS Promise (or, on Emscripten 4.x/5.x, an em_promise_t) settled with
+ * its outcome. An upper layer over mbx_proxy_callback (<mbx/proxy.h>); the
+ * JS half is in src/mbx.js, the user's guide in docs/js.md.
+ *
+ * The work: `void *fn(void *arg)` runs on the target (like upstream's
+ * emscripten_proxy_promise). Its return value fulfills the promise (in JS:
+ * a Number, the pointer value as unsigned). A promise is rejected, never
+ * with nothing, when the work cannot complete: in JS with an Error whose
+ * `code` is the MBX_E* name ('MBX_ECANCELED', ...), `errno` the number and
+ * `message` mbx_strerror's text; as an em_promise_t with the MBX_E* code
+ * as the reason (`(intptr_t)reason`). Reasons:
+ *   MBX_ECANCELED  the target exited before fn returned (fn did not run, or
+ *                  it ended the thread)
+ *   MBX_ECLOSED, MBX_ESTALE, MBX_EINVAL, MBX_EFULL, MBX_ENOMEM
+ *                  not queued (as mbx_proxy_callback): fn never runs
+ *   MBX_EPERM      the calling thread cannot receive the outcome: it has no
+ *                  mailbox, or (when the event-loop layer can tell,
+ *                  see docs/js.md) its event loop is not attached
+ * Every promise settles exactly once, on the calling thread, from its JS
+ * event loop: the caller must have called mbx_event_loop_attach()
+ * (<mbx/thread.h>) and returned to its event loop, or drain its mailbox
+ * with mbx_poll()/mbx_wait(). Nothing here blocks.
+ *
+ * Lifetime: if the calling thread exits with promises outstanding, its
+ * pending JS promises are rejected with MBX_ECANCELED at its exit. Each
+ * call holds a 16-byte record until both sides are done with it; known
+ * leak: a call whose caller exits and whose target then exits before
+ * running it keeps that record (mbx_proxy_callback reports no drop).
+ *
+ * Native builds: this header compiles; mbx_proxy_promise_js returns
+ * MBX_EPERM (there is no JS), and mbx_proxy_promise is absent.
+ */
+#ifndef MBX_PROMISE_H
+#define MBX_PROMISE_H
+
+#include <mbx/proxy.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Work proxied for a promise: its return value fulfills the promise. */
+typedef void *(*mbx_promise_fn)(void *arg);
+
+/*
+ * Queue fn(arg) on target; the outcome settles a JS Promise on the calling
+ * thread, which JS takes with `Module.mbxPromise(id)` (see docs/js.md).
+ * Whenever fn and promise_id are non-null, *promise_id receives a non-zero
+ * id whose promise settles exactly once, also when nothing was queued (it is
+ * then already rejected with the returned code), so C code can always hand
+ * JS a promise. The id is valid on the calling thread only; take it exactly
+ * once (an untaken id keeps a small JS entry until the thread exits).
+ * Any thread whose event loop is attached (Emscripten).
+ * Returns MBX_OK (fn will run, or the promise is rejected MBX_ECANCELED),
+ * or, with fn never run: MBX_EINVAL (fn or promise_id NULL: no id is
+ * made; or a null/forged handle), MBX_EPERM (no mailbox, not attached, or a
+ * native build: *promise_id is 0 natively), MBX_ECLOSED, MBX_ESTALE,
+ * MBX_EFULL, MBX_ENOMEM.
+ */
+int mbx_proxy_promise_js(mbx_handle target, mbx_promise_fn fn, void *arg,
+                         uint32_t *promise_id);
+
+#if defined(__EMSCRIPTEN__) && __has_include(<emscripten/promise.h>)
+#include <emscripten/promise.h>
+#define MBX_HAVE_EM_PROMISE 1
+/*
+ * The em_promise_t form (Emscripten 4.x/5.x): emscripten_proxy_promise's
+ * shape, so code written for it ports by renaming the call. Queue fn(arg)
+ * on target and return a promise fulfilled with fn's return value, or
+ * rejected with the MBX_E* code as the reason (as listed at the top; upstream
+ * rejects with none). Never returns a null handle; the caller owns it and
+ * frees it with emscripten_promise_destroy (also before it settles). Any
+ * thread with a mailbox that is drained (event loop, mbx_poll, mbx_wait);
+ * settled on that thread.
+ */
+em_promise_t mbx_proxy_promise(mbx_handle target, mbx_promise_fn fn, void *arg);
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MBX_PROMISE_H */
