@@ -243,6 +243,11 @@ mergeInto(LibraryManager.library, {
   },
   mbx_js_promise_new__deps: ['$mbxPromises'],
   mbx_js_promise_new: function() { return mbxPromises.create(); },
+  // The calling pthread exits (promise.c): its promises never settle (their
+  // reactions would run on a worker with no thread), and the table starts
+  // clean for the worker's next thread.
+  mbx_js_promise_thread_exit__deps: ['$mbxPromises'],
+  mbx_js_promise_thread_exit: function() { mbxPromises.table.clear(); },
   mbx_js_promise_settle__deps: ['$mbxPromises'],
   mbx_js_promise_settle: function(id, code, value, message) {
     var text = '';

@@ -10,7 +10,9 @@
  * it (MBX_ECANCELED); a closed and a stale handle (rejections, not
  * throws); null fn, bad handles and unknown ids (MBX_EINVAL); a caller
  * with no mailbox (MBX_EPERM, from a TSD destructor); a worker in its
- * event loop calling main with Module.mbxCall; no call record left.
+ * event loop calling main with Module.mbxCall; a worker that exits with
+ * its promise pending (the work runs, no reaction runs); no call record
+ * left.
  * Natively the C form returns MBX_EPERM.
  */
 #include "proxy_util.h"
@@ -45,10 +47,9 @@ EMSCRIPTEN_KEEPALIVE void *exit_inside(void *arg) {
 static mbx_handle g_loop, g_server, g_doomed, g_stale, g_closed;
 static pthread_t g_server_t, g_doomed_t, g_loop_t;
 
-static void *loop_main(void *arg) {
-  (void)arg;
+static void *loop_main(void *ready) {
   CHECK_EQ(mbx_event_loop_attach(), MBX_OK);
-  atomic_store(&g_loop_ready, 1);
+  atomic_store((_Atomic int *)ready, 1);
   emscripten_exit_with_live_runtime();
   return NULL;
 }
@@ -116,6 +117,51 @@ EMSCRIPTEN_KEEPALIVE void test_worker_call(void) {
 }
 EMSCRIPTEN_KEEPALIVE int test_worker_value(void) {
   return atomic_load(&g_worker_value);
+}
+
+/* A caller that exits with its promise pending: the work still runs on the
+ * target, the promise is dropped (no reaction on the dead thread's worker),
+ * the record is freed by the target. */
+static _Atomic int g_w2_result, g_w2_ready, g_release2;
+EMSCRIPTEN_KEEPALIVE void test_w2_result(int v) {
+  atomic_store(&g_w2_result, v);
+}
+EMSCRIPTEN_KEEPALIVE int test_w2_value(void) {
+  return atomic_load(&g_w2_result);
+}
+static void block2(void *arg) {
+  (void)arg;
+  while (!atomic_load(&g_release2))
+    sleep_ms(0.2);
+}
+// clang-format off
+EM_JS(void, w2_js_call, (uint32_t lo, uint32_t hi, int fn), {
+  Module.mbxCall(Module.mbxHandle(lo, hi), fn, 9).then(
+      function(v) { _test_w2_result(v); },
+      function(e) { _test_w2_result(-1000 + e.errno); });
+});
+// clang-format on
+static mbx_handle g_slow;
+static void w2_call_then_exit(void *arg) {
+  (void)arg;
+  w2_js_call((uint32_t)g_slow.bits, (uint32_t)(g_slow.bits >> 32),
+             (int)(uintptr_t)twice);
+  pthread_exit(NULL);
+}
+EMSCRIPTEN_KEEPALIVE void test_exit_with_pending(void) {
+  pthread_t slow_t, w2;
+  g_slow = start_server(&slow_t);
+  CHECK_EQ(mbx_proxy_async(g_slow, block2, NULL, NULL), MBX_OK);
+  CHECK_EQ(pthread_create(&w2, NULL, loop_main, (void *)&g_w2_ready), 0);
+  mbx_handle h = mbx_thread_handle(w2);
+  while (!atomic_load(&g_w2_ready))
+    sched_yield();
+  int runs = atomic_load(&g_fn_runs);
+  CHECK_EQ(mbx_proxy_async(h, w2_call_then_exit, NULL, NULL), MBX_OK);
+  CHECK_EQ(pthread_join(w2, NULL), 0);
+  atomic_store(&g_release2, 1);
+  stop_server(slow_t, g_slow); /* after the work: the queue is in order */
+  CHECK_EQ(atomic_load(&g_fn_runs), runs + 1);
 }
 
 /* From the main thread's drain, where emscripten_force_exit may unwind
@@ -196,7 +242,10 @@ EM_JS(
           await new Promise(function(r) { setTimeout(r, 5); });
         assert(_test_worker_value() === 100,
                'worker awaited main: ' + _test_worker_value());
-        _test_doom();
+        _test_exit_with_pending();
+    await new Promise(function(r) { setTimeout(r, 50); });
+    assert(_test_w2_value() === 0, 'no reaction after the caller exited: ' + _test_w2_value());
+    _test_doom();
         var canceled = Module.mbxCall(doom, twice, 1);
         _test_release();
         var e = await rejects(canceled, 'MBX_ECANCELED',
@@ -221,7 +270,7 @@ EM_JS(
         await rejects(Module.mbxPromise(id), 'MBX_EINVAL', 'second take');
         assert(Module.mbxPromisesPending() === 0, 'JS table empty at the end');
         console.log(
-            'promise_js: values, 1000 concurrent, C form, canceled x2, closed, stale, invalid x6, worker->main');
+            'promise_js: values, 1000 concurrent, C form, canceled x2, closed, stale, invalid x6, worker->main, caller exits first');
       })()
           .then(
               function() { _test_finish(1); },
@@ -250,7 +299,8 @@ int main(void) {
 
   g_server = start_server(&g_server_t);
   g_doomed = start_server(&g_doomed_t);
-  CHECK_EQ(pthread_create(&g_loop_t, NULL, loop_main, NULL), 0);
+  CHECK_EQ(pthread_create(&g_loop_t, NULL, loop_main, (void *)&g_loop_ready),
+           0);
   g_loop = mbx_thread_handle(g_loop_t);
   CHECK_EQ(pthread_detach(g_loop_t), 0);
   while (!atomic_load(&g_loop_ready))

@@ -23,11 +23,14 @@
  * (<mbx/thread.h>) and returned to its event loop, or drain its mailbox
  * with mbx_poll()/mbx_wait(). Nothing here blocks.
  *
- * Lifetime: if the calling thread exits with promises outstanding, its
- * pending JS promises are rejected with MBX_ECANCELED at its exit. Each
- * call holds a 16-byte record until both sides are done with it; known
- * leak: a call whose caller exits and whose target then exits before
- * running it keeps that record (mbx_proxy_callback reports no drop).
+ * Lifetime: a pthread that exits with promises outstanding never sees them
+ * settle: they are dropped at its exit (their reactions would run JS, and
+ * maybe C, on a worker whose thread is gone), and its JS table is cleared.
+ * The work itself still runs or is canceled on the target as usual. Each
+ * call holds a 32-byte record (wasm32) until both sides are done with it.
+ * Known leak: a call whose caller exits and whose target then exits
+ * before running it keeps its record (mbx_proxy_callback reports a drop to
+ * no one).
  *
  * Native builds: this header compiles; mbx_proxy_promise_js returns
  * MBX_EPERM (there is no JS), and mbx_proxy_promise is absent.
@@ -47,15 +50,16 @@ typedef void *(*mbx_promise_fn)(void *arg);
 /*
  * Queue fn(arg) on target; the outcome settles a JS Promise on the calling
  * thread, which JS takes with `Module.mbxPromise(id)` (see docs/js.md).
- * Whenever fn and promise_id are non-null, *promise_id receives a non-zero
- * id whose promise settles exactly once, also when nothing was queued (it is
- * then already rejected with the returned code), so C code can always hand
- * JS a promise. The id is valid on the calling thread only; take it exactly
- * once (an untaken id keeps a small JS entry until the thread exits).
+ * Whenever promise_id is non-null (Emscripten), *promise_id receives a
+ * non-zero id whose promise settles exactly once, also when nothing was
+ * queued (it is then already rejected with the returned code), so C code
+ * can always hand JS a promise. The id is valid on the calling thread only;
+ * take it exactly once (an untaken id keeps a small JS entry until the
+ * thread exits; on the main thread, for good).
  * Any thread whose event loop is attached (Emscripten).
  * Returns MBX_OK (fn will run, or the promise is rejected MBX_ECANCELED),
- * or, with fn never run: MBX_EINVAL (fn or promise_id NULL: no id is
- * made; or a null/forged handle), MBX_EPERM (no mailbox, not attached, or a
+ * or, with fn never run: MBX_EINVAL (promise_id NULL: no id is made; fn
+ * NULL; a null/forged handle), MBX_EPERM (no mailbox, not attached, or a
  * native build: *promise_id is 0 natively), MBX_ECLOSED, MBX_ESTALE,
  * MBX_EFULL, MBX_ENOMEM.
  */

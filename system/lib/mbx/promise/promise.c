@@ -11,8 +11,10 @@
  * whoever sets the second bit frees it. on_cancel means fn did not return
  * (the target never will touch it), so the caller frees at once. A caller
  * that exits with calls outstanding (its outcome messages are then
- * dropped) rejects their promises from a thread-specific-data destructor,
- * which runs after its mailbox closed, so no on_done can follow.
+ * dropped) lets go of them from a thread-specific-data destructor, which
+ * runs after its mailbox closed, so no on_done can follow. Their promises
+ * are dropped, not settled: a reaction would run JS (and maybe C) on a
+ * worker whose thread is gone.
  */
 #include <mbx/promise.h>
 #include <mbx/thread.h>
@@ -29,6 +31,7 @@
 uint32_t mbx_js_promise_new(void);
 void mbx_js_promise_settle(uint32_t id, int code, void *value,
                            const char *message);
+void mbx_js_promise_thread_exit(void);
 
 /* Present once the event-loop layer exports it (see docs/js.md): then a
  * caller that is not attached is refused with MBX_EPERM instead of getting a
@@ -112,15 +115,27 @@ static void caller_exiting(void *unused) {
   tls_outstanding = NULL;
   while (c) {
     promise_call *next = c->next;
-    settle(c, MBX_ECANCELED, NULL);
+#ifdef MBX_HAVE_EM_PROMISE
+    if (!c->id)
+      emscripten_promise_destroy(c->em); /* unsettled: see the top */
+#endif
     let_go(c, CALLER_DONE); /* the target frees it when fn returns */
     c = next;
   }
+  mbx_js_promise_thread_exit(); /* the worker's next thread starts clean */
 }
 
 static void make_exit_key(void) {
   if (pthread_key_create(&g_exit_key, caller_exiting) != 0)
     g_exit_key = (pthread_key_t)-1;
+}
+
+/* Run caller_exiting when this pthread exits (the destructor runs only for
+ * a non-null value). Returns 0 if it could not be arranged. */
+static int watch_exit(void) {
+  pthread_once(&g_exit_once, make_exit_key);
+  return g_exit_key != (pthread_key_t)-1 &&
+         pthread_setspecific(g_exit_key, (void *)1) == 0;
 }
 
 /* Queue c; on failure the promise is rejected now and c freed. */
@@ -132,13 +147,8 @@ static int start(mbx_handle target, promise_call *c) {
     rc = MBX_EPERM;
   else if (mbx_event_loop_attached && !mbx_event_loop_attached())
     rc = MBX_EPERM;
-  if (rc == MBX_OK) {
-    pthread_once(&g_exit_once, make_exit_key);
-    /* The destructor runs only for a non-null value. */
-    if (g_exit_key == (pthread_key_t)-1 ||
-        pthread_setspecific(g_exit_key, (void *)1) != 0)
-      rc = MBX_ENOMEM;
-  }
+  if (rc == MBX_OK && !watch_exit())
+    rc = MBX_ENOMEM;
   if (rc == MBX_OK) {
     // Relaxed: published by the send's release.
     atomic_store_explicit(&c->done, 0, memory_order_relaxed);
@@ -163,6 +173,7 @@ int mbx_proxy_promise_js(mbx_handle target, mbx_promise_fn fn, void *arg,
   if (!promise_id)
     return MBX_EINVAL;
   *promise_id = mbx_js_promise_new();
+  watch_exit(); /* also for a refused call: its entry goes at thread exit */
   promise_call *c = calloc(1, sizeof *c);
   if (!c) {
     mbx_js_promise_settle(*promise_id, MBX_ENOMEM, NULL,
