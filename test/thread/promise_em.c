@@ -5,7 +5,8 @@
  * The em_promise_t form (Emscripten 4.x/5.x only): mbx_proxy_promise
  * shaped like emscripten_proxy_promise. From the main thread in its event
  * loop: fulfilled with fn's value (a worker in mbx_wait, one in its event
- * loop, main itself); rejected with the MBX_E* code as the reason, never
+ * loop, main itself), with NULL for mbx_proxy_promise_run's void fn
+ * (upstream's signature); rejected with the MBX_E* code as the reason, never
  * with none: a closed handle (MBX_ECLOSED), a null fn (MBX_EINVAL), a
  * target that exits before running the work (MBX_ECANCELED); a handle the
  * caller destroys before the promise settles (every one here); 200
@@ -28,6 +29,10 @@ static void *twice(void *arg) {
   atomic_fetch_add(&g_fn_runs, 1);
   return (void *)((uintptr_t)arg * 2);
 }
+static void count_run(void *arg) {
+  (void)arg;
+  atomic_fetch_add(&g_fn_runs, 1);
+}
 static void block(void *arg) {
   (void)arg;
   while (!atomic_load(&g_release))
@@ -44,11 +49,12 @@ static void *loop_main(void *arg) {
 /* Runs from the main thread's drain (see settled). */
 static void finish(void *unused) {
   (void)unused;
-  CHECK_EQ(atomic_load(&g_fn_runs), 3 + CONCURRENT);
+  CHECK_EQ(atomic_load(&g_fn_runs), 4 + CONCURRENT);
   stop_server(g_server_t, g_server);
   CHECK_EQ(pthread_join(g_doomed_t, NULL), 0);
   check_no_live_calls();
-  printf("promise_em: 3 values, %d concurrent, rejected ECLOSED, EINVAL, "
+  printf("promise_em: 3 values and a void fn (NULL), %d concurrent, "
+         "rejected ECLOSED, EINVAL x2, "
          "ECANCELED with the code as reason; early destroy\n",
          CONCURRENT);
   printf("PASS promise_em\n");
@@ -126,6 +132,9 @@ int main(void) {
   for (uintptr_t i = 0; i < CONCURRENT; i++)
     expect(mbx_proxy_promise(i & 1 ? g_loop : g_server, twice, (void *)i), 1,
            (intptr_t)(2 * i));
+  /* Upstream's shape: void fn, fulfilled with NULL. */
+  expect(mbx_proxy_promise_run(g_loop, count_run, (void *)3), 1, 0);
+  expect(mbx_proxy_promise_run(g_server, NULL, NULL), 0, MBX_EINVAL);
   expect(mbx_proxy_promise(closed, twice, NULL), 0, MBX_ECLOSED);
   expect(mbx_proxy_promise(g_server, NULL, NULL), 0, MBX_EINVAL);
   CHECK_EQ(mbx_proxy_async(g_doomed, block, NULL, NULL), MBX_OK);

@@ -4,15 +4,17 @@
  * its outcome. An upper layer over mbx_proxy_callback (<mbx/proxy.h>); the
  * JS half is in src/mbx.js, the user's guide in docs/js.md.
  *
- * The work: `void *fn(void *arg)` runs on the target (like upstream's
- * emscripten_proxy_promise). Its return value fulfills the promise (in JS:
- * a Number, the pointer value as unsigned). A promise is rejected, never
- * with nothing, when the work cannot complete: in JS with an Error whose
- * `code` is the MBX_E* name ('MBX_ECANCELED', ...), `errno` the number and
- * `message` mbx_strerror's text; as an em_promise_t with the MBX_E* code
- * as the reason (`(intptr_t)reason`). Reasons:
- *   MBX_ECANCELED  the target exited before fn returned (fn did not run, or
- *                  it ended the thread)
+ * The work: `void *fn(void *arg)` runs on the target; its return value
+ * fulfills the promise (in JS: a Number, the pointer value as unsigned).
+ * (Upstream's emscripten_proxy_promise takes `void fn(void *)` and fulfills
+ * with NULL: mbx_proxy_promise_run is that shape.) A function pointer
+ * passed from JS must really have the type `void *(void *)`: wasm traps on
+ * the target on a signature mismatch, which nothing here can check. A promise
+ * is rejected, never with nothing, when the work cannot complete: in JS with an
+ * Error whose `code` is the MBX_E* name ('MBX_ECANCELED', ...), `errno` the
+ * number and `message` mbx_strerror's text; as an em_promise_t with the MBX_E*
+ * code as the reason (`(intptr_t)reason`). Reasons: MBX_ECANCELED  the target
+ * exited before fn returned (fn did not run, or it ended the thread)
  *   MBX_ECLOSED, MBX_ESTALE, MBX_EINVAL, MBX_EFULL, MBX_ENOMEM
  *                  not queued (as mbx_proxy_callback): fn never runs
  *   MBX_EPERM      the calling thread cannot receive the outcome: it has no
@@ -80,6 +82,13 @@ int mbx_proxy_promise_js(mbx_handle target, mbx_promise_fn fn, void *arg,
  * settled on that thread.
  */
 em_promise_t mbx_proxy_promise(mbx_handle target, mbx_promise_fn fn, void *arg);
+
+/*
+ * mbx_proxy_promise for a `void fn(void *)`, the exact signature
+ * emscripten_proxy_promise takes: fulfilled with NULL (as upstream), and
+ * rejected with the MBX_E* code. Threads and ownership as above.
+ */
+em_promise_t mbx_proxy_promise_run(mbx_handle target, mbx_run_fn fn, void *arg);
 #endif
 
 #ifdef __cplusplus

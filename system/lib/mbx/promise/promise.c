@@ -42,6 +42,7 @@ enum { TARGET_DONE = 1, CALLER_DONE = 2 };
 
 typedef struct promise_call {
   mbx_promise_fn fn;
+  mbx_run_fn run; /* instead of fn: fulfilled with NULL */
   void *arg;
   void *result;
   uint32_t id; /* JS promise id, or 0 for an em_promise_t */
@@ -90,7 +91,10 @@ static void settle(promise_call *c, int code, void *value) {
 
 static void work(void *p) { /* on the target */
   promise_call *c = p;
-  c->result = c->fn(c->arg);
+  if (c->run)
+    c->run(c->arg); /* result stays NULL (calloc) */
+  else
+    c->result = c->fn(c->arg);
   let_go(c, TARGET_DONE);
 }
 
@@ -141,7 +145,7 @@ static int watch_exit(void) {
 /* Queue c; on failure the promise is rejected now and c freed. */
 static int start(mbx_handle target, promise_call *c) {
   int rc = MBX_OK;
-  if (!c->fn)
+  if (!c->fn && !c->run)
     rc = MBX_EINVAL;
   else if (mbx_handle_is_null(mbx_self()))
     rc = MBX_EPERM;
@@ -199,8 +203,8 @@ static em_promise_result_t pass_reason(void **result, void *data,
   return EM_PROMISE_REJECT;
 }
 
-em_promise_t mbx_proxy_promise(mbx_handle target, mbx_promise_fn fn,
-                               void *arg) {
+static em_promise_t promise_start(mbx_handle target, mbx_promise_fn fn,
+                                  mbx_run_fn run, void *arg) {
   /* The caller gets its own handle (a pass-through `then`), so it may
    * destroy it at any time; ours is destroyed when we settle. */
   em_promise_t ours = emscripten_promise_create();
@@ -214,10 +218,21 @@ em_promise_t mbx_proxy_promise(mbx_handle target, mbx_promise_fn fn,
     return theirs;
   }
   c->fn = fn;
+  c->run = run;
   c->arg = arg;
   c->em = ours;
   start(target, c);
   return theirs;
+}
+
+em_promise_t mbx_proxy_promise(mbx_handle target, mbx_promise_fn fn,
+                               void *arg) {
+  return promise_start(target, fn, NULL, arg);
+}
+
+em_promise_t mbx_proxy_promise_run(mbx_handle target, mbx_run_fn fn,
+                                   void *arg) {
+  return promise_start(target, NULL, fn, arg);
 }
 #endif
 
