@@ -95,6 +95,19 @@ static void *no_mailbox_main(void *arg) {
   return NULL;
 }
 
+/* A caller that is not attached: refused with MBX_EPERM once the event-loop
+ * layer can tell (mbx_event_loop_attached); 1 while it cannot. */
+__attribute__((weak)) int mbx_event_loop_attached(void);
+EMSCRIPTEN_KEEPALIVE int test_not_attached(void) {
+  if (!mbx_event_loop_attached)
+    return 1;
+  CHECK_EQ(mbx_event_loop_detach(), MBX_OK);
+  uint32_t id = 0;
+  int rc = mbx_proxy_promise_js(g_server, twice, NULL, &id);
+  CHECK_EQ(mbx_event_loop_attach(), MBX_OK);
+  return rc;
+}
+
 /* A worker in its event loop awaits a promise from main. */
 static _Atomic int g_worker_value;
 EMSCRIPTEN_KEEPALIVE void test_worker_result(int v) {
@@ -242,7 +255,9 @@ EM_JS(
           await new Promise(function(r) { setTimeout(r, 5); });
         assert(_test_worker_value() === 100,
                'worker awaited main: ' + _test_worker_value());
-        _test_exit_with_pending();
+        var na = _test_not_attached();
+    assert(na === 1 || na === -8, 'not attached: ' + na);
+    _test_exit_with_pending();
     await new Promise(function(r) { setTimeout(r, 50); });
     assert(_test_w2_value() === 0, 'no reaction after the caller exited: ' + _test_w2_value());
     _test_doom();
@@ -270,7 +285,8 @@ EM_JS(
         await rejects(Module.mbxPromise(id), 'MBX_EINVAL', 'second take');
         assert(Module.mbxPromisesPending() === 0, 'JS table empty at the end');
         console.log(
-            'promise_js: values, 1000 concurrent, C form, canceled x2, closed, stale, invalid x6, worker->main, caller exits first');
+            'promise_js: values, 1000 concurrent, C form, canceled x2, closed, stale, invalid x6, worker->main, caller exits first, ' +
+                (na === 1 ? 'not-attached check unavailable (no mbx_event_loop_attached)' : 'not attached: MBX_EPERM'));
       })()
           .then(
               function() { _test_finish(1); },

@@ -22,8 +22,8 @@
  *                  see docs/js.md) its event loop is not attached
  * Every promise settles exactly once, on the calling thread, from its JS
  * event loop: the caller must have called mbx_event_loop_attach()
- * (<mbx/thread.h>) and returned to its event loop, or drain its mailbox
- * with mbx_poll()/mbx_wait(). Nothing here blocks.
+ * (<mbx/thread.h>) and returned to its event loop (a thread that only
+ * polls never returns to JS, where reactions run). Nothing here blocks.
  *
  * Lifetime: a pthread that exits with promises outstanding never sees them
  * settle: they are dropped at its exit (their reactions would run JS, and
@@ -72,14 +72,14 @@ int mbx_proxy_promise_js(mbx_handle target, mbx_promise_fn fn, void *arg,
 #include <emscripten/promise.h>
 #define MBX_HAVE_EM_PROMISE 1
 /*
- * The em_promise_t form (Emscripten 4.x/5.x): emscripten_proxy_promise's
- * shape, so code written for it ports by renaming the call. Queue fn(arg)
- * on target and return a promise fulfilled with fn's return value, or
- * rejected with the MBX_E* code as the reason (as listed at the top; upstream
+ * The em_promise_t form (Emscripten 4.x/5.x), so code written for
+ * emscripten_proxy_promise ports by changing the call (see
+ * mbx_proxy_promise_run for upstream's exact signature). Queue fn(arg) on
+ * target and return a promise fulfilled with fn's return value, or rejected
+ * with the MBX_E* code as the reason (as listed at the top; upstream
  * rejects with none). Never returns a null handle; the caller owns it and
  * frees it with emscripten_promise_destroy (also before it settles). Any
- * thread with a mailbox that is drained (event loop, mbx_poll, mbx_wait);
- * settled on that thread.
+ * thread whose event loop is attached; settled on that thread.
  */
 em_promise_t mbx_proxy_promise(mbx_handle target, mbx_promise_fn fn, void *arg);
 
