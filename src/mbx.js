@@ -227,7 +227,12 @@ mergeInto(LibraryManager.library, {
       Module['mbxCall'] = function(target, fn, arg) {
         var h = mbxPromises.split(target);
         if (!h) return Promise.reject(mbxPromises.error(-3, 'bad handle: pass a BigInt, a safe integer, a string or {lo, hi}'));
-        return mbxPromises.take(_mbx__promise_js_call(h[0], h[1], fn >>> 0, arg >>> 0));
+        try {
+          var id = _mbx__promise_js_call(h[0], h[1], fn >>> 0, arg >>> 0);
+        } catch (e) {  // the runtime is not ready, or has aborted: reject
+          return Promise.reject(e);
+        }
+        return mbxPromises.take(id);
       };
       Module['mbxHandle'] = mbxPromises.join;
       // Ids made on this thread and not yet settled and taken (diagnostics).
