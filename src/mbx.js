@@ -178,4 +178,116 @@ mergeInto(LibraryManager.library, {
   },
   mbx_js_watch_workers__deps: ['$mbxWorkers'],
   mbx_js_watch_workers: function() { mbxWorkers.install(); },
+
+  // ---- Promises for JS callers (system/lib/mbx/promise/promise.c,
+  // docs/js.md). Each thread's JS realm keeps a table of its promises by id:
+  // an entry holds the outcome until JS takes the Promise (so a rejection
+  // that arrives before anyone listens is never an unhandled rejection),
+  // or the resolve/reject functions once it has been taken.
+  $mbxPromises__postset: 'mbxPromises.install();',
+  $mbxPromises: {
+    next: 1,
+    table: null,
+    names: {'-1': 'MBX_ECLOSED', '-2': 'MBX_ESTALE', '-3': 'MBX_EINVAL',
+            '-4': 'MBX_ENOMEM', '-5': 'MBX_EFULL', '-6': 'MBX_EBUSY',
+            '-7': 'MBX_ETIMEDOUT', '-8': 'MBX_EPERM', '-9': 'MBX_EAGAIN',
+            '-10': 'MBX_ECANCELED', '-11': 'MBX_EDEADLK',
+            '-12': 'MBX_EWOULDBLOCK'},
+    error: function(code, message) {
+      var e = new Error(message || ('mbx error ' + code));
+      e.code = mbxPromises.names[code] || 'MBX_E' + (-code);
+      e.errno = code;
+      return e;
+    },
+    // A handle in JS: a BigInt (the 64 bits), a safe-integer Number, a
+    // decimal or 0x string, or {lo, hi}. Returns [lo, hi], or null.
+    split: function(h) {
+      if (h !== null && typeof h == 'object' && 'lo' in h && 'hi' in h)
+        return [h.lo >>> 0, h.hi >>> 0];
+      try {
+        if (typeof h == 'number' && !Number.isSafeInteger(h)) return null;
+        var b = BigInt(h);
+        if (b < BigInt(0) || b >= (BigInt(1) << BigInt(64))) return null;
+        return [Number(b & BigInt(0xffffffff)), Number(b >> BigInt(32))];
+      } catch (e) {
+        return null;
+      }
+    },
+    join: function(lo, hi) {
+      return (BigInt(hi >>> 0) << BigInt(32)) | BigInt(lo >>> 0);
+    },
+    create: function() {
+      var id = mbxPromises.next;
+      mbxPromises.next = id >= 0x7fffffff ? 1 : id + 1;
+      mbxPromises.table.set(id, {settled: false});
+      return id;
+    },
+    settle: function(id, code, value, message) {
+      var e = mbxPromises.table.get(id);
+      if (!e || e.settled) return;  // settled exactly once
+      e.settled = true;
+      e.code = code;
+      e.value = value >>> 0;
+      e.message = message;
+      if (e.resolve) {
+        mbxPromises.table.delete(id);
+        mbxPromises.finish(e, e.resolve, e.reject);
+      }
+    },
+    finish: function(e, resolve, reject) {
+      if (e.code) reject(mbxPromises.error(e.code, e.message));
+      else resolve(e.value);
+    },
+    take: function(id) {
+      return new Promise(function(resolve, reject) {
+        var e = mbxPromises.table.get(id);
+        if (!e || e.resolve) {
+          reject(mbxPromises.error(-3, 'no such promise on this thread (ids are taken once, on the thread that made them)'));
+        } else if (e.settled) {
+          mbxPromises.table.delete(id);
+          mbxPromises.finish(e, resolve, reject);
+        } else {
+          e.resolve = resolve;
+          e.reject = reject;
+        }
+      });
+    },
+    install: function() {
+      mbxPromises.table = new Map();
+      Module['mbxPromise'] = mbxPromises.take;
+      Module['mbxCall'] = function(target, fn, arg) {
+        var h = mbxPromises.split(target);
+        if (!h) return Promise.reject(mbxPromises.error(-3, 'bad handle: pass a BigInt, a safe integer, a string or {lo, hi}'));
+        try {
+          var id = _mbx__promise_js_call(h[0], h[1], fn >>> 0, arg >>> 0);
+        } catch (e) {  // the runtime is not ready, or has aborted: reject
+          return Promise.reject(e);
+        }
+        return mbxPromises.take(id);
+      };
+      Module['mbxHandle'] = mbxPromises.join;
+      // Ids made on this thread and not yet settled and taken (diagnostics).
+      Module['mbxPromisesPending'] = function() { return mbxPromises.table.size; };
+      var handle = function(which, thread) {
+        var lo = _mbx__promise_js_handle(which, thread >>> 0);
+        return mbxPromises.join(lo, _mbx__promise_js_handle_hi());
+      };
+      Module['mbxSelf'] = function() { return handle(0, 0); };
+      Module['mbxMainThread'] = function() { return handle(1, 0); };
+      Module['mbxThreadHandle'] = function(t) { return handle(2, t); };
+    },
+  },
+  mbx_js_promise_new__deps: ['$mbxPromises'],
+  mbx_js_promise_new: function() { return mbxPromises.create(); },
+  // The calling pthread exits (promise.c): its promises never settle (their
+  // reactions would run on a worker with no thread), and the table starts
+  // clean for the worker's next thread.
+  mbx_js_promise_thread_exit__deps: ['$mbxPromises'],
+  mbx_js_promise_thread_exit: function() { mbxPromises.table.clear(); },
+  mbx_js_promise_settle__deps: ['$mbxPromises'],
+  mbx_js_promise_settle: function(id, code, value, message) {
+    var text = '';
+    if (message) for (var i = message; HEAPU8[i]; i++) text += String.fromCharCode(HEAPU8[i]);
+    mbxPromises.settle(id, code, value, text);
+  },
 });

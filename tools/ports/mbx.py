@@ -8,7 +8,8 @@
 # under a name that changes with the sources, so edits rebuild it), and at
 # link time adds -Wl,--wrap=pthread_create (every pthread gets a mailbox),
 # -Wl,--undefined=mbx_main_thread (so does the main thread) and
-# --js-library src/mbx.js (event-loop delivery).
+# -Wl,--undefined=mbx__promise_js_call (Module.mbxCall, <mbx/promise.h>) and
+# --js-library src/mbx.js (event-loop delivery, promises).
 import glob
 import hashlib
 import os
@@ -22,7 +23,7 @@ DESCRIPTION = 'mbx: per-thread mailboxes for pthreads, built from ' + ROOT
 
 
 # The library's layers (see CMakeLists.txt); sources and private headers.
-LAYERS = ['platform', 'core', 'proxy', 'pthread', 'snapshot', 'broadcast', 'lifecycle']
+LAYERS = ['platform', 'core', 'proxy', 'pthread', 'snapshot', 'broadcast', 'lifecycle', 'promise']
 
 
 def _layer_files(ext):
@@ -54,7 +55,8 @@ def get(ports, settings, shared):
   # makes every pthread_create (and thrd_create, std::thread) open a mailbox,
   # and the symbol that pulls in the main thread's mailbox.
   return [shared.cache.get_lib(_lib_name(), create, what='port'),
-          '--wrap=pthread_create', '--undefined=mbx_main_thread']
+          '--wrap=pthread_create', '--undefined=mbx_main_thread',
+          '--undefined=mbx__promise_js_call']
 
 
 def clear(ports, settings, shared):

@@ -125,6 +125,13 @@ int mbx_event_loop_attach(void);
  */
 int mbx_event_loop_detach(void);
 
+/*
+ * 1 if the calling thread's mailbox is served from its JS event loop
+ * (mbx_event_loop_attach, not detached since), else 0 (also natively).
+ * Any thread, for itself.
+ */
+int mbx_event_loop_attached(void);
+
 #ifdef __cplusplus
 }
 #endif

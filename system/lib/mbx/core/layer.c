@@ -70,7 +70,8 @@ static _Atomic int g_close_hook_count;
 
 int mbx__close_hook_register(mbx__close_hook_fn fn) {
   // Relaxed: only hands out distinct slots.
-  int i = atomic_fetch_add_explicit(&g_close_hook_count, 1, memory_order_relaxed);
+  int i =
+      atomic_fetch_add_explicit(&g_close_hook_count, 1, memory_order_relaxed);
   if (i >= MBX__CLOSE_HOOKS)
     return MBX_ENOMEM;
   // Release: a closer that loads it may call it at once.

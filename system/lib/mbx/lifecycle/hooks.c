@@ -37,7 +37,9 @@ static void register_close_hook(void) {
   (void)rc;
 }
 
-void mbx__lifecycle_link(void) { pthread_once(&g_registered, register_close_hook); }
+void mbx__lifecycle_link(void) {
+  pthread_once(&g_registered, register_close_hook);
+}
 
 static int add(hook *table, _Atomic int *count, void (*fn)(void), void *arg,
                uint32_t *id) {

@@ -122,6 +122,8 @@ int mbx_event_loop_detach(void) {
 /* returned: the thread's start routine returned (it did not unwind to its
  * event loop, and timers may keep it alive); 0 for pthread_exit,
  * cancellation and runtime exit. */
+int mbx_event_loop_attached(void) { return tls_epoch != 0; }
+
 void mbx__event_loop_on_exit(int returned) {
   if (tls_epoch)
     mbx_event_loop_detach();
@@ -136,6 +138,7 @@ int mbx_event_loop_attach(void) {
 int mbx_event_loop_detach(void) {
   return mbx__self_pending_word() ? MBX_EINVAL : MBX_EPERM;
 }
+int mbx_event_loop_attached(void) { return 0; }
 void mbx__event_loop_on_exit(int returned) { (void)returned; }
 
 #endif
