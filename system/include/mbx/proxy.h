@@ -138,6 +138,13 @@ int mbx_proxy_set_serving(int on);
  */
 int mbx_proxy_set_blocking(int allowed);
 
+/*
+ * 1 if the calling thread may block in mbx_proxy_sync* now (the rule of
+ * mbx_proxy_set_blocking applied), 0 if they would return
+ * MBX_EWOULDBLOCK. Any thread, for itself.
+ */
+int mbx_proxy_may_block(void);
+
 typedef struct mbx_proxy_stats {
   uint64_t calls_live;         /* call records allocated and not yet freed
                                   (a finished context is freed when its

@@ -15,7 +15,7 @@
  * so every target had answered: this thread was not one.
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime under -std=c11 */
-#include "../core/layer.h" /* mbx__wait: serving while blocked */
+#include "../core/layer.h"      /* mbx__wait: serving while blocked */
 #include "../lifecycle/lifecycle.h"
 
 #include <mbx/broadcast.h>
@@ -352,23 +352,6 @@ static bc *start(mbx_run_fn fn, void *arg, int flags,
   return b;
 }
 
-#ifdef __EMSCRIPTEN__
-int mbx_proxy_js_on_web_page(void); /* proxy.c */
-#endif
-
-/* The rule of the proxy layer's blocking calls (mbx_proxy_set_blocking). */
-static int may_block(void) {
-  int setting = mbx_proxy_set_blocking(-1); /* read it ... */
-  mbx_proxy_set_blocking(setting);          /* ... and put it back */
-  if (setting >= 0)
-    return setting;
-#ifdef __EMSCRIPTEN__
-  if (emscripten_is_main_browser_thread() && mbx_proxy_js_on_web_page())
-    return 0;
-#endif
-  return 1;
-}
-
 static double now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -380,7 +363,7 @@ int mbx_broadcast(mbx_run_fn fn, void *arg, int flags, double timeout_ms,
                   uint32_t late_capacity) {
   if (!fn || (flags & ~(MBX_BROADCAST_SKIP_SELF | MBX_BROADCAST_PERSIST)))
     return MBX_EINVAL;
-  if (timeout_ms != 0 && !may_block())
+  if (timeout_ms != 0 && !mbx_proxy_may_block())
     return MBX_EWOULDBLOCK;
   int rc;
   bc *b = start(fn, arg, flags, NULL, NULL, &rc);

@@ -26,7 +26,7 @@ EM_JS(int, mbx__js_on_web_page, (void), {
 // clang-format on
 #endif
 
-static int may_block(void) {
+int mbx_proxy_may_block(void) {
   if (tls_blocking >= 0)
     return tls_blocking;
 #ifdef __EMSCRIPTEN__
@@ -132,7 +132,7 @@ static int call_and_wait(mbx_handle target, int kind, mbx_run_fn fn,
   mbx_handle self = mbx_self();
   if (!mbx_handle_is_null(self) && mbx_handle_equal(self, target))
     return MBX_EDEADLK;
-  if (!may_block())
+  if (!mbx_proxy_may_block())
     return MBX_EWOULDBLOCK;
   /* Serve only an open mailbox: a closed one (a cancel function calling us
    * during exit) could not receive the reply. */
