@@ -190,6 +190,18 @@ function measure(tc) {
     const order = i % 2 ? ['bench_thread_plain', 'bench_thread'] : ['bench_thread', 'bench_thread_plain'];
     for (const p of order) samples.push(...runProgram(tc, p, ['--threads', threads], `p${i}`));
   }
+  log(`[${tc.label}] C++ header vs C API, ${reps} reps...`);
+  samples.push(...runProgram(tc, 'bench_cpp', ['--reps', String(reps), ...(quick ? ['--rts', '5000'] : [])]));
+  if (tc.wasm) {
+    log(`[${tc.label}] JS promise vs callback round trips, ${reps} reps...`);
+    samples.push(...runProgram(tc, 'bench_promise', ['--reps', String(reps), ...(quick ? ['--rts', '500'] : [])]));
+  }
+  // One averaged sample per size and invocation: a few invocations.
+  const broadcasts = quick ? 2 : 5;
+  log(`[${tc.label}] broadcast to 4/16/64 idle threads vs sync loops, ${broadcasts} runs...`);
+  for (let i = 0; i < broadcasts; i++) {
+    samples.push(...runProgram(tc, 'bench_broadcast', ['--reps', quick ? '10' : '40'], `b${i}`));
+  }
   if (!tc.wasm) {
     log(`[${tc.label}] send+receive vs mutex ring vs Vyukov queue, ${reps} reps...`);
     samples.push(...runProgram(tc, 'bench_queue', ['--reps', String(reps), '--msgs', quick ? '200000' : '500000']));
@@ -362,6 +374,29 @@ function rows(tc, series, noisy) {
   add({ key: 'heap-growth-per-message-library', unit: 'B/msg', ours: get('heap-growth-per-message', 'mbx-library'),
     program: 'bench_proxy', baseName: "none (the library's own bytes, mbx_memory_stats.bytes_live)",
     target: { text: 'no growth once warm (library bytes: 0)', on: 'ours', op: '<=', value: 0, required: true, issue: 17 } });
+  // Front doors and broadcast (issues 14 and 15).
+  add({ key: 'cpp-call-rt', unit: 'us', ours: get('cpp-call-rt', 'mbx-cpp-call'), base: get('cpp-call-rt', 'mbx-c-sync'),
+    baseName: 'mbx_proxy_sync (C API)', program: 'bench_cpp',
+    target: ratioTarget(1 / 1.2, 'mbx.hpp call within 1.2x of the C API', true, 15) });
+  add({ key: 'cpp-post-self', unit: 'ns', ours: get('cpp-post-self', 'mbx-cpp-post'), base: get('cpp-post-self', 'mbx-c-send'),
+    baseName: 'mbx_send (C API)', program: 'bench_cpp' });
+  add({ key: 'cpp-post-large-extra-allocs', unit: 'allocs', ours: get('allocs-per-call', 'cpp-post-large'),
+    base: get('allocs-per-call', 'c-send'), program: 'bench_cpp', baseName: 'mbx_send (C API)',
+    target: { text: '<= 1 extra allocation per call (mbx_send: ~0)', on: 'ours', op: '<=', value: 1.05, required: true, issue: 15 } });
+  if (tc.wasm) {
+    add({ key: 'js-promise-rt-event-loop', unit: 'us', ours: get('js-rt-event-loop', 'mbx-promise'),
+      base: get('js-rt-event-loop', 'mbx-callback'), program: 'bench_promise',
+      baseName: 'mbx_proxy_callback chain (same path, no JS Promise)' });
+  }
+  for (const n of [4, 16, 64]) {
+    const w = `broadcast-${n}`;
+    add({ key: w, unit: 'us', ours: get(w, 'broadcast'), base: get(w, 'sync-loop'), program: 'bench_broadcast',
+      baseName: `a loop of mbx_proxy_sync to ${n} idle threads` });
+    if (get(w, 'upstream-sync-loop')) {
+      add({ key: `${w}-vs-upstream`, unit: 'us', ours: get(w, 'broadcast'), base: get(w, 'upstream-sync-loop'),
+        program: 'bench_broadcast', baseName: `upstream dlsync-style emscripten_proxy_sync loop to ${n} threads` });
+    }
+  }
   return out;
 }
 

@@ -131,5 +131,6 @@ int main(int argc, char **argv) {
     free(t);
     free(h);
   }
+  printf("DONE\n");
   return 0;
 }
