@@ -17,7 +17,7 @@ void mbx__lifecycle_mailbox_closed(mbx_handle h, int reason);
  * strong mbx__lifecycle_thread_start). */
 void mbx__lifecycle_link(void);
 
-/* broadcast.c: run every registered broadcast on the calling, starting
+/* broadcast/registry.c: run every registered broadcast on the calling, starting
  * thread (catch-up). */
 void mbx__broadcast_catch_up(void);
 /* watch.c: fire the watches of h, drop those h held on others. */
