@@ -1,4 +1,3 @@
-// mbx-test-xfail: issue 18 item 1 (fix pending)
 // mbx-test-timeout: 60
 /*
  * Issue 18 item 1: a thread with a pthread_cancel pending that reaches no

@@ -106,11 +106,18 @@ int mbx__close_from_outside(mbx_handle h, int reason);
 
 /* What the core calls back in a layer. Any hook may be NULL. */
 typedef struct mbx__layer_hooks {
-  /* On the owner as it exits (mbx__thread_exit), after its queue was
-   * canceled; slot is what the layer stored for this life, or NULL. */
+  /* On the owner as it exits (mbx__thread_exit), after its mailbox was
+   * closed and before its queue is canceled: work the layer reports as
+   * done must be settled as canceled now, so that no cancel function can
+   * report it done (issue 18 item 4). */
+  void (*on_close)(void);
+  /* On the owner as it exits, after its queue was canceled; slot is what
+   * the layer stored for this life, or NULL if it stored nothing or an
+   * orphan closer (called on a live owner: misuse) took it. */
   void (*on_exit)(void *slot);
   /* On the closer of an orphan (a dead owner, mbx_mailbox_close_orphan),
-   * with the slot the owner stored; never called with NULL. */
+   * before its queue is canceled, with the slot the owner stored; never
+   * called with NULL. */
   void (*on_orphan)(void *slot);
   /* On the thread calling mbx_set_allocator, before the allocator is
    * replaced: give back what the calling thread caches from it. */

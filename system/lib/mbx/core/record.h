@@ -159,8 +159,10 @@ uint32_t mbx__gate_open(mbx__record *r);
 /* Close steps A and B: clear OPEN for gen's life, then wait until no
  * sender is inside. Returns MBX_OK or the refusal (already closed, stale). */
 int mbx__gate_close(mbx__record *r, uint32_t gen);
-/* Close step E for the owner's hold (closed records only). */
-void mbx__gate_release_owner(mbx__record *r);
+/* Close step E: drop the owner's hold of gen's life (closed only), once:
+ * MBX_OK, or MBX_EINVAL/MBX_ESTALE if it is not there (already released
+ * by the owner or an orphan closer, or another life). */
+int mbx__gate_release_owner(mbx__record *r, uint32_t gen);
 /* The owner claims the queue around one pop; fails once a closer took it. */
 int mbx__token_owner_claim(mbx__record *r);
 void mbx__token_owner_unclaim(mbx__record *r);
@@ -199,15 +201,23 @@ int32_t mbx__flush_consumed(mbx__record *r);
 void mbx__wake_owner(mbx__record *r, int32_t mode);
 
 /* ---- core/lifecycle.c: the calling thread's mailbox */
+struct mbx__closing;
 typedef struct mbx__self_state {
   mbx__record *record;
   mbx_handle handle;
   int draining;
+  /* Closes in progress on this thread, innermost first (lifecycle.c): a
+   * cancel function that ends the thread or the process leaves them to
+   * be resumed. */
+  struct mbx__closing *closing;
 } mbx__self_state;
 extern _Thread_local mbx__self_state mbx__self;
 
 /* ---- core/layer.c */
-/* Hand r's layer slots to the layers' on_exit (owner) or on_orphan hooks. */
+/* Call the layers' on_close (owner, before its queue is canceled); hand
+ * r's layer slots to their on_exit (owner) or on_orphan hooks: each slot
+ * goes to exactly one of the two. */
+void mbx__layers_close(mbx__record *r);
 void mbx__layers_exit(mbx__record *r);
 void mbx__layers_orphan(mbx__record *r);
 void mbx__layers_allocator_change(void);
