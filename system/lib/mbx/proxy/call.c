@@ -153,18 +153,18 @@ static int call_and_wait(mbx_handle target, int kind, mbx_run_fn fn,
   pthread_cleanup_push(caller_unwinding, c);
   outcome = wait_for_outcome(c, timeout_ms);
   pthread_cleanup_pop(0);
+  /* DONE was read with acquire: the finisher's status is visible. */
+  rc = outcome == MBX__CALL_DONE       ? c->status
+       : outcome == MBX__CALL_CANCELED ? MBX_ECANCELED
+                                       : MBX_ETIMEDOUT;
   mbx__call_unref(c);
-  switch (outcome) {
-  case MBX__CALL_DONE:
+  if (rc == MBX_OK)
     mbx__proxy_count(MBX__PROXY_SYNC_DONE);
-    return MBX_OK;
-  case MBX__CALL_CANCELED:
+  else if (rc == MBX_ECANCELED)
     mbx__proxy_count(MBX__PROXY_SYNC_CANCELED);
-    return MBX_ECANCELED;
-  default:
+  else if (rc == MBX_ETIMEDOUT && outcome != MBX__CALL_DONE)
     mbx__proxy_count(MBX__PROXY_SYNC_TIMED_OUT);
-    return MBX_ETIMEDOUT;
-  }
+  return rc;
 }
 
 int mbx_proxy_sync(mbx_handle target, mbx_run_fn fn, void *arg) {

@@ -38,6 +38,10 @@ struct mbx_proxy_ctx {
    * reporter sends it no reply message. */
   _Atomic int32_t watching;
   int kind;
+  /* What the caller returns when state is DONE: MBX_OK, or the status
+   * given to mbx_proxy_finish_status. Written by the finisher before its
+   * settle CAS, which publishes it; read by the caller after it saw DONE. */
+  int status;
   mbx_run_fn fn;
   mbx_proxy_ctx_fn ctx_fn;
   mbx_run_fn on_done, on_cancel;
@@ -84,6 +88,7 @@ void mbx__proxy_cache_flush(void);
 void mbx__proxy_work_run(void *arg);
 void mbx__proxy_work_canceled(void *arg, int reason);
 /* Layer hooks (core/layer.h): the owner's exit, and an orphan's closer. */
+void mbx__proxy_on_close(void);
 void mbx__proxy_on_exit(void *slot);
 void mbx__proxy_on_orphan(void *slot);
 

@@ -76,15 +76,24 @@ static void cancel_outstanding(proxy_thread *p) {
   }
 }
 
-/* The owner exits, after its queue was canceled (slot is tls_proxy unless
- * it is the fallback, which is never published). */
+/* The owner exits, its mailbox closed, before its queue is canceled:
+ * contexts still outstanding are canceled first, so that a cancel function
+ * that finishes one gets MBX_ECANCELED and its caller too, never MBX_OK
+ * for work that did not complete (issue 18 item 4). */
+void mbx__proxy_on_close(void) {
+  if (tls_proxy)
+    cancel_outstanding(tls_proxy);
+}
+
+/* The owner exits, after its queue was canceled. slot is tls_proxy unless
+ * it is the fallback (never published) or an orphan closer, called on this
+ * live owner (misuse), took and freed it. */
 void mbx__proxy_on_exit(void *slot) {
-  (void)slot;
   proxy_thread *p = tls_proxy;
-  if (p) {
-    tls_proxy = NULL;
+  tls_proxy = NULL;
+  if (p && (p == slot || p == &tls_fallback)) {
     /* Work interrupted by pthread_exit left `running` in its cleanup
-     * handler; the core forgets the slot after this returns. */
+     * handler. */
     cancel_outstanding(p);
     if (p != &tls_fallback)
       mbx__free(p);
@@ -173,8 +182,17 @@ void mbx__proxy_work_canceled(void *arg, int reason) {
   mbx__call_unref(c);
 }
 
-int mbx_proxy_finish(mbx_proxy_ctx *ctx) {
+int mbx_proxy_finish_status(mbx_proxy_ctx *ctx, int status) {
+  if (!ctx || status > 0)
+    return MBX_EINVAL; /* nothing done: ctx is still to be finished */
+  /* Only the finisher writes it, and only the winner's settle makes the
+   * caller read it (the CAS publishes it). */
+  ctx->status = status;
   int won = mbx__call_settle(ctx, MBX__CALL_RUNNING, MBX__CALL_DONE);
   mbx__call_unref(ctx);
   return won ? MBX_OK : MBX_ECANCELED;
+}
+
+int mbx_proxy_finish(mbx_proxy_ctx *ctx) {
+  return mbx_proxy_finish_status(ctx, MBX_OK);
 }
