@@ -15,6 +15,15 @@
  *
  * Thread safety: every function may be called from any thread unless its
  * comment says "owner only" (the thread bound to the mailbox).
+ *
+ * Cancellation points (pthread_cancel with the default deferred type):
+ * exactly mbx_wait() and the blocking calls of <mbx/proxy.h>
+ * (mbx_proxy_sync, mbx_proxy_sync_timed, mbx_proxy_sync_with_ctx, while
+ * they wait). No other function of the library is one; in particular
+ * mbx_poll() and mbx_send() are not. Handlers run by mbx_poll/mbx_wait may
+ * reach cancellation points of their own: a thread canceled inside one
+ * counts that message as run. Cancel functions run with cancellation
+ * disabled (see mbx_cancel_fn).
  */
 #ifndef MBX_MAILBOX_H
 #define MBX_MAILBOX_H
@@ -127,8 +136,13 @@ int mbx_poll(void);
  * Block until at least one message is pending (or timeout_ms passes), then
  * run pending messages as mbx_poll does. timeout_ms < 0 (or INFINITY, or
  * NaN) waits forever; any finite timeout, however large, is honoured.
- * Not a cancellation point (yet: issue 18 item 5): a thread looping on
- * mbx_wait(-1) is canceled only when a handler reaches one.
+ * A cancellation point (pthread_cancel): at entry, and while it sleeps
+ * (a cancel is acted on within 100 ms: the sleep is cut into slices where
+ * the platform's futex wait is not itself a cancellation point, which is
+ * Linux and Emscripten 3.1.6). Canceled there, the thread unwinds with no
+ * message taken and its drain state restored; its exit path (mbx::mbx's
+ * pthread_create, or your own cleanup handler calling mbx_thread_exit)
+ * then cancels what is queued.
  * Owner only. Returns the number run (>= 1), MBX_ETIMEDOUT, MBX_EBUSY,
  * MBX_EPERM, MBX_ECLOSED (closed from outside, as for mbx_poll).
  */

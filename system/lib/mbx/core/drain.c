@@ -4,6 +4,13 @@
  */
 #include "record.h"
 
+#include <pthread.h>
+
+/* How long a cancelable mbx_wait sleeps before it looks for a pending
+ * pthread_cancel (neither Linux's futex wait nor Emscripten 3.1.6's is a
+ * cancellation point, and pthread_cancel does not wake a futex). */
+#define CANCEL_CHECK_MS 100.0
+
 int32_t mbx__flush_consumed(mbx__record *r) {
   mbx__node_release_flush(r);
   int32_t n = r->consumed_unflushed;
@@ -92,16 +99,58 @@ int mbx_poll(void) {
   return count;
 }
 
-int mbx__wait(double timeout_ms, int flags) {
+/* Sleep on pending == 0 for at most remaining_ms (< 0: forever). A
+ * cancelable wait whose thread has cancellation enabled sleeps in slices
+ * and acts on a pending pthread_cancel after each. */
+static void sleep_on_pending(mbx__record *r, double remaining_ms,
+                             int cancelable) {
+  if (cancelable) {
+    int state;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &state);
+    pthread_setcancelstate(state, NULL);
+    cancelable = state == PTHREAD_CANCEL_ENABLE;
+    if (cancelable && (remaining_ms < 0 || remaining_ms > CANCEL_CHECK_MS))
+      remaining_ms = CANCEL_CHECK_MS;
+  }
+  mbx__platform_wait(&r->pending, 0, remaining_ms);
+  if (cancelable)
+    pthread_testcancel();
+}
+
+typedef struct wait_state {
   mbx__record *r;
   int was_draining;
-  int rc = begin_drain(&r, flags & MBX__WAIT_NESTED_OK, &was_draining);
-  if (rc != MBX_OK)
-    return rc;
+  int32_t mode; /* the thread's notification mode, kept across the wait */
+} wait_state;
+
+/* The end of every wait: the notification mode and the drain flag are
+ * the thread's again. */
+static void wait_end(void *p) {
+  wait_state *w = p;
+  if (w->mode != MBX__WAITING_NONE) {
+    // Seq_cst: Dekker pair with mbx__send_node, as in wait_loop.
+    atomic_store_explicit(&w->r->waiting, w->mode, memory_order_seq_cst);
+    /* A send that found waiting cleared did not notify the event loop:
+     * notify it ourselves if anything is left. */
+    if (atomic_load_explicit(&w->r->pending, memory_order_seq_cst) != 0)
+      mbx__wake_owner(w->r, w->mode);
+  }
+  mbx__self.draining = w->was_draining;
+}
+
+/* Cleanup handler: a cancelable wait is canceled while asleep, with
+ * waiting still set. */
+static void wait_unwound(void *p) {
+  wait_state *w = p;
+  // Relaxed: only a hint for senders; wait_end restores an event-loop mode
+  // with its Dekker pair.
+  atomic_store_explicit(&w->r->waiting, MBX__WAITING_NONE,
+                        memory_order_relaxed);
+  wait_end(w);
+}
+
+static int wait_loop(mbx__record *r, double timeout_ms, int flags) {
   double deadline = timeout_ms >= 0 ? mbx__platform_now_ms() + timeout_ms : 0;
-  /* An event-loop thread may wait too: keep its notification mode. */
-  // Relaxed: only the owner writes waiting.
-  int32_t mode = atomic_load_explicit(&r->waiting, memory_order_relaxed);
   int count = 0;
   int spun = flags & MBX__WAIT_NO_SPIN;
   for (;;) {
@@ -145,24 +194,41 @@ int mbx__wait(double timeout_ms, int flags) {
     // pending; the sender increments pending, then reads waiting).
     atomic_store_explicit(&r->waiting, MBX__WAITING_WAKE, memory_order_seq_cst);
     if (atomic_load_explicit(&r->pending, memory_order_seq_cst) == 0)
-      mbx__platform_wait(&r->pending, 0, remaining);
+      sleep_on_pending(r, remaining, flags & MBX__WAIT_CANCELABLE);
     mbx__spin_slept();
-    // Relaxed: only a hint for senders (the mode is restored below).
+    // Relaxed: only a hint for senders (the mode is restored in wait_end).
     atomic_store_explicit(&r->waiting, MBX__WAITING_NONE, memory_order_relaxed);
   }
-  if (mode != MBX__WAITING_NONE) {
-    // Seq_cst: Dekker pair with mbx__send_node, as above.
-    atomic_store_explicit(&r->waiting, mode, memory_order_seq_cst);
-    /* A send that found waiting cleared did not notify the event loop:
-     * notify it ourselves if anything is left. */
-    if (atomic_load_explicit(&r->pending, memory_order_seq_cst) != 0)
-      mbx__wake_owner(r, mode);
-  }
-  mbx__self.draining = was_draining;
   return count;
 }
 
-int mbx_wait(double timeout_ms) { return mbx__wait(timeout_ms, 0); }
+int mbx__wait(double timeout_ms, int flags) {
+  mbx__record *r;
+  wait_state w;
+  int rc = begin_drain(&r, flags & MBX__WAIT_NESTED_OK, &w.was_draining);
+  if (rc != MBX_OK)
+    return rc;
+  w.r = r;
+  /* An event-loop thread may wait too: keep its notification mode. */
+  // Relaxed: only the owner writes waiting.
+  w.mode = atomic_load_explicit(&r->waiting, memory_order_relaxed);
+  int count;
+  if (flags & MBX__WAIT_CANCELABLE) {
+    pthread_cleanup_push(wait_unwound, &w);
+    count = wait_loop(r, timeout_ms, flags);
+    pthread_cleanup_pop(0);
+  } else {
+    count = wait_loop(r, timeout_ms, flags);
+  }
+  wait_end(&w);
+  return count;
+}
+
+/* A cancellation point: at entry, and while asleep (issue 18 item 5). */
+int mbx_wait(double timeout_ms) {
+  pthread_testcancel();
+  return mbx__wait(timeout_ms, MBX__WAIT_CANCELABLE);
+}
 
 int mbx__self_open(void) {
   mbx__record *r = mbx__self.record;

@@ -55,8 +55,14 @@ int mbx__self_open(void);
 /* mbx_wait with flags: MBX__WAIT_NESTED_OK also allows it from inside a
  * handler, for blocked proxy callers that keep serving their mailbox;
  * MBX__WAIT_NO_SPIN skips the spin before sleeping, for a caller that has
- * just spun (its spin's verdict then covers this sleep, mbx__spin_slept). */
-enum { MBX__WAIT_NESTED_OK = 1, MBX__WAIT_NO_SPIN = 2 };
+ * just spun (its spin's verdict then covers this sleep, mbx__spin_slept);
+ * MBX__WAIT_CANCELABLE acts on a pending pthread_cancel while asleep
+ * (mbx_wait), restoring the thread's drain state as it unwinds. */
+enum {
+  MBX__WAIT_NESTED_OK = 1,
+  MBX__WAIT_NO_SPIN = 2,
+  MBX__WAIT_CANCELABLE = 4
+};
 int mbx__wait(double timeout_ms, int flags);
 /* mbx_thread_exit, but also allowed from inside a handler (nested_ok), for
  * the pthread exit hook. */
