@@ -128,10 +128,14 @@ int mbx_proxy_finish_status(mbx_proxy_ctx *ctx, int status);
  * exited first (either may be NULL). They run when the caller drains its
  * mailbox. If the caller has exited (or exits) before the outcome reaches
  * it, neither runs: the record is freed and the drop counted in
- * mbx_proxy_stats.callbacks_dropped. The caller's exit does NOT stop fn:
- * fn(arg) may still run on the target afterwards, so do not free arg at
- * the caller's exit (issue 18 item 21: fix pending); free it in fn, or
- * keep it alive until the target has exited. Any thread with a mailbox,
+ * mbx_proxy_stats.callbacks_dropped. The caller's exit (when its mailbox
+ * closes, before its queued messages are canceled) abandons fn if it has
+ * not started: fn then never runs (counted in mbx_proxy_stats.abandoned);
+ * if fn is running on the target, the exit waits for it to return. So arg
+ * may be released once the caller's mailbox is closed, for example in a
+ * thread-specific-data destructor. (A caller killed without its exit path
+ * abandons through mbx_mailbox_close_orphan, which cannot wait for a
+ * running fn.) Any thread with a mailbox,
  * also the target itself (after runtime exit main has none: MBX_EPERM).
  * Returns MBX_OK (exactly one of on_done/on_cancel/drop will happen), or,
  * calling nothing: MBX_EPERM (no mailbox on the calling thread), MBX_EINVAL,

@@ -104,17 +104,21 @@ int mbx_poll(void) {
  * and acts on a pending pthread_cancel after each. */
 static void sleep_on_pending(mbx__record *r, double remaining_ms,
                              int cancelable) {
-  if (cancelable) {
-    int state;
-    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &state);
-    pthread_setcancelstate(state, NULL);
-    cancelable = state == PTHREAD_CANCEL_ENABLE;
-    if (cancelable && (remaining_ms < 0 || remaining_ms > CANCEL_CHECK_MS))
-      remaining_ms = CANCEL_CHECK_MS;
-  }
+  if (cancelable)
+    remaining_ms = mbx__cancel_slice_ms(remaining_ms);
   mbx__platform_wait(&r->pending, 0, remaining_ms);
   if (cancelable)
     pthread_testcancel();
+}
+
+double mbx__cancel_slice_ms(double remaining_ms) {
+  int state;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &state);
+  pthread_setcancelstate(state, NULL);
+  if (state == PTHREAD_CANCEL_ENABLE &&
+      (remaining_ms < 0 || remaining_ms > CANCEL_CHECK_MS))
+    return CANCEL_CHECK_MS;
+  return remaining_ms;
 }
 
 typedef struct wait_state {

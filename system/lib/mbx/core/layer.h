@@ -58,6 +58,10 @@ int mbx__self_open(void);
  * just spun (its spin's verdict then covers this sleep, mbx__spin_slept);
  * MBX__WAIT_CANCELABLE acts on a pending pthread_cancel while asleep
  * (mbx_wait), restoring the thread's drain state as it unwinds. */
+/* How long a blocking call that is a cancellation point may sleep before
+ * it calls pthread_testcancel: remaining_ms (< 0: forever), capped at
+ * 100 ms while the calling thread has cancellation enabled. */
+double mbx__cancel_slice_ms(double remaining_ms);
 enum {
   MBX__WAIT_NESTED_OK = 1,
   MBX__WAIT_NO_SPIN = 2,

@@ -96,6 +96,7 @@ mbx_proxy_ctx *mbx__call_new(int kind, mbx_handle reply_to) {
   c->arg = NULL;
   c->reply_to = reply_to;
   c->next = NULL;
+  c->caller_next = NULL;
   mbx__proxy_count(MBX__PROXY_CALLS_NEW);
   return c;
 }

@@ -8,19 +8,7 @@
 
 #include <pthread.h>
 
-/* What a target thread holds of proxied work. On the heap, published in the
- * thread's mailbox (mbx__self_layer_set), so that when the thread's worker
- * is killed the main thread can cancel it (mbx__proxy_on_orphan): the dead
- * thread's stack and TLS may be freed by then. If that allocation fails the
- * thread uses tls_fallback, and only a killed worker's work stays
- * unresolved. */
-typedef struct proxy_thread {
-  /* Sync and callback work whose fn runs on this thread now, innermost
-   * first (linked through `next`; nested when a handler blocks serving). */
-  mbx_proxy_ctx *running;
-  /* Contexts this thread started and that may still be outstanding. */
-  mbx_proxy_ctx *outstanding;
-} proxy_thread;
+typedef mbx__proxy_thread proxy_thread; /* proxy/proxy_internal.h */
 static _Thread_local proxy_thread *tls_proxy;
 static _Thread_local proxy_thread tls_fallback;
 
@@ -28,7 +16,8 @@ static proxy_thread *this_thread(void) {
   if (!tls_proxy) {
     proxy_thread *p = mbx__alloc(sizeof *p);
     if (p) {
-      p->running = p->outstanding = NULL;
+      p->running = p->outstanding = p->callbacks = NULL;
+      p->callbacks_count = p->callbacks_prune_at = 0;
       int layer = mbx__proxy_layer();
       if (layer >= 0)
         mbx__self_layer_set(layer, p);
@@ -36,6 +25,63 @@ static proxy_thread *this_thread(void) {
     tls_proxy = p ? p : &tls_fallback;
   }
   return tls_proxy;
+}
+
+mbx__proxy_thread *mbx__proxy_this_thread(void) { return this_thread(); }
+
+static int on_running(proxy_thread *p, mbx_proxy_ctx *c) {
+  for (mbx_proxy_ctx *r = p->running; r; r = r->next)
+    if (r == c)
+      return 1;
+  return 0;
+}
+
+/* The caller of callbacks exits (or died: can_wait 0): work not started
+ * yet is abandoned, so fn never runs on an arg the caller may release
+ * once its mailbox is closed (issue 18 item 21); work running now on
+ * another thread is waited for (fn may still use arg), unless the caller
+ * is dead or the work runs on this very thread (it ended inside fn). */
+static void callbacks_abandon(proxy_thread *p, int can_wait) {
+  mbx_proxy_ctx *c = p->callbacks;
+  p->callbacks = NULL;
+  p->callbacks_count = 0;
+  while (c) {
+    mbx_proxy_ctx *next = c->caller_next;
+    if (!mbx__call_settle(c, MBX__CALL_PENDING, MBX__CALL_ABANDONED) &&
+        can_wait && !on_running(p, c))
+      mbx__call_wait_running(c);
+    mbx__call_unref(c); /* the caller's reference */
+    c = next;
+  }
+}
+
+/* Drop the callbacks that were settled, when the list has doubled. */
+static void callbacks_prune(proxy_thread *p) {
+  mbx_proxy_ctx **link = &p->callbacks;
+  uint32_t live = 0;
+  while (*link) {
+    mbx_proxy_ctx *c = *link;
+    // Relaxed: a final state is never left; the unref orders the free.
+    int32_t s = atomic_load_explicit(&c->state, memory_order_relaxed);
+    if (s != MBX__CALL_PENDING && s != MBX__CALL_RUNNING) {
+      *link = c->caller_next;
+      mbx__call_unref(c);
+    } else {
+      link = &c->caller_next;
+      live++;
+    }
+  }
+  p->callbacks_count = live;
+  p->callbacks_prune_at = 2 * live + 16;
+}
+
+void mbx__proxy_callback_track(mbx_proxy_ctx *c) {
+  proxy_thread *p = this_thread();
+  if (p->callbacks_count >= p->callbacks_prune_at)
+    callbacks_prune(p);
+  c->caller_next = p->callbacks;
+  p->callbacks = c;
+  p->callbacks_count++;
 }
 
 /* Drop the contexts that were finished since the last look: the list only
@@ -81,8 +127,10 @@ static void cancel_outstanding(proxy_thread *p) {
  * that finishes one gets MBX_ECANCELED and its caller too, never MBX_OK
  * for work that did not complete (issue 18 item 4). */
 void mbx__proxy_on_close(void) {
-  if (tls_proxy)
+  if (tls_proxy) {
     cancel_outstanding(tls_proxy);
+    callbacks_abandon(tls_proxy, 1);
+  }
 }
 
 /* The owner exits, after its queue was canceled. slot is tls_proxy unless
@@ -93,8 +141,10 @@ void mbx__proxy_on_exit(void *slot) {
   tls_proxy = NULL;
   if (p && (p == slot || p == &tls_fallback)) {
     /* Work interrupted by pthread_exit left `running` in its cleanup
-     * handler. */
+     * handler. (Also here for an exit whose mailbox a close from outside
+     * closed first: on_close did not run.) */
     cancel_outstanding(p);
+    callbacks_abandon(p, 1);
     if (p != &tls_fallback)
       mbx__free(p);
   }
@@ -120,6 +170,7 @@ void mbx__proxy_on_orphan(void *slot) {
     c = next;
   }
   cancel_outstanding(p);
+  callbacks_abandon(p, 0); /* the dead caller's callbacks */
   mbx__free(p);
 }
 
