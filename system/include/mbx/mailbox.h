@@ -222,7 +222,8 @@ int mbx_thread_exit(int reason);
  * Blocks the calling thread until the dead owner's pop state
  * is known, up to 1 s when it died inside a pop (issue 18 item 16). Returns the
  * number canceled (>= 0), MBX_ECLOSED (already closed), MBX_ESTALE,
- * MBX_EINVAL (bad handle, or the misuse above), MBX_EBUSY (the dead owner
+ * MBX_EINVAL (bad handle, or the misuse above), MBX_EAGAIN (MBX_MAX_HOLDS
+ * holds on the record: nothing done, try again), MBX_EBUSY (the dead owner
  * stopped in the middle of popping a message, so its queue cannot be
  * trusted: it is abandoned, its messages stay counted as pending, and the
  * record is still retired).

@@ -171,6 +171,23 @@ int mbx__release_unbound_owner(mbx_handle h) {
   return gate_drop(r, mbx__handle_gen(h), MBX__GATE_OWNER); /* step E */
 }
 
+int mbx__gate_pin_owned(mbx__record *r, uint32_t gen) {
+  // Relaxed load: the CAS below re-validates.
+  uint64_t old = atomic_load_explicit(&r->gate, memory_order_relaxed);
+  do {
+    if (mbx__gate_gen(old) != gen || !(old & MBX__GATE_OWNER))
+      return MBX_ECLOSED; /* released: the life may be retired already */
+    if (mbx__gate_holds(old) >= MBX_MAX_HOLDS)
+      return MBX_EAGAIN;
+    // One more hold while OWNER keeps the life from retiring, so it can
+    // never raise a retired life. Acquire: as mbx_hold. Relaxed on
+    // failure: we re-check and retry.
+  } while (!atomic_compare_exchange_weak_explicit(
+      &r->gate, &old, old + MBX__GATE_HOLD_ONE, memory_order_acquire,
+      memory_order_relaxed));
+  return MBX_OK;
+}
+
 int mbx_hold(mbx_handle h) {
   mbx__record *r;
   int rc = mbx__lookup(h, &r);

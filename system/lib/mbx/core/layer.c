@@ -46,9 +46,11 @@ void mbx__layers_exit(mbx__record *r) {
     const mbx__layer_hooks *hooks = layer_at(i);
     // Acq_rel: an exchange, so that the slot goes to exactly one of us and
     // an orphan closer called on this live owner (misuse); acquire/release
-    // as in mbx__layers_orphan, with which it races.
-    void *slot =
-        atomic_exchange_explicit(&r->layer_slot[i], NULL, memory_order_acq_rel);
+    // as in mbx__layers_orphan, with which it races. No record: an orphan
+    // closer took the life over.
+    void *slot = r ? atomic_exchange_explicit(&r->layer_slot[i], NULL,
+                                              memory_order_acq_rel)
+                   : NULL;
     if (hooks && hooks->on_exit)
       hooks->on_exit(slot);
   }

@@ -111,33 +111,36 @@ static void closing_drain(mbx__closing *c) {
   pthread_cleanup_pop(0);
 }
 
-/* Step E for a dead owner: refused if the owner released its hold itself,
- * having been alive after all (misuse): then MBX_EINVAL, else rc. */
+/* Step E for a dead owner (or an unbound mailbox): refused if the owner
+ * released its hold itself, having been alive after all (misuse): then
+ * MBX_EINVAL, else rc. The closer holds the life meanwhile. */
 static int orphan_release(mbx__record *r, mbx_handle h, int rc) {
-  /* Relaxed: tells an owner that is alive after all that its hold is ours
-   * (owner_unbind); the release CAS decides. */
+  // Relaxed: only the owner reads bound; reset at reuse anyway.
   atomic_store_explicit(&r->bound, 0, memory_order_relaxed);
   return mbx__gate_release_owner(r, mbx__handle_gen(h)) == MBX_OK ? rc
                                                                   : MBX_EINVAL;
 }
 
 /* The owner's part of its exit after the queue: its layers' state, unbind,
- * step E. Once per life: an orphan closer (called on a live owner: misuse)
- * that got there first keeps the owner's hold and its layers' state, and
- * the owner's exit then returns MBX_ECLOSED. */
-static void owner_unbind(mbx__closing *c) {
+ * step E. pinned: the caller holds the life (else it may be retired and
+ * reused, and the record is not touched). An orphan closer (called on a
+ * live owner: misuse) that released the owner's hold first makes the exit
+ * return MBX_ECLOSED; it took the layers' state. */
+static void owner_unbind(mbx__closing *c, int pinned) {
   mbx__record *r = c->r;
-  mbx__layers_exit(r); /* gets nothing if an orphan closer took it */
-  /* Relaxed: the release CAS below decides; 0 here only means an orphan
-   * closer will release (or released) our hold. */
-  uint32_t was_bound =
-      atomic_exchange_explicit(&r->bound, 0, memory_order_relaxed);
   mbx__self.record = NULL;
   mbx__self.handle = MBX_NULL_HANDLE;
   mbx__self.draining = 0;
   mbx__node_cache_flush(); /* an exiting thread keeps no spare nodes */
-  if (!was_bound ||
-      mbx__gate_release_owner(r, mbx__handle_gen(c->h)) != MBX_OK) /* E */
+  if (!pinned) {
+    mbx__layers_exit(NULL); /* the state went with the orphan closer */
+    c->rc = MBX_ECLOSED;
+    return;
+  }
+  mbx__layers_exit(r);
+  // Relaxed: only the owner reads bound; reset at reuse anyway.
+  atomic_store_explicit(&r->bound, 0, memory_order_relaxed);
+  if (mbx__gate_release_owner(r, mbx__handle_gen(c->h)) != MBX_OK) /* E */
     c->rc = MBX_ECLOSED;
 }
 
@@ -152,7 +155,7 @@ static void closing_finish(mbx__closing *c) {
   c->rc = c->count;
   switch (c->kind) {
   case CLOSE_OWNER:
-    owner_unbind(c);
+    owner_unbind(c, 1); /* OWNER, ours, pins the life until step E */
     break;
   case CLOSE_OUTSIDE: {
     /* A live owner: let it see the close. Seq_cst: the other half of the
@@ -255,10 +258,15 @@ int mbx__thread_exit(int reason, int nested_ok) {
     closing_complete(&c); /* steps C, D, E */
   } else {
     /* Closed by someone else first: a close from outside (runtime exit)
-     * drained the queue and left our hold to us; an orphan closer keeps
-     * it (owner_unbind). */
+     * drained the queue and left our hold to us; an orphan closer (called
+     * on this live owner: misuse) releases it. Pin the life while we
+     * touch it, if our hold is still there. */
     c.rc = 0;
-    owner_unbind(&c);
+    uint32_t gen = mbx__handle_gen(c.h);
+    int pinned = mbx__gate_pin_owned(r, gen) == MBX_OK;
+    owner_unbind(&c, pinned);
+    if (pinned)
+      mbx_release(c.h); /* the pin; retires the life if it was the last */
   }
   pthread_setcancelstate(cancel_state, NULL);
   return c.rc;
@@ -295,6 +303,11 @@ int mbx_mailbox_close_orphan(mbx_handle h) {
   int rc = mbx__lookup(h, &r);
   if (rc != MBX_OK)
     return rc;
+  /* Our hold keeps the life from being retired while we work on it, even
+   * if its owner turns out to be alive and releases its own hold. */
+  rc = mbx_hold(h);
+  if (rc != MBX_OK)
+    return rc; /* stale, or someone else closed it first */
   int cancel_state;
   pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
   /* No notification: the owner is dead. */
@@ -314,6 +327,7 @@ int mbx_mailbox_close_orphan(mbx_handle h) {
       rc = orphan_release(r, h, rc);
     }
   }
+  mbx_release(h);
   pthread_setcancelstate(cancel_state, NULL);
   return rc;
 }

@@ -163,6 +163,11 @@ int mbx__gate_close(mbx__record *r, uint32_t gen);
  * MBX_OK, or MBX_EINVAL/MBX_ESTALE if it is not there (already released
  * by the owner or an orphan closer, or another life). */
 int mbx__gate_release_owner(mbx__record *r, uint32_t gen);
+/* A hold on gen's life taken while its OWNER is still set, even closed (the
+ * owner's exit after someone else closed its mailbox): MBX_OK, then
+ * release it as a hold; MBX_ECLOSED if OWNER is gone (the life may already
+ * be retired), MBX_EAGAIN at the hold limit. */
+int mbx__gate_pin_owned(mbx__record *r, uint32_t gen);
 /* The owner claims the queue around one pop; fails once a closer took it. */
 int mbx__token_owner_claim(mbx__record *r);
 void mbx__token_owner_unclaim(mbx__record *r);
@@ -215,8 +220,9 @@ extern _Thread_local mbx__self_state mbx__self;
 
 /* ---- core/layer.c */
 /* Call the layers' on_close (owner, before its queue is canceled); hand
- * r's layer slots to their on_exit (owner) or on_orphan hooks: each slot
- * goes to exactly one of the two. */
+ * r's layer slots to their on_exit (owner; r NULL: the owner's life was
+ * taken over, on_exit gets NULL) or on_orphan hooks: each slot goes to
+ * exactly one of the two. */
 void mbx__layers_close(mbx__record *r);
 void mbx__layers_exit(mbx__record *r);
 void mbx__layers_orphan(mbx__record *r);
