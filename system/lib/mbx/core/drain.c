@@ -34,6 +34,22 @@ int32_t mbx__flush_consumed(mbx__record *r) {
   return before - n;
 }
 
+/* Test only (issue 18 item 22b): after its next pop the calling thread
+ * releases the consumer claim and then sleeps forever instead of running
+ * the message, as if its worker were killed right there. */
+static _Thread_local int tls_park_after_pop;
+void mbx__test_park_after_pop(void) { tls_park_after_pop = 1; }
+static void park_forever(void) {
+  static _Atomic int32_t never_set;
+  for (;;)
+    mbx__platform_wait(&never_set, 0, -1);
+}
+
+void mbx__self_popped_clear(void) {
+  if (mbx__self.record)
+    MBX__POPPED(mbx__self.record) = NULL;
+}
+
 /* Owner only, draining. Runs at most budget messages; the queue is claimed
  * only around each pop, never while a handler runs, so a closer from
  * outside can take over between messages. Returns the number run, or
@@ -55,14 +71,20 @@ static int run_pending(mbx__record *r, int32_t budget) {
       r->consumed_unflushed++;
       r->run_unflushed++; /* counted as run once popped by the owner */
     }
+    /* For an orphan closer, should we die before run takes it over; the
+     * node stays valid in the release batch until the next pop or flush. */
+    MBX__POPPED(r) = n;
     mbx__token_owner_unclaim(r);
     if (!n)
       break;
+    if (tls_park_after_pop)
+      park_forever();
     count++;
     run(arg);
   }
   if (!mbx__token_owner_claim(r))
     return count ? count : MBX_ECLOSED;
+  MBX__POPPED(r) = NULL; /* before the flush may free its block */
   mbx__flush_consumed(r);
   mbx__token_owner_unclaim(r);
   return count;

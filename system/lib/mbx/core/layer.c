@@ -56,15 +56,17 @@ void mbx__layers_exit(mbx__record *r) {
   }
 }
 
-void mbx__layers_orphan(mbx__record *r) {
+void mbx__layers_orphan(mbx__record *r, mbx__node *popped) {
+  mbx_run_fn run = popped ? popped->run : NULL;
+  void *arg = popped ? popped->arg : NULL;
   for (int i = 0; i < MBX__LAYER_SLOTS; i++) {
     // Acquire: see the state the owner published (and, the owner being
     // dead, everything it wrote to it before).
     void *slot =
         atomic_exchange_explicit(&r->layer_slot[i], NULL, memory_order_acquire);
     const mbx__layer_hooks *hooks = layer_at(i);
-    if (slot && hooks && hooks->on_orphan)
-      hooks->on_orphan(slot);
+    if ((slot || run) && hooks && hooks->on_orphan)
+      hooks->on_orphan(slot, run, arg);
   }
 }
 

@@ -52,6 +52,10 @@ void mbx__mailbox_wake(mbx_handle h);
 
 /* 1 if the calling thread owns a mailbox that is still open. */
 int mbx__self_open(void);
+/* A layer's run function has taken over the message the calling thread
+ * just popped (it is on the layer's own books, which the orphan closer
+ * hands to on_orphan): the core stops reporting it as popped. */
+void mbx__self_popped_clear(void);
 /* mbx_wait with flags: MBX__WAIT_NESTED_OK also allows it from inside a
  * handler, for blocked proxy callers that keep serving their mailbox;
  * MBX__WAIT_NO_SPIN skips the spin before sleeping, for a caller that has
@@ -126,9 +130,11 @@ typedef struct mbx__layer_hooks {
    * orphan closer (called on a live owner: misuse) took it. */
   void (*on_exit)(void *slot);
   /* On the closer of an orphan (a dead owner, mbx_mailbox_close_orphan),
-   * before its queue is canceled, with the slot the owner stored; never
-   * called with NULL. */
-  void (*on_orphan)(void *slot);
+   * before its queue is canceled, with the slot the owner stored (or NULL)
+   * and the message the owner popped but whose run function had not yet
+   * taken it over (mbx__self_popped_clear), or NULL run: the owner died in
+   * between (issue 18 item 22b). Called if either is non-NULL. */
+  void (*on_orphan)(void *slot, mbx_run_fn popped_run, void *popped_arg);
   /* On the thread calling mbx_set_allocator, before the allocator is
    * replaced: give back what the calling thread caches from it. */
   void (*on_allocator_change)(void);

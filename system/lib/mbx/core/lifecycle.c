@@ -316,8 +316,9 @@ int mbx_mailbox_close_orphan(mbx_handle h) {
   if (rc == MBX_OK || rc == MBX_EBUSY) {
     /* Upper layers' work the dead owner was running or left unfinished,
      * before the queue (as at an owner's exit): their callers would
-     * otherwise wait forever. */
-    mbx__layers_orphan(r);
+     * otherwise wait forever. With the token we may trust the owner's last
+     * pop: a message it had not started yet (issue 18 item 22b). */
+    mbx__layers_orphan(r, rc == MBX_OK ? MBX__POPPED(r) : NULL);
     if (rc == MBX_OK) {
       closing_complete(&c);
       rc = c.rc;

@@ -105,6 +105,14 @@ _Static_assert(sizeof(void *) == 8 ||
                    sizeof(mbx__record) == 2 * MBX__CACHE_LINE,
                "a wasm32 record is two cache lines");
 
+/* The node the owner popped last, while it may not yet have started it
+ * (NULL otherwise): written under the consumer claim by the owner
+ * (core/drain.c), cleared by a layer whose run function has taken the
+ * message over (mbx__self_popped_clear) and at reuse, read by an orphan
+ * closer after it took the token. Kept in the stub's payload: the stub is
+ * only a sentinel (its `next`), and the record has no byte to spare. */
+#define MBX__POPPED(r) (*(mbx__node **)&(r)->stub.arg)
+
 static inline mbx__queue_ends mbx__queue_of(mbx__record *r) {
   mbx__queue_ends q = {&r->tail, &r->head, &r->stub};
   return q;
@@ -225,7 +233,9 @@ extern _Thread_local mbx__self_state mbx__self;
  * exactly one of the two. */
 void mbx__layers_close(mbx__record *r);
 void mbx__layers_exit(mbx__record *r);
-void mbx__layers_orphan(mbx__record *r);
+/* popped: MBX__POPPED(r) as the orphan closer found it (trusted only if
+ * the closer took the token), or NULL. */
+void mbx__layers_orphan(mbx__record *r, mbx__node *popped);
 void mbx__layers_allocator_change(void);
 
 /* ---- core/nodes.c */

@@ -119,6 +119,6 @@ void mbx__proxy_on_close(void);
  * its list, for its exit to abandon. */
 void mbx__proxy_callback_track(mbx_proxy_ctx *c);
 void mbx__proxy_on_exit(void *slot);
-void mbx__proxy_on_orphan(void *slot);
+void mbx__proxy_on_orphan(void *slot, mbx_run_fn popped_run, void *popped_arg);
 
 #endif

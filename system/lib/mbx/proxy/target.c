@@ -156,8 +156,14 @@ void mbx__proxy_on_exit(void *slot) {
  * CANCELED (its caller gets MBX_ECANCELED, a callback its on_cancel) and
  * the references the dead thread held are dropped, as its cleanup handlers
  * and exit path would have done. */
-void mbx__proxy_on_orphan(void *slot) {
+void mbx__proxy_on_orphan(void *slot, mbx_run_fn popped_run, void *popped_arg) {
   proxy_thread *p = slot;
+  /* Popped, and killed before work_run put it on `running`: nobody took
+   * it over, so it is canceled like a queued one (issue 18 item 22b). */
+  if (popped_run == mbx__proxy_work_run && !(p && on_running(p, popped_arg)))
+    mbx__proxy_work_canceled(popped_arg, MBX_CANCEL_ABNORMAL_EXIT);
+  if (!p)
+    return;
   mbx_proxy_ctx *c = p->running;
   p->running = NULL;
   while (c) {
@@ -193,28 +199,30 @@ static void call_fn(mbx_proxy_ctx *c) {
     c->fn(c->arg);
 }
 
-/* Sync and callback work is on `running` from before it is claimed until
- * after its outcome is settled, so that a thread killed anywhere in
- * between leaves it where mbx__proxy_on_orphan finds it. */
+/* Work is on `running` from its first statement (before anything that may
+ * allocate or take long) until its outcome is settled, a context's until
+ * it is on `outstanding`, so that a thread killed anywhere in between
+ * leaves it where mbx__proxy_on_orphan finds it; before that, the core
+ * reports it as popped. */
 void mbx__proxy_work_run(void *arg) {
   mbx_proxy_ctx *c = arg;
   proxy_thread *p = this_thread();
+  c->next = p->running;
+  p->running = c;
+  mbx__self_popped_clear(); /* `running` has it now */
   if (p->outstanding)
     outstanding_prune(p);
-  if (c->kind != MBX__KIND_CTX) {
-    c->next = p->running;
-    p->running = c;
-  }
   if (!mbx__call_settle(c, MBX__CALL_PENDING, MBX__CALL_RUNNING)) {
     /* abandoned by its caller */
-    if (c->kind != MBX__KIND_CTX)
-      p->running = c->next;
+    p->running = c->next;
     mbx__proxy_count(MBX__PROXY_ABANDONED);
     mbx__call_unref(c);
     return;
   }
-  if (c->kind == MBX__KIND_CTX)
+  if (c->kind == MBX__KIND_CTX) {
     outstanding_add(p, c);
+    p->running = c->next; /* its finisher's now, or the exit's */
+  }
   pthread_cleanup_push(work_interrupted, c);
   call_fn(c);
   pthread_cleanup_pop(0);
