@@ -65,12 +65,15 @@ const CHECKS = [
   { name: 'liveness', defines: ['HOLDER=0'], live: true },
   { name: 'liveness close from outside', defines: ['OUTSIDE=1', 'NSYNC=0', 'HOLDER=0'], live: true },
   { name: 'safety capacity setter vs reuse', defines: ['CAPSET=1', 'NSYNC=0', 'HOLDER=0'] },
+  // An orphan closer racing the owner's exit path (issue 18 item 6).
+  { name: 'safety orphan closer vs exit', defines: ['ORPHAN=1', 'NASYNC=2', 'NSYNC=0', 'HOLDER=0'] },
 ];
 if (process.env.MBX_MODEL_DEEP) {
   CHECKS.push({ name: 'safety close from outside, all', defines: ['OUTSIDE=1', 'HOLDER=0'] });
   CHECKS.push({ name: 'safety full rounds=2', defines: ['ROUNDS=2'] });
   CHECKS.push({ name: 'safety three-async', defines: ['NASYNC=3', 'NSYNC=0', 'HOLDER=0'] });
   CHECKS.push({ name: 'liveness with holder', defines: [], live: true });
+  CHECKS.push({ name: 'safety orphan closer vs exit, sync', defines: ['ORPHAN=1', 'HOLDER=0'] });
 }
 
 // Each mutant re-creates a bug class; `live` ones are lost wake-ups that
@@ -90,6 +93,11 @@ const MUTANTS = [
   { name: 'MUTANT_NO_CLOSE_WAKE', defines: ['OUTSIDE=1', 'NSYNC=0', 'HOLDER=0'], live: true },
   { name: 'MUTANT_STALE_STATS', defines: [] },
   { name: 'MUTANT_STALE_CAPACITY', defines: ['CAPSET=1', 'NSYNC=0', 'HOLDER=0'] },
+  // Issue 18 item 6: the owner's hold released twice (the old fetch_and
+  // by the owner's exit after an orphan closer), and a release by CAS
+  // whose owner touches the record without pinning it first.
+  { name: 'MUTANT_OWNER_RELEASE_TWICE', defines: ['ORPHAN=1', 'NSYNC=0', 'HOLDER=0'] },
+  { name: 'MUTANT_NO_PIN', defines: ['ORPHAN=1', 'NSYNC=0', 'HOLDER=0'] },
 ];
 
 describe('spin model', { concurrency: 2 }, () => {

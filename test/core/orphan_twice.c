@@ -1,4 +1,3 @@
-// mbx-test-xfail: issue 18 item 6 (fix pending)
 // mbx-test-timeout: 60
 /*
  * Issue 18 item 6: mbx_mailbox_close_orphan on a mailbox whose owner is

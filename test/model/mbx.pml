@@ -48,6 +48,9 @@
 #ifndef CAPSET
 #define CAPSET 0                 /* an mbx_set_capacity caller, old handle */
 #endif
+#ifndef ORPHAN
+#define ORPHAN 0                 /* an orphan closer racing the owner's exit */
+#endif
 #define NMSG (NASYNC + NSYNC)
 #define SYNC_MSG NASYNC          /* message id of the sync call */
 #define NIL 0                    /* node 0: NULL; node m+1: message m */
@@ -121,6 +124,7 @@ byte qlen;              /* quarantine FIFO length */
 bit close_done;         /* close_and_cancel of the current life finished */
 bit owner_asleep;       /* a thread sleeps in a futex wait on `pending` */
 bit target_bound;       /* life 1's thread has bound its mailbox */
+bit target_exiting;     /* life 1's thread has entered its exit path */
 byte msg_state[NMSG];
 byte node_gen[NNODES];  /* generation of the handle a node was sent through */
 byte nodes_live;        /* mbx__node_alloc - mbx__node_free */
@@ -491,10 +495,12 @@ inline mbx_send(m, hg, rc, sg, so, before, w, prev) {
 inline close_and_cancel(g, n, hd, nx, prev, closed, notify) {
   /* mbx__gate_close, step A CAS clearing OPEN if the generation matches */
   atomic {
-    assert(gate_gen == g);
+#if !ORPHAN
+    assert(gate_gen == g);     /* only an orphan closer lets a life end first */
+#endif
     if
-    :: gate_open -> gate_open = 0; closed = 1
-    :: else -> closed = 0
+    :: gate_gen == g && gate_open -> gate_open = 0; closed = 1
+    :: else -> closed = 0      /* closed by another closer, or a later life */
     fi
   }
   if
@@ -547,23 +553,80 @@ inline close_and_cancel(g, n, hd, nx, prev, closed, notify) {
   fi
 }
 
-/* mbx__thread_exit (core/lifecycle.c) then mbx__gate_release_owner
- * (core/gate.c). */
-inline thread_exit(g, n, hd, nx, prev, retirable) {
-  close_and_cancel(g, n, hd, nx, prev, retirable, 0); /* mbx__thread_exit */
-  atomic { assert(LIFE_OK(g)); bound = 0 }     /* mbx__thread_exit */
-  /* mbx__gate_release_owner, step E fetch_and(gate, ~OWNER), acq_rel */
+/* mbx__gate_release_owner (core/gate.c, gate_drop): step E, a CAS that
+ * drops OWNER only if the generation matches, OWNER is set and the life is
+ * closed; retires the record if nothing else keeps it. */
+inline release_owner(g, retirable) {
   atomic {
-    gate_owner = 0;
+    if
+    :: gate_gen == g && gate_owner && !gate_open ->
+       gate_owner = 0;
 #ifdef MUTANT_RETIRE_IGNORES_HOLDS
-    retirable = !gate_open
+       retirable = 1
 #else
-    retirable = (!gate_open && gate_holds == 0)
+       retirable = (gate_holds == 0)
 #endif
+    :: else -> retirable = 0
+    fi
   }
   if
-  :: retirable -> retire()                     /* mbx__gate_release_owner */
+  :: retirable -> retire()                     /* gate_drop */
   :: else
+  fi
+}
+
+/* mbx_release (core/gate.c, gate_drop) of a hold on life g. */
+inline hold_release(g, retirable) {
+  atomic {
+    assert(gate_gen == g && gate_holds > 0);
+    gate_holds--;
+    retirable = (!gate_open && !gate_owner && gate_holds == 0)
+  }
+  if
+  :: retirable -> retire()
+  :: else
+  fi
+}
+
+/* mbx__thread_exit (core/lifecycle.c): close_and_cancel, then owner_unbind
+ * and step E. If someone else closed the mailbox first (a closer from
+ * outside, or an orphan closer racing the exit path), the owner pins its
+ * life (mbx__gate_pin_owned: a hold, only while its OWNER is still set)
+ * before it touches the record, else leaves it alone. */
+inline thread_exit(g, n, hd, nx, prev, retirable) {
+  close_and_cancel(g, n, hd, nx, prev, retirable, 0); /* mbx__thread_exit */
+  if
+  :: retirable ->                              /* we closed it: OWNER pins */
+     atomic { assert(LIFE_OK(g)); bound = 0 }  /* owner_unbind */
+     release_owner(g, retirable)               /* owner_unbind, step E */
+  :: else ->
+#ifdef MUTANT_OWNER_RELEASE_TWICE
+     /* The old code: unbind and fetch_and(~OWNER) whoever closed it. */
+     atomic { assert(LIFE_OK(g)); bound = 0 }
+     atomic { gate_owner = 0; retirable = (!gate_open && gate_holds == 0) }
+     if
+     :: retirable -> retire()
+     :: else
+     fi
+#elif defined(MUTANT_NO_PIN)
+     /* Release by CAS, but touch the record without pinning it first. */
+     atomic { assert(LIFE_OK(g)); bound = 0 }
+     release_owner(g, retirable)
+#else
+     atomic {                                  /* mbx__gate_pin_owned */
+       if
+       :: gate_gen == g && gate_owner -> gate_holds++; retirable = 1
+       :: else -> retirable = 0
+       fi
+     }
+     if
+     :: retirable ->
+        atomic { assert(LIFE_OK(g)); bound = 0 }   /* owner_unbind */
+        release_owner(g, retirable);               /* may be refused */
+        hold_release(g, retirable)                 /* the pin */
+     :: else                                       /* not ours: no touch */
+     fi
+#endif
   fi
 }
 
@@ -657,6 +720,7 @@ end_sleep:          (owner_asleep == 0)
   :: rounds < ROUNDS -> rounds = ROUNDS   /* the thread exits early */
   :: rounds == ROUNDS -> break
   od;
+  target_exiting = 1;
   thread_exit(1, n, hd, nx, prev, retirable)
 }
 
@@ -796,6 +860,38 @@ proctype OutsideCloser() {
 }
 #endif
 
+#if ORPHAN
+/* mbx_mailbox_close_orphan (core/lifecycle.c) through a handle of life 1,
+ * racing the owner's exit path: a browser's death hook for a terminated
+ * worker that still runs its exit (issue 18 item 6). Hold, close and
+ * cancel, release the owner's hold for it (refused if the owner released
+ * it), release the hold. Exactly one of the two releases OWNER, and the
+ * record is retired once. */
+proctype OrphanCloser() {
+  byte n, hd, nx, prev;
+  bit held, closed, retirable;
+  (target_exiting);
+  atomic {                                     /* mbx_hold */
+    if
+    :: gate_gen == 1 && gate_open -> gate_holds++; held = 1
+    :: else
+    fi
+  }
+  if
+  :: held ->
+     close_and_cancel(1, n, hd, nx, prev, closed, 0);
+     if
+     :: closed ->
+        atomic { assert(LIFE_OK(1)); bound = 0 }  /* orphan_release */
+        release_owner(1, retirable)               /* orphan_release */
+     :: else
+     fi;
+     hold_release(1, retirable)                   /* mbx_release */
+  :: else
+  fi
+}
+#endif
+
 #if CAPSET
 /* mbx_set_capacity (core/send.c) through a handle of life 1. */
 proctype CapacitySetter() {
@@ -894,6 +990,9 @@ init {
 #endif
 #if CAPSET
     run CapacitySetter();
+#endif
+#if ORPHAN
+    run OrphanCloser();
 #endif
     run Reuser()
   }

@@ -1,4 +1,3 @@
-// mbx-test-xfail: issue 18 item 21 (fix pending)
 // mbx-test-timeout: 60
 /*
  * Issue 18 item 21: proxy.h says that when the caller of

@@ -1,4 +1,3 @@
-// mbx-test-xfail: issue 18 item 1 (fix pending)
 // mbx-test-timeout: 60
 /*
  * Issue 18 item 1: a thread with a pthread_cancel pending that reaches no
@@ -29,6 +28,24 @@ static void on_cancel(void *arg, int reason) {
   sleep_ms(0.1); /* nanosleep: a cancellation point */
 }
 
+/* Part 2: the first cancel function ends the thread (pthread_exit): the
+ * close resumes from a cleanup handler and cancels the rest. */
+static _Atomic int g_exit_canceled, g_exited_once;
+static void cancel_and_exit(void *arg, int reason) {
+  (void)arg;
+  (void)reason;
+  atomic_fetch_add(&g_exit_canceled, 1);
+  if (!atomic_exchange(&g_exited_once, 1))
+    pthread_exit(NULL);
+}
+static void *idle_target(void *arg) {
+  (void)arg;
+  atomic_store(&g_started, 2);
+  while (!atomic_load(&g_go)) {
+  }
+  return NULL;
+}
+
 static void *target(void *arg) {
   (void)arg;
   atomic_store(&g_started, 1);
@@ -57,6 +74,23 @@ int main(void) {
          (unsigned long long)s.pending);
   CHECK_EQ(atomic_load(&g_run) + atomic_load(&g_canceled), QUEUED);
   CHECK_EQ(s.pending, 0);
+  CHECK_EQ(mbx_release(h), MBX_OK);
+  /* Part 2. */
+  atomic_store(&g_go, 0);
+  CHECK_EQ(pthread_create(&t, NULL, idle_target, NULL), 0);
+  h = mbx_thread_handle(t);
+  CHECK_EQ(mbx_hold(h), MBX_OK);
+  for (int i = 0; i < QUEUED; i++)
+    CHECK_EQ(mbx_send(h, on_run, cancel_and_exit, NULL), MBX_OK);
+  wait_for_count(&g_started, 2);
+  atomic_store(&g_go, 1);
+  pthread_join(t, NULL);
+  CHECK_EQ(mbx_stats_get(h, &s), MBX_OK);
+  printf("pthread_exit in a cancel function: canceled=%d pending=%llu\n",
+         atomic_load(&g_exit_canceled), (unsigned long long)s.pending);
+  CHECK_EQ(atomic_load(&g_exit_canceled), QUEUED);
+  CHECK_EQ(s.pending, 0);
+  CHECK_EQ(s.canceled, QUEUED);
   CHECK_EQ(mbx_release(h), MBX_OK);
   printf("PASS cancel_pending_exit\n");
   return 0;

@@ -1,4 +1,3 @@
-// mbx-test-xfail: issue 18 item 4 (fix pending)
 // mbx-test-timeout: 60
 /*
  * Issue 18 item 4: a context finished from a cancel function during the
@@ -41,6 +40,24 @@ static void *target(void *arg) {
   return NULL;
 }
 
+/* Part 2: mbx_proxy_finish_status hands its status to the caller. */
+static void finish_with_status(mbx_proxy_ctx *ctx, void *arg) {
+  CHECK_EQ(mbx_proxy_finish_status(ctx, 1), MBX_EINVAL); /* not consumed */
+  CHECK_EQ(mbx_proxy_finish_status(NULL, MBX_OK), MBX_EINVAL);
+  CHECK_EQ(mbx_proxy_finish_status(ctx, *(int *)arg), MBX_OK);
+}
+static _Atomic int g_stop;
+static void stop(void *arg) {
+  (void)arg;
+  atomic_store(&g_stop, 1);
+}
+static void *serve_until_closed(void *arg) {
+  (void)arg;
+  while (!atomic_load(&g_stop))
+    mbx_wait(-1);
+  return NULL;
+}
+
 static void *caller(void *arg) {
   (void)arg;
   g_caller_rc = mbx_proxy_sync_with_ctx(g_target, start_ctx, NULL);
@@ -64,6 +81,16 @@ int main(void) {
          mbx_strerror(atomic_load(&g_finish_rc)));
   CHECK_EQ(g_caller_rc, MBX_ECANCELED);
   CHECK_EQ(atomic_load(&g_finish_rc), MBX_ECANCELED);
+  /* Part 2. */
+  pthread_t s;
+  CHECK_EQ(pthread_create(&s, NULL, serve_until_closed, NULL), 0);
+  mbx_handle server = mbx_thread_handle(s);
+  int codes[] = {MBX_OK, MBX_ETIMEDOUT, MBX_ECANCELED, MBX_ENOMEM};
+  for (int i = 0; i < 4; i++)
+    CHECK_EQ(mbx_proxy_sync_with_ctx(server, finish_with_status, &codes[i]),
+             codes[i]);
+  CHECK_EQ(mbx_send(server, stop, NULL, NULL), MBX_OK);
+  pthread_join(s, NULL);
   printf("PASS finish_status\n");
   return 0;
 }

@@ -1,4 +1,3 @@
-// mbx-test-xfail: issue 18 item 22b (unconfirmed window; needs the hook below)
 // mbx-test-flavors: wasm wasm-asan
 // mbx-test-timeout: 60
 /*

@@ -1,4 +1,3 @@
-// mbx-test-xfail: issue 18 item 5 (fix pending)
 // mbx-test-timeout: 60
 /*
  * Issue 18 item 5: the README's worker `for (;;) mbx_wait(-1);` must be
@@ -69,6 +68,18 @@ int main(void) {
   CHECK_EQ(s.pending, 0);
   CHECK_EQ(mbx_send(h, on_run, on_cancel, NULL), MBX_ECLOSED);
   CHECK_EQ(mbx_release(h), MBX_OK);
+  /* Part 2: canceled while asleep, with nothing arriving. */
+  atomic_store(&g_started, 0);
+  atomic_store(&g_joined, 0);
+  CHECK_EQ(pthread_create(&t, NULL, worker, NULL), 0);
+  wait_for_count(&g_started, 1);
+  sleep_ms(50); /* asleep in mbx_wait(-1) */
+  CHECK_EQ(pthread_cancel(t), 0);
+  CHECK_EQ(pthread_create(&j, NULL, joiner, &t), 0);
+  /* Acted on within a check interval (100 ms), not when a message comes. */
+  CHECK(wait_flag_ms(&g_joined, 2000));
+  pthread_join(j, NULL);
+  printf("canceled while asleep: joined\n");
   printf("PASS wait_cancellation_point\n");
   return 0;
 }

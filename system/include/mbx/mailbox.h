@@ -15,6 +15,15 @@
  *
  * Thread safety: every function may be called from any thread unless its
  * comment says "owner only" (the thread bound to the mailbox).
+ *
+ * Cancellation points (pthread_cancel with the default deferred type):
+ * exactly mbx_wait() and the blocking calls of <mbx/proxy.h>
+ * (mbx_proxy_sync, mbx_proxy_sync_timed, mbx_proxy_sync_with_ctx, while
+ * they wait). No other function of the library is one; in particular
+ * mbx_poll() and mbx_send() are not. Handlers run by mbx_poll/mbx_wait may
+ * reach cancellation points of their own: a thread canceled inside one
+ * counts that message as run. Cancel functions run with cancellation
+ * disabled (see mbx_cancel_fn).
  */
 #ifndef MBX_MAILBOX_H
 #define MBX_MAILBOX_H
@@ -76,7 +85,14 @@ typedef struct mbx_handle {
 typedef void (*mbx_run_fn)(void *arg);
 /* reason is one of MBX_CANCEL_*. Cancel functions should do trivial work
  * (set a flag, notify a waiter, free the argument): they may run with
- * arbitrary code on the stack during thread exit. */
+ * arbitrary code on the stack during thread exit. They run with
+ * cancellation disabled (pthread_setcancelstate), so a pthread_cancel
+ * pending on the closing thread cannot unwind out of the close at a
+ * cancellation point inside one (it is acted on after the close). A cancel
+ * function that ends its thread (pthread_exit) or the process (exit())
+ * does not strand the rest of the queue: the close is resumed on that
+ * thread, from a cleanup handler or from the exit path, and every
+ * remaining message is canceled before the thread or process goes. */
 typedef void (*mbx_cancel_fn)(void *arg, int reason);
 
 /* Human-readable name of a return code. Never returns NULL. */
@@ -120,8 +136,13 @@ int mbx_poll(void);
  * Block until at least one message is pending (or timeout_ms passes), then
  * run pending messages as mbx_poll does. timeout_ms < 0 (or INFINITY, or
  * NaN) waits forever; any finite timeout, however large, is honoured.
- * Not a cancellation point (yet: issue 18 item 5): a thread looping on
- * mbx_wait(-1) is canceled only when a handler reaches one.
+ * A cancellation point (pthread_cancel): at entry, and while it sleeps
+ * (a cancel is acted on within 100 ms: the sleep is cut into slices where
+ * the platform's futex wait is not itself a cancellation point, which is
+ * Linux and Emscripten 3.1.6). Canceled there, the thread unwinds with no
+ * message taken and its drain state restored; its exit path (mbx::mbx's
+ * pthread_create, or your own cleanup handler calling mbx_thread_exit)
+ * then cancels what is queued.
  * Owner only. Returns the number run (>= 1), MBX_ETIMEDOUT, MBX_EBUSY,
  * MBX_EPERM, MBX_ECLOSED (closed from outside, as for mbx_poll).
  */
@@ -176,8 +197,12 @@ int mbx_thread_attach(mbx_handle *out);
  * to finish their few instructions, then every queued message's cancel(arg,
  * reason) on this thread, in queue order. Then releases the owner's hold and
  * unbinds the thread. Owner only. reason is an MBX_CANCEL_* value.
- * Returns the number of messages canceled or dropped (>= 0), MBX_EPERM (no
- * mailbox), MBX_EBUSY (called from inside a handler), MBX_EINVAL (bad reason).
+ * Returns the number of messages canceled or dropped (>= 0; 0 if a close
+ * from outside, the runtime exit, canceled them), MBX_EPERM (no mailbox),
+ * MBX_EBUSY (called from inside a handler), MBX_EINVAL (bad reason),
+ * MBX_ECLOSED (mbx_mailbox_close_orphan was called on this live owner
+ * (misuse): that call closed the mailbox and released the owner's hold;
+ * the thread is unbound, and nothing is released twice).
  */
 int mbx_thread_exit(int reason);
 
@@ -186,14 +211,20 @@ int mbx_thread_exit(int reason);
  * mbx_thread_exit() (e.g. its worker was terminated), or that was created but
  * never bound. Cancels queued messages on the calling thread with
  * MBX_CANCEL_ABNORMAL_EXIT, cancels proxied work (<mbx/proxy.h>) the owner
- * was running or left unfinished (its callers return MBX_ECANCELED), and
- * releases the owner's hold. Must not be called
- * while the owner may still run: today that misuse is not detected, and the
- * owner's own exit then releases its hold a second time (issue 18 item 6,
- * fix pending). Blocks the calling thread until the dead owner's pop state
- * is known, up to 1 s when it died inside a pop (issue 18 item 16). Returns the number canceled (>= 0),
- * MBX_ECLOSED (already closed), MBX_ESTALE, MBX_EINVAL, MBX_EBUSY (the dead
- * owner stopped in the middle of popping a message, so its queue cannot be
+ * was running or left unfinished (its callers return MBX_ECANCELED; before
+ * the queued messages, as at an owner's exit), and releases the owner's
+ * hold. Must not be called while the owner may still run (its proxied
+ * work's state is freed here). If it is, the owner's hold is still
+ * released exactly once, by whichever of the two gets there first, and the
+ * record is retired once: this call returns MBX_EINVAL if the owner's exit
+ * released it first, and otherwise the owner's mbx_thread_exit returns
+ * MBX_ECLOSED. A second call for the same life returns MBX_ECLOSED.
+ * Blocks the calling thread until the dead owner's pop state
+ * is known, up to 1 s when it died inside a pop (issue 18 item 16). Returns the
+ * number canceled (>= 0), MBX_ECLOSED (already closed), MBX_ESTALE,
+ * MBX_EINVAL (bad handle, or the misuse above), MBX_EAGAIN (MBX_MAX_HOLDS
+ * holds on the record: nothing done, try again), MBX_EBUSY (the dead owner
+ * stopped in the middle of popping a message, so its queue cannot be
  * trusted: it is abandoned, its messages stay counted as pending, and the
  * record is still retired).
  */

@@ -83,10 +83,15 @@ int mbx_proxy_sync_timed(mbx_handle target, mbx_run_fn fn, void *arg,
 
 /*
  * Run fn(ctx, arg) on target and wait until someone calls
- * mbx_proxy_finish(ctx): fn itself, or any thread later (after async I/O).
+ * mbx_proxy_finish(ctx) or mbx_proxy_finish_status(ctx, status): fn
+ * itself, or any thread later (after async I/O).
  * If the target exits before the context is finished, the caller returns
- * MBX_ECANCELED at once (the exit path cancels every context the thread
- * left outstanding). Threads and codes as mbx_proxy_sync.
+ * MBX_ECANCELED at once: the target's exit cancels every context the
+ * thread left outstanding right after its mailbox closes and before it
+ * cancels its queued messages, so a cancel function that finishes a
+ * context gets MBX_ECANCELED, and the caller never gets MBX_OK for work
+ * that did not complete. Threads and codes as mbx_proxy_sync, and the
+ * status a finisher passed to mbx_proxy_finish_status.
  */
 int mbx_proxy_sync_with_ctx(mbx_handle target, mbx_proxy_ctx_fn fn, void *arg);
 
@@ -104,15 +109,33 @@ int mbx_proxy_sync_with_ctx(mbx_handle target, mbx_proxy_ctx_fn fn, void *arg);
 int mbx_proxy_finish(mbx_proxy_ctx *ctx);
 
 /*
+ * mbx_proxy_finish with an outcome: the waiting caller's
+ * mbx_proxy_sync_with_ctx returns status, which is MBX_OK (the work
+ * completed; the same as mbx_proxy_finish), MBX_ECANCELED (it did not) or
+ * any other negative code the program wants its caller to see (for
+ * example MBX_ETIMEDOUT for an I/O that timed out). Threads and the
+ * exactly-once rule as mbx_proxy_finish.
+ * Returns MBX_OK (the caller returns status), MBX_ECANCELED (the target
+ * exited first: the caller returned MBX_ECANCELED, and ctx is consumed),
+ * MBX_EINVAL (ctx NULL, or status > 0: nothing was done, ctx is still to
+ * be finished).
+ */
+int mbx_proxy_finish_status(mbx_proxy_ctx *ctx, int status);
+
+/*
  * Queue fn(arg) on target and return at once; later, on the calling thread,
  * on_done(arg) runs after fn returned, or on_cancel(arg) if the target
  * exited first (either may be NULL). They run when the caller drains its
  * mailbox. If the caller has exited (or exits) before the outcome reaches
  * it, neither runs: the record is freed and the drop counted in
- * mbx_proxy_stats.callbacks_dropped. The caller's exit does NOT stop fn:
- * fn(arg) may still run on the target afterwards, so do not free arg at
- * the caller's exit (issue 18 item 21: fix pending); free it in fn, or
- * keep it alive until the target has exited. Any thread with a mailbox,
+ * mbx_proxy_stats.callbacks_dropped. The caller's exit (when its mailbox
+ * closes, before its queued messages are canceled) abandons fn if it has
+ * not started: fn then never runs (counted in mbx_proxy_stats.abandoned);
+ * if fn is running on the target, the exit waits for it to return. So arg
+ * may be released once the caller's mailbox is closed, for example in a
+ * thread-specific-data destructor. (A caller killed without its exit path
+ * abandons through mbx_mailbox_close_orphan, which cannot wait for a
+ * running fn.) Any thread with a mailbox,
  * also the target itself (after runtime exit main has none: MBX_EPERM).
  * Returns MBX_OK (exactly one of on_done/on_cancel/drop will happen), or,
  * calling nothing: MBX_EPERM (no mailbox on the calling thread), MBX_EINVAL,

@@ -4,6 +4,13 @@
  */
 #include "record.h"
 
+#include <pthread.h>
+
+/* How long a cancelable mbx_wait sleeps before it looks for a pending
+ * pthread_cancel (neither Linux's futex wait nor Emscripten 3.1.6's is a
+ * cancellation point, and pthread_cancel does not wake a futex). */
+#define CANCEL_CHECK_MS 100.0
+
 int32_t mbx__flush_consumed(mbx__record *r) {
   mbx__node_release_flush(r);
   int32_t n = r->consumed_unflushed;
@@ -27,6 +34,22 @@ int32_t mbx__flush_consumed(mbx__record *r) {
   return before - n;
 }
 
+/* Test only (issue 18 item 22b): after its next pop the calling thread
+ * releases the consumer claim and then sleeps forever instead of running
+ * the message, as if its worker were killed right there. */
+static _Thread_local int tls_park_after_pop;
+void mbx__test_park_after_pop(void) { tls_park_after_pop = 1; }
+static void park_forever(void) {
+  static _Atomic int32_t never_set;
+  for (;;)
+    mbx__platform_wait(&never_set, 0, -1);
+}
+
+void mbx__self_popped_clear(void) {
+  if (mbx__self.record)
+    MBX__POPPED(mbx__self.record) = NULL;
+}
+
 /* Owner only, draining. Runs at most budget messages; the queue is claimed
  * only around each pop, never while a handler runs, so a closer from
  * outside can take over between messages. Returns the number run, or
@@ -48,14 +71,20 @@ static int run_pending(mbx__record *r, int32_t budget) {
       r->consumed_unflushed++;
       r->run_unflushed++; /* counted as run once popped by the owner */
     }
+    /* For an orphan closer, should we die before run takes it over; the
+     * node stays valid in the release batch until the next pop or flush. */
+    MBX__POPPED(r) = n;
     mbx__token_owner_unclaim(r);
     if (!n)
       break;
+    if (tls_park_after_pop)
+      park_forever();
     count++;
     run(arg);
   }
   if (!mbx__token_owner_claim(r))
     return count ? count : MBX_ECLOSED;
+  MBX__POPPED(r) = NULL; /* before the flush may free its block */
   mbx__flush_consumed(r);
   mbx__token_owner_unclaim(r);
   return count;
@@ -92,16 +121,62 @@ int mbx_poll(void) {
   return count;
 }
 
-int mbx__wait(double timeout_ms, int flags) {
+/* Sleep on pending == 0 for at most remaining_ms (< 0: forever). A
+ * cancelable wait whose thread has cancellation enabled sleeps in slices
+ * and acts on a pending pthread_cancel after each. */
+static void sleep_on_pending(mbx__record *r, double remaining_ms,
+                             int cancelable) {
+  if (cancelable)
+    remaining_ms = mbx__cancel_slice_ms(remaining_ms);
+  mbx__platform_wait(&r->pending, 0, remaining_ms);
+  if (cancelable)
+    pthread_testcancel();
+}
+
+double mbx__cancel_slice_ms(double remaining_ms) {
+  int state;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &state);
+  pthread_setcancelstate(state, NULL);
+  if (state == PTHREAD_CANCEL_ENABLE &&
+      (remaining_ms < 0 || remaining_ms > CANCEL_CHECK_MS))
+    return CANCEL_CHECK_MS;
+  return remaining_ms;
+}
+
+typedef struct wait_state {
   mbx__record *r;
   int was_draining;
-  int rc = begin_drain(&r, flags & MBX__WAIT_NESTED_OK, &was_draining);
-  if (rc != MBX_OK)
-    return rc;
+  int32_t mode; /* the thread's notification mode, kept across the wait */
+} wait_state;
+
+/* The end of every wait: the notification mode and the drain flag are
+ * the thread's again. */
+static void wait_end(void *p) {
+  wait_state *w = p;
+  if (w->mode != MBX__WAITING_NONE) {
+    // Seq_cst: Dekker pair with mbx__send_node, as in wait_loop.
+    atomic_store_explicit(&w->r->waiting, w->mode, memory_order_seq_cst);
+    /* A send that found waiting cleared did not notify the event loop:
+     * notify it ourselves if anything is left. */
+    if (atomic_load_explicit(&w->r->pending, memory_order_seq_cst) != 0)
+      mbx__wake_owner(w->r, w->mode);
+  }
+  mbx__self.draining = w->was_draining;
+}
+
+/* Cleanup handler: a cancelable wait is canceled while asleep, with
+ * waiting still set. */
+static void wait_unwound(void *p) {
+  wait_state *w = p;
+  // Relaxed: only a hint for senders; wait_end restores an event-loop mode
+  // with its Dekker pair.
+  atomic_store_explicit(&w->r->waiting, MBX__WAITING_NONE,
+                        memory_order_relaxed);
+  wait_end(w);
+}
+
+static int wait_loop(mbx__record *r, double timeout_ms, int flags) {
   double deadline = timeout_ms >= 0 ? mbx__platform_now_ms() + timeout_ms : 0;
-  /* An event-loop thread may wait too: keep its notification mode. */
-  // Relaxed: only the owner writes waiting.
-  int32_t mode = atomic_load_explicit(&r->waiting, memory_order_relaxed);
   int count = 0;
   int spun = flags & MBX__WAIT_NO_SPIN;
   for (;;) {
@@ -145,24 +220,41 @@ int mbx__wait(double timeout_ms, int flags) {
     // pending; the sender increments pending, then reads waiting).
     atomic_store_explicit(&r->waiting, MBX__WAITING_WAKE, memory_order_seq_cst);
     if (atomic_load_explicit(&r->pending, memory_order_seq_cst) == 0)
-      mbx__platform_wait(&r->pending, 0, remaining);
+      sleep_on_pending(r, remaining, flags & MBX__WAIT_CANCELABLE);
     mbx__spin_slept();
-    // Relaxed: only a hint for senders (the mode is restored below).
+    // Relaxed: only a hint for senders (the mode is restored in wait_end).
     atomic_store_explicit(&r->waiting, MBX__WAITING_NONE, memory_order_relaxed);
   }
-  if (mode != MBX__WAITING_NONE) {
-    // Seq_cst: Dekker pair with mbx__send_node, as above.
-    atomic_store_explicit(&r->waiting, mode, memory_order_seq_cst);
-    /* A send that found waiting cleared did not notify the event loop:
-     * notify it ourselves if anything is left. */
-    if (atomic_load_explicit(&r->pending, memory_order_seq_cst) != 0)
-      mbx__wake_owner(r, mode);
-  }
-  mbx__self.draining = was_draining;
   return count;
 }
 
-int mbx_wait(double timeout_ms) { return mbx__wait(timeout_ms, 0); }
+int mbx__wait(double timeout_ms, int flags) {
+  mbx__record *r;
+  wait_state w;
+  int rc = begin_drain(&r, flags & MBX__WAIT_NESTED_OK, &w.was_draining);
+  if (rc != MBX_OK)
+    return rc;
+  w.r = r;
+  /* An event-loop thread may wait too: keep its notification mode. */
+  // Relaxed: only the owner writes waiting.
+  w.mode = atomic_load_explicit(&r->waiting, memory_order_relaxed);
+  int count;
+  if (flags & MBX__WAIT_CANCELABLE) {
+    pthread_cleanup_push(wait_unwound, &w);
+    count = wait_loop(r, timeout_ms, flags);
+    pthread_cleanup_pop(0);
+  } else {
+    count = wait_loop(r, timeout_ms, flags);
+  }
+  wait_end(&w);
+  return count;
+}
+
+/* A cancellation point: at entry, and while asleep (issue 18 item 5). */
+int mbx_wait(double timeout_ms) {
+  pthread_testcancel();
+  return mbx__wait(timeout_ms, MBX__WAIT_CANCELABLE);
+}
 
 int mbx__self_open(void) {
   mbx__record *r = mbx__self.record;

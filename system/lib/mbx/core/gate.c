@@ -126,16 +126,6 @@ static int retirable(uint64_t gate) {
   return !(gate & (MBX__GATE_OPEN | MBX__GATE_OWNER | MBX__GATE_HOLD_MASK));
 }
 
-void mbx__gate_release_owner(mbx__record *r) {
-  // Step E: drop OWNER. Acq_rel: release orders the owner's uses before a
-  // reuse; acquire lets the last releaser see the closer's drain.
-  uint64_t old = atomic_fetch_and_explicit(&r->gate, ~MBX__GATE_OWNER,
-                                           memory_order_acq_rel);
-  MBX_ASSERT((old & MBX__GATE_OWNER) && !(old & MBX__GATE_OPEN));
-  if (retirable(old & ~MBX__GATE_OWNER))
-    mbx__table_retire(r); /* closed and unheld: exactly one RMW gets here */
-}
-
 /* Drop one counted hold (what = MBX__GATE_HOLD_ONE) or the OWNER of a closed
  * life whose thread never bound it (what = MBX__GATE_OWNER), from gen's
  * life; retire the record if nothing else keeps it. A drop of something
@@ -165,12 +155,37 @@ static int gate_drop(mbx__record *r, uint32_t gen, uint64_t what) {
   return MBX_OK;
 }
 
+/* Step E. A CAS, not a fetch_and: the owner's exit and an orphan closer
+ * may both try (close_orphan on a live owner, or a browser's death hook
+ * racing a terminated worker's own exit path); only the first drops it, so
+ * the life is retired once (issue 18 item 6). */
+int mbx__gate_release_owner(mbx__record *r, uint32_t gen) {
+  return gate_drop(r, gen, MBX__GATE_OWNER);
+}
+
 int mbx__release_unbound_owner(mbx_handle h) {
   mbx__record *r;
   int rc = mbx__lookup(h, &r);
   if (rc != MBX_OK)
     return rc;
   return gate_drop(r, mbx__handle_gen(h), MBX__GATE_OWNER); /* step E */
+}
+
+int mbx__gate_pin_owned(mbx__record *r, uint32_t gen) {
+  // Relaxed load: the CAS below re-validates.
+  uint64_t old = atomic_load_explicit(&r->gate, memory_order_relaxed);
+  do {
+    if (mbx__gate_gen(old) != gen || !(old & MBX__GATE_OWNER))
+      return MBX_ECLOSED; /* released: the life may be retired already */
+    if (mbx__gate_holds(old) >= MBX_MAX_HOLDS)
+      return MBX_EAGAIN;
+    // One more hold while OWNER keeps the life from retiring, so it can
+    // never raise a retired life. Acquire: as mbx_hold. Relaxed on
+    // failure: we re-check and retry.
+  } while (!atomic_compare_exchange_weak_explicit(
+      &r->gate, &old, old + MBX__GATE_HOLD_ONE, memory_order_acquire,
+      memory_order_relaxed));
+  return MBX_OK;
 }
 
 int mbx_hold(mbx_handle h) {

@@ -32,27 +32,41 @@ void mbx__self_layer_set(int layer, void *state) {
                           memory_order_release);
 }
 
-void mbx__layers_exit(mbx__record *r) {
+void mbx__layers_close(mbx__record *r) {
+  (void)r;
   for (int i = 0; i < MBX__LAYER_SLOTS; i++) {
     const mbx__layer_hooks *hooks = layer_at(i);
-    // Relaxed: the owner's own store; nobody else takes it from a closed
-    // life but an orphan closer, and there is none while the owner runs.
-    void *slot = atomic_load_explicit(&r->layer_slot[i], memory_order_relaxed);
-    if (hooks && hooks->on_exit)
-      hooks->on_exit(slot);
-    atomic_store_explicit(&r->layer_slot[i], NULL, memory_order_relaxed);
+    if (hooks && hooks->on_close)
+      hooks->on_close();
   }
 }
 
-void mbx__layers_orphan(mbx__record *r) {
+void mbx__layers_exit(mbx__record *r) {
+  for (int i = 0; i < MBX__LAYER_SLOTS; i++) {
+    const mbx__layer_hooks *hooks = layer_at(i);
+    // Acq_rel: an exchange, so that the slot goes to exactly one of us and
+    // an orphan closer called on this live owner (misuse); acquire/release
+    // as in mbx__layers_orphan, with which it races. No record: an orphan
+    // closer took the life over.
+    void *slot = r ? atomic_exchange_explicit(&r->layer_slot[i], NULL,
+                                              memory_order_acq_rel)
+                   : NULL;
+    if (hooks && hooks->on_exit)
+      hooks->on_exit(slot);
+  }
+}
+
+void mbx__layers_orphan(mbx__record *r, mbx__node *popped) {
+  mbx_run_fn run = popped ? popped->run : NULL;
+  void *arg = popped ? popped->arg : NULL;
   for (int i = 0; i < MBX__LAYER_SLOTS; i++) {
     // Acquire: see the state the owner published (and, the owner being
     // dead, everything it wrote to it before).
     void *slot =
         atomic_exchange_explicit(&r->layer_slot[i], NULL, memory_order_acquire);
     const mbx__layer_hooks *hooks = layer_at(i);
-    if (slot && hooks && hooks->on_orphan)
-      hooks->on_orphan(slot);
+    if ((slot || run) && hooks && hooks->on_orphan)
+      hooks->on_orphan(slot, run, arg);
   }
 }
 

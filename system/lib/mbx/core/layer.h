@@ -52,11 +52,25 @@ void mbx__mailbox_wake(mbx_handle h);
 
 /* 1 if the calling thread owns a mailbox that is still open. */
 int mbx__self_open(void);
+/* A layer's run function has taken over the message the calling thread
+ * just popped (it is on the layer's own books, which the orphan closer
+ * hands to on_orphan): the core stops reporting it as popped. */
+void mbx__self_popped_clear(void);
 /* mbx_wait with flags: MBX__WAIT_NESTED_OK also allows it from inside a
  * handler, for blocked proxy callers that keep serving their mailbox;
  * MBX__WAIT_NO_SPIN skips the spin before sleeping, for a caller that has
- * just spun (its spin's verdict then covers this sleep, mbx__spin_slept). */
-enum { MBX__WAIT_NESTED_OK = 1, MBX__WAIT_NO_SPIN = 2 };
+ * just spun (its spin's verdict then covers this sleep, mbx__spin_slept);
+ * MBX__WAIT_CANCELABLE acts on a pending pthread_cancel while asleep
+ * (mbx_wait), restoring the thread's drain state as it unwinds. */
+/* How long a blocking call that is a cancellation point may sleep before
+ * it calls pthread_testcancel: remaining_ms (< 0: forever), capped at
+ * 100 ms while the calling thread has cancellation enabled. */
+double mbx__cancel_slice_ms(double remaining_ms);
+enum {
+  MBX__WAIT_NESTED_OK = 1,
+  MBX__WAIT_NO_SPIN = 2,
+  MBX__WAIT_CANCELABLE = 4
+};
 int mbx__wait(double timeout_ms, int flags);
 /* mbx_thread_exit, but also allowed from inside a handler (nested_ok), for
  * the pthread exit hook. */
@@ -106,12 +120,21 @@ int mbx__close_from_outside(mbx_handle h, int reason);
 
 /* What the core calls back in a layer. Any hook may be NULL. */
 typedef struct mbx__layer_hooks {
-  /* On the owner as it exits (mbx__thread_exit), after its queue was
-   * canceled; slot is what the layer stored for this life, or NULL. */
+  /* On the owner as it exits (mbx__thread_exit), after its mailbox was
+   * closed and before its queue is canceled: work the layer reports as
+   * done must be settled as canceled now, so that no cancel function can
+   * report it done (issue 18 item 4). */
+  void (*on_close)(void);
+  /* On the owner as it exits, after its queue was canceled; slot is what
+   * the layer stored for this life, or NULL if it stored nothing or an
+   * orphan closer (called on a live owner: misuse) took it. */
   void (*on_exit)(void *slot);
   /* On the closer of an orphan (a dead owner, mbx_mailbox_close_orphan),
-   * with the slot the owner stored; never called with NULL. */
-  void (*on_orphan)(void *slot);
+   * before its queue is canceled, with the slot the owner stored (or NULL)
+   * and the message the owner popped but whose run function had not yet
+   * taken it over (mbx__self_popped_clear), or NULL run: the owner died in
+   * between (issue 18 item 22b). Called if either is non-NULL. */
+  void (*on_orphan)(void *slot, mbx_run_fn popped_run, void *popped_arg);
   /* On the thread calling mbx_set_allocator, before the allocator is
    * replaced: give back what the calling thread caches from it. */
   void (*on_allocator_change)(void);

@@ -1,10 +1,18 @@
 /*
  * A mailbox's life: creating and binding it (mbx_mailbox_create,
- * mbx_thread_bind, mbx_thread_attach) and its four ways to close: the
- * owner's exit, a close from outside (runtime exit), an orphan's close (a
- * dead owner), each running close steps A to E of core/gate.c.
+ * mbx_thread_bind, mbx_thread_attach) and closing it (steps A to E of
+ * core/gate.c) in its three forms: the owner's exit, a close from outside
+ * (runtime exit), an orphan's close (a dead owner). Every close finishes
+ * whatever a cancel function does: it runs with cancellation disabled (a
+ * pending pthread_cancel cannot unwind out of it at a cancellation point), and
+ * if a cancel function ends the thread anyway (pthread_exit) or the process
+ * (exit()), a cleanup handler or the nested exit path resumes it where it
+ * stopped. The queue state lives in the record, so a resumed drain simply pops
+ * on.
  */
 #include "record.h"
+
+#include <pthread.h>
 
 _Thread_local mbx__self_state mbx__self;
 
@@ -61,15 +69,145 @@ int mbx_thread_attach(mbx_handle *out) {
   return MBX_OK;
 }
 
+enum { CLOSE_OWNER, CLOSE_OUTSIDE, CLOSE_ORPHAN };
+enum { CLOSING_DRAIN, CLOSING_FINISH, CLOSING_DONE };
+
+/* One close in progress on the calling thread (on its stack; the closes a
+ * thread has in progress are chained through `outer`, innermost first). */
+typedef struct mbx__closing {
+  mbx__record *r;
+  mbx_handle h; /* the life being closed */
+  int kind;     /* CLOSE_* */
+  int reason;   /* MBX_CANCEL_* for the cancel functions */
+  int phase;    /* CLOSING_*: how far it got, for a resume */
+  int count;    /* canceled or dropped so far */
+  int rc;       /* what the close returns */
+  struct mbx__closing *outer;
+} mbx__closing;
+
+static void closing_resume(void *p);
+
+/* Step C: pop and cancel everything queued, with the consumer token taken
+ * for good. Each node is counted before its cancel function runs, so a
+ * cancel function that never returns leaves the counts right for the
+ * resume. */
+static void closing_drain(mbx__closing *c) {
+  mbx__record *r = c->r;
+  pthread_cleanup_push(closing_resume, c);
+  mbx__node *n;
+  while ((n = mbx__queue_pop(mbx__queue_of(r))) != NULL) {
+    mbx_cancel_fn cancel = n->cancel;
+    void *arg = n->arg;
+    mbx__node_release(r, n);
+    r->consumed_unflushed++;
+    c->count++;
+    if (cancel) {
+      mbx__counter_bump(&r->canceled, 1);
+      cancel(arg, c->reason);
+    } else {
+      mbx__counter_bump(&r->dropped, 1);
+    }
+  }
+  pthread_cleanup_pop(0);
+}
+
+/* Step E for a dead owner (or an unbound mailbox): refused if the owner
+ * released its hold itself, having been alive after all (misuse): then
+ * MBX_EINVAL, else rc. The closer holds the life meanwhile. */
+static int orphan_release(mbx__record *r, mbx_handle h, int rc) {
+  // Relaxed: only the owner reads bound; reset at reuse anyway.
+  atomic_store_explicit(&r->bound, 0, memory_order_relaxed);
+  return mbx__gate_release_owner(r, mbx__handle_gen(h)) == MBX_OK ? rc
+                                                                  : MBX_EINVAL;
+}
+
+/* The owner's part of its exit after the queue: its layers' state, unbind,
+ * step E. pinned: the caller holds the life (else it may be retired and
+ * reused, and the record is not touched). An orphan closer (called on a
+ * live owner: misuse) that released the owner's hold first makes the exit
+ * return MBX_ECLOSED; it took the layers' state. */
+static void owner_unbind(mbx__closing *c, int pinned) {
+  mbx__record *r = c->r;
+  mbx__self.record = NULL;
+  mbx__self.handle = MBX_NULL_HANDLE;
+  mbx__self.draining = 0;
+  mbx__node_cache_flush(); /* an exiting thread keeps no spare nodes */
+  if (!pinned) {
+    mbx__layers_exit(NULL); /* the state went with the orphan closer */
+    c->rc = MBX_ECLOSED;
+    return;
+  }
+  mbx__layers_exit(r);
+  // Relaxed: only the owner reads bound; reset at reuse anyway.
+  atomic_store_explicit(&r->bound, 0, memory_order_relaxed);
+  if (mbx__gate_release_owner(r, mbx__handle_gen(c->h)) != MBX_OK) /* E */
+    c->rc = MBX_ECLOSED;
+}
+
+/* Step D, the hold's release (step E, or a close from outside's hold):
+ * once per close, after the drain. */
+static void closing_finish(mbx__closing *c) {
+  mbx__record *r = c->r;
+  mbx__flush_consumed(r); /* step D */
+  // Seq_cst: Dekker pair with an owner going to sleep (it sets waiting,
+  // then reads pending): it sees MBX__PENDING_CLOSED, or we see it waiting.
+  atomic_store_explicit(&r->pending, MBX__PENDING_CLOSED, memory_order_seq_cst);
+  c->rc = c->count;
+  /* Close hooks (lifecycle/: hooks, watches), once per life: the close
+   * that won step A reports it, on its thread, after the queue. */
+  mbx__layers_closed(c->h, c->reason);
+  switch (c->kind) {
+  case CLOSE_OWNER:
+    owner_unbind(c, 1); /* OWNER, ours, pins the life until step E */
+    break;
+  case CLOSE_OUTSIDE: {
+    /* A live owner: let it see the close. Seq_cst: the other half of the
+     * pair above. */
+    int32_t mode = atomic_load_explicit(&r->waiting, memory_order_seq_cst);
+    if (mode != MBX__WAITING_NONE)
+      mbx__wake_owner(r, mode);
+    mbx_release(c->h); /* the hold taken by mbx__close_from_outside */
+    break;
+  }
+  case CLOSE_ORPHAN:
+    c->rc = orphan_release(r, c->h, c->count);
+    break;
+  }
+}
+
+/* Run c to its end from wherever it stopped: a normal close, a cleanup
+ * handler after a cancel function ended the thread, or a nested exit path
+ * after a cancel function called exit(). */
+static void closing_complete(mbx__closing *c) {
+  if (c->phase == CLOSING_DRAIN) {
+    closing_drain(c);
+    c->phase = CLOSING_FINISH;
+    closing_finish(c);
+  }
+  c->phase = CLOSING_DONE;
+  if (mbx__self.closing == c)
+    mbx__self.closing = c->outer;
+}
+
+/* Cleanup handler: a cancel function ended the thread inside the drain. */
+static void closing_resume(void *p) { closing_complete(p); }
+
 /*
- * Close r and cancel everything queued, on the calling thread (steps A to
- * D). The caller owns the right to drain r (its owner, or the closer of an
- * orphan). Returns the number canceled or dropped, MBX_ECLOSED/MBX_ESTALE
- * if already closed or gone, MBX_EBUSY if the owner died inside a pop.
+ * Steps A and B, then the consumer token, for h's life; on success c is
+ * pushed on the calling thread's closes in progress and the caller runs
+ * its part, then closing_complete. Returns MBX_OK, the gate's refusal
+ * (already closed, stale) or MBX_EBUSY (the owner died inside a pop).
  */
-static int close_and_cancel(mbx__record *r, uint32_t gen, int reason,
-                            int notify_owner) {
-  int rc = mbx__gate_close(r, gen); /* steps A and B */
+static int closing_begin(mbx__closing *c, mbx__record *r, mbx_handle h,
+                         int kind, int reason) {
+  c->r = r;
+  c->h = h;
+  c->kind = kind;
+  c->reason = reason;
+  c->phase = CLOSING_DRAIN;
+  c->count = 0;
+  c->rc = 0;
+  int rc = mbx__gate_close(r, mbx__handle_gen(h)); /* steps A and B */
   if (rc != MBX_OK)
     return rc;
   /* Take the queue for good. The owner holds it only inside a pop; if it
@@ -77,32 +215,17 @@ static int close_and_cancel(mbx__record *r, uint32_t gen, int reason,
   rc = mbx__token_closer_claim(r);
   if (rc != MBX_OK)
     return rc;
-  int count = 0;
-  mbx__node *n;
-  while ((n = mbx__queue_pop(mbx__queue_of(r))) != NULL) { /* step C */
-    mbx_cancel_fn cancel = n->cancel;
-    void *arg = n->arg;
-    mbx__node_release(r, n);
-    r->consumed_unflushed++;
-    count++;
-    if (cancel) {
-      mbx__counter_bump(&r->canceled, 1);
-      cancel(arg, reason);
-    } else {
-      mbx__counter_bump(&r->dropped, 1);
-    }
-  }
-  mbx__flush_consumed(r); /* step D */
-  // Seq_cst: Dekker pair with an owner going to sleep (it sets waiting,
-  // then reads pending): it sees MBX__PENDING_CLOSED, or we see it waiting.
-  atomic_store_explicit(&r->pending, MBX__PENDING_CLOSED, memory_order_seq_cst);
-  if (notify_owner) { /* a live owner, closed from outside */
-    // Seq_cst: the other half of the pair above.
-    int32_t mode = atomic_load_explicit(&r->waiting, memory_order_seq_cst);
-    if (mode != MBX__WAITING_NONE)
-      mbx__wake_owner(r, mode);
-  }
-  return count;
+  c->outer = mbx__self.closing;
+  mbx__self.closing = c;
+  return MBX_OK;
+}
+
+/* Finish every close in progress on this thread: a cancel function called
+ * exit(), which reaches the owner's exit path (runtime exit) while the
+ * outer closes wait on the stack for a return that will not come. */
+static void closing_complete_all(void) {
+  while (mbx__self.closing)
+    closing_complete(mbx__self.closing);
 }
 
 /* Owner only. nested_ok lets the thread-exit hook close the mailbox even
@@ -115,27 +238,41 @@ int mbx__thread_exit(int reason, int nested_ok) {
     return MBX_EINVAL;
   if (mbx__self.draining && !nested_ok)
     return MBX_EBUSY;
+  int cancel_state;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+  /* A cancel function of a close on this thread called exit(): finish
+   * those closes first (our own included, if it is one of them). */
+  closing_complete_all();
+  if (mbx__self.record != r) { /* our own close was among them */
+    pthread_setcancelstate(cancel_state, NULL);
+    return 0;
+  }
   /* A handler that ends its thread (pthread_exit inside run) leaves its own
-   * message counted as run; close_and_cancel flushes what the interrupted
-   * drain popped. If a closer from outside got here first, it drains. */
+   * message counted as run; the close flushes what the interrupted drain
+   * popped. */
   mbx__self.draining = 1;
-  int count = close_and_cancel(r, mbx__handle_gen(mbx__self.handle), reason, 0);
-  /* Upper layers' work this thread left unfinished (a proxy context left
-   * for a later mbx_proxy_finish) is canceled now: its callers stop
-   * waiting. */
-  mbx__layers_exit(r);
-  /* Close hooks once per life: if a closer from outside got here first
-   * (MBX_ECLOSED), it reported the close. */
-  if (count != MBX_ECLOSED)
-    mbx__layers_closed(mbx__self.handle, reason);
-  // Relaxed: only the owner reads bound; it is reset at reuse anyway.
-  atomic_store_explicit(&r->bound, 0, memory_order_relaxed);
-  mbx__self.record = NULL;
-  mbx__self.handle = MBX_NULL_HANDLE;
-  mbx__self.draining = 0;
-  mbx__node_cache_flush();    /* an exiting thread keeps no spare nodes */
-  mbx__gate_release_owner(r); /* step E */
-  return count < 0 ? 0 : count;
+  mbx__closing c;
+  int rc = closing_begin(&c, r, mbx__self.handle, CLOSE_OWNER, reason);
+  if (rc == MBX_OK) {
+    /* Upper layers' work this thread left outstanding (a proxy context
+     * waiting for mbx_proxy_finish) is canceled before the queue: a cancel
+     * function that finishes it then cannot report it done. */
+    mbx__layers_close(r);
+    closing_complete(&c); /* steps C, D, E */
+  } else {
+    /* Closed by someone else first: a close from outside (runtime exit)
+     * drained the queue and left our hold to us; an orphan closer (called
+     * on this live owner: misuse) releases it. Pin the life while we
+     * touch it, if our hold is still there. */
+    c.rc = 0;
+    uint32_t gen = mbx__handle_gen(c.h);
+    int pinned = mbx__gate_pin_owned(r, gen) == MBX_OK;
+    owner_unbind(&c, pinned);
+    if (pinned)
+      mbx_release(c.h); /* the pin; retires the life if it was the last */
+  }
+  pthread_setcancelstate(cancel_state, NULL);
+  return c.rc;
 }
 
 int mbx_thread_exit(int reason) { return mbx__thread_exit(reason, 0); }
@@ -150,11 +287,20 @@ int mbx__close_from_outside(mbx_handle h, int reason) {
   rc = mbx_hold(h);
   if (rc != MBX_OK)
     return rc;
-  int count = close_and_cancel(r, mbx__handle_gen(h), reason, 1);
-  if (count >= 0 || count == MBX_EBUSY) /* we closed it: the owner won't */
-    mbx__layers_closed(h, reason);
-  mbx_release(h);
-  return count;
+  int cancel_state;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+  mbx__closing c;
+  rc = closing_begin(&c, r, h, CLOSE_OUTSIDE, reason);
+  if (rc == MBX_OK) {
+    closing_complete(&c); /* releases the hold */
+    rc = c.rc;
+  } else {
+    if (rc == MBX_EBUSY) /* closed, its queue abandoned: still a close */
+      mbx__layers_closed(h, reason);
+    mbx_release(h);
+  }
+  pthread_setcancelstate(cancel_state, NULL);
+  return rc;
 }
 
 int mbx_mailbox_close_orphan(mbx_handle h) {
@@ -162,19 +308,33 @@ int mbx_mailbox_close_orphan(mbx_handle h) {
   int rc = mbx__lookup(h, &r);
   if (rc != MBX_OK)
     return rc;
+  /* Our hold keeps the life from being retired while we work on it, even
+   * if its owner turns out to be alive and releases its own hold. */
+  rc = mbx_hold(h);
+  if (rc != MBX_OK)
+    return rc; /* stale, or someone else closed it first */
+  int cancel_state;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
   /* No notification: the owner is dead. */
-  int count =
-      close_and_cancel(r, mbx__handle_gen(h), MBX_CANCEL_ABNORMAL_EXIT, 0);
-  if (count < 0 && count != MBX_EBUSY)
-    return count; /* stale, or someone else closed it first */
-  /* MBX_EBUSY: the owner died inside a pop. Its queue is abandoned (the
-   * nodes leak; reuse resets the queue), but the record is still retired. */
-  /* Upper layers' work the dead owner was running or left unfinished:
-   * their callers would otherwise wait forever. */
-  mbx__layers_orphan(r);
-  mbx__layers_closed(h, MBX_CANCEL_ABNORMAL_EXIT);
-  // Relaxed: the record is closed; nobody binds a closed record.
-  atomic_store_explicit(&r->bound, 0, memory_order_relaxed);
-  mbx__gate_release_owner(r); /* step E for the dead owner */
-  return count;
+  mbx__closing c;
+  rc = closing_begin(&c, r, h, CLOSE_ORPHAN, MBX_CANCEL_ABNORMAL_EXIT);
+  if (rc == MBX_OK || rc == MBX_EBUSY) {
+    /* Upper layers' work the dead owner was running or left unfinished,
+     * before the queue (as at an owner's exit): their callers would
+     * otherwise wait forever. With the token we may trust the owner's last
+     * pop: a message it had not started yet (issue 18 item 22b). */
+    mbx__layers_orphan(r, rc == MBX_OK ? MBX__POPPED(r) : NULL);
+    if (rc == MBX_OK) {
+      closing_complete(&c);
+      rc = c.rc;
+    } else {
+      /* The owner died inside a pop: its queue is abandoned (the nodes
+       * leak; reuse resets the queue), but the record is still retired. */
+      mbx__layers_closed(h, MBX_CANCEL_ABNORMAL_EXIT);
+      rc = orphan_release(r, h, rc);
+    }
+  }
+  mbx_release(h);
+  pthread_setcancelstate(cancel_state, NULL);
+  return rc;
 }

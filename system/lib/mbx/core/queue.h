@@ -64,6 +64,7 @@ static inline void mbx__queue_reset(mbx__queue_ends q) {
   atomic_store_explicit(&q.stub->next, NULL, memory_order_relaxed);
   atomic_store_explicit(q.tail, q.stub, memory_order_relaxed); // see above
   *q.head = q.stub;
+  q.stub->arg = NULL; /* no message popped (core/record.h MBX__POPPED) */
 }
 
 #endif

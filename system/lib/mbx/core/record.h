@@ -105,6 +105,14 @@ _Static_assert(sizeof(void *) == 8 ||
                    sizeof(mbx__record) == 2 * MBX__CACHE_LINE,
                "a wasm32 record is two cache lines");
 
+/* The node the owner popped last, while it may not yet have started it
+ * (NULL otherwise): written under the consumer claim by the owner
+ * (core/drain.c), cleared by a layer whose run function has taken the
+ * message over (mbx__self_popped_clear) and at reuse, read by an orphan
+ * closer after it took the token. Kept in the stub's payload: the stub is
+ * only a sentinel (its `next`), and the record has no byte to spare. */
+#define MBX__POPPED(r) (*(mbx__node **)&(r)->stub.arg)
+
 static inline mbx__queue_ends mbx__queue_of(mbx__record *r) {
   mbx__queue_ends q = {&r->tail, &r->head, &r->stub};
   return q;
@@ -159,8 +167,15 @@ uint32_t mbx__gate_open(mbx__record *r);
 /* Close steps A and B: clear OPEN for gen's life, then wait until no
  * sender is inside. Returns MBX_OK or the refusal (already closed, stale). */
 int mbx__gate_close(mbx__record *r, uint32_t gen);
-/* Close step E for the owner's hold (closed records only). */
-void mbx__gate_release_owner(mbx__record *r);
+/* Close step E: drop the owner's hold of gen's life (closed only), once:
+ * MBX_OK, or MBX_EINVAL/MBX_ESTALE if it is not there (already released
+ * by the owner or an orphan closer, or another life). */
+int mbx__gate_release_owner(mbx__record *r, uint32_t gen);
+/* A hold on gen's life taken while its OWNER is still set, even closed (the
+ * owner's exit after someone else closed its mailbox): MBX_OK, then
+ * release it as a hold; MBX_ECLOSED if OWNER is gone (the life may already
+ * be retired), MBX_EAGAIN at the hold limit. */
+int mbx__gate_pin_owned(mbx__record *r, uint32_t gen);
 /* The owner claims the queue around one pop; fails once a closer took it. */
 int mbx__token_owner_claim(mbx__record *r);
 void mbx__token_owner_unclaim(mbx__record *r);
@@ -199,19 +214,30 @@ int32_t mbx__flush_consumed(mbx__record *r);
 void mbx__wake_owner(mbx__record *r, int32_t mode);
 
 /* ---- core/lifecycle.c: the calling thread's mailbox */
+struct mbx__closing;
 typedef struct mbx__self_state {
   mbx__record *record;
   mbx_handle handle;
   int draining;
+  /* Closes in progress on this thread, innermost first (lifecycle.c): a
+   * cancel function that ends the thread or the process leaves them to
+   * be resumed. */
+  struct mbx__closing *closing;
 } mbx__self_state;
 extern _Thread_local mbx__self_state mbx__self;
 
 /* ---- core/layer.c */
-/* Hand r's layer slots to the layers' on_exit (owner) or on_orphan hooks. */
+/* Call the layers' on_close (owner, before its queue is canceled); hand
+ * r's layer slots to their on_exit (owner; r NULL: the owner's life was
+ * taken over, on_exit gets NULL) or on_orphan hooks: each slot goes to
+ * exactly one of the two. */
+void mbx__layers_close(mbx__record *r);
 void mbx__layers_exit(mbx__record *r);
-void mbx__layers_orphan(mbx__record *r);
+/* popped: MBX__POPPED(r) as the orphan closer found it (trusted only if
+ * the closer took the token), or NULL. */
+void mbx__layers_orphan(mbx__record *r, mbx__node *popped);
 /* Every registered close hook, for the closed life h (exactly once per
- * life: see the call sites in lifecycle.c). */
+ * life: see closing_complete in lifecycle.c). */
 void mbx__layers_closed(mbx_handle h, int reason);
 void mbx__layers_allocator_change(void);
 

@@ -48,7 +48,8 @@ int mbx_proxy_set_serving(int on) {
   return previous;
 }
 
-/* Sleep on state (no serving) until it leaves `seen` or the deadline. */
+/* Sleep on state (no serving) until it leaves `seen` or the deadline (or
+ * a wake, or a spurious return: callers re-check). */
 static void sleep_on_state(mbx_proxy_ctx *c, int32_t seen, double remaining) {
   if (mbx__spin_while_equal(&c->state, seen, remaining))
     return;
@@ -58,17 +59,20 @@ static void sleep_on_state(mbx_proxy_ctx *c, int32_t seen, double remaining) {
   mbx__spin_slept();
 }
 
+void mbx__call_wait_running(mbx_proxy_ctx *c) {
+  int32_t s;
+  // Acquire: pairs with mbx__call_settle; fn's effects are visible after.
+  while ((s = atomic_load_explicit(&c->state, memory_order_acquire)) ==
+         MBX__CALL_RUNNING)
+    sleep_on_state(c, s, -1);
+}
+
 /* Cleanup handler: the caller is canceled or exits while waiting. */
 static void caller_unwinding(void *p) {
   mbx_proxy_ctx *c = p;
-  if (!mbx__call_settle(c, MBX__CALL_PENDING, MBX__CALL_ABANDONED)) {
-    /* fn is running and may use the caller's stack: let it return first. */
-    int32_t s;
-    // Acquire: pairs with mbx__call_settle.
-    while ((s = atomic_load_explicit(&c->state, memory_order_acquire)) ==
-           MBX__CALL_RUNNING)
-      sleep_on_state(c, s, -1);
-  }
+  /* If fn is running it may use the caller's stack: let it return first. */
+  if (!mbx__call_settle(c, MBX__CALL_PENDING, MBX__CALL_ABANDONED))
+    mbx__call_wait_running(c);
   mbx__call_unref(c);
 }
 
@@ -113,14 +117,16 @@ static int32_t wait_for_outcome(mbx_proxy_ctx *c, double timeout_ms) {
     if (serving) {
       /* Runs our messages; the reply wakes it. A mailbox closed from
        * outside (runtime exit) cannot take the reply: sleep instead. */
-      int rc = mbx__wait(remaining, MBX__WAIT_NESTED_OK |
+      int rc = mbx__wait(remaining, MBX__WAIT_NESTED_OK | MBX__WAIT_CANCELABLE |
                                         (just_spun ? MBX__WAIT_NO_SPIN : 0));
       just_spun = 0;
       if (rc < 0 && rc != MBX_ETIMEDOUT)
         serving = 0;
     } else
-      sleep_on_state(c, s, remaining);
-    pthread_testcancel(); /* a blocking call is a cancellation point */
+      sleep_on_state(c, s, mbx__cancel_slice_ms(remaining));
+    /* A blocking call is a cancellation point, also while asleep (the
+     * sleeps above are cut into slices while cancellation is enabled). */
+    pthread_testcancel();
   }
 }
 
@@ -153,18 +159,18 @@ static int call_and_wait(mbx_handle target, int kind, mbx_run_fn fn,
   pthread_cleanup_push(caller_unwinding, c);
   outcome = wait_for_outcome(c, timeout_ms);
   pthread_cleanup_pop(0);
+  /* DONE was read with acquire: the finisher's status is visible. */
+  rc = outcome == MBX__CALL_DONE       ? c->status
+       : outcome == MBX__CALL_CANCELED ? MBX_ECANCELED
+                                       : MBX_ETIMEDOUT;
   mbx__call_unref(c);
-  switch (outcome) {
-  case MBX__CALL_DONE:
+  if (rc == MBX_OK)
     mbx__proxy_count(MBX__PROXY_SYNC_DONE);
-    return MBX_OK;
-  case MBX__CALL_CANCELED:
+  else if (rc == MBX_ECANCELED)
     mbx__proxy_count(MBX__PROXY_SYNC_CANCELED);
-    return MBX_ECANCELED;
-  default:
+  else if (rc == MBX_ETIMEDOUT && outcome != MBX__CALL_DONE)
     mbx__proxy_count(MBX__PROXY_SYNC_TIMED_OUT);
-    return MBX_ETIMEDOUT;
-  }
+  return rc;
 }
 
 int mbx_proxy_sync(mbx_handle target, mbx_run_fn fn, void *arg) {
@@ -200,10 +206,15 @@ int mbx_proxy_callback(mbx_handle target, mbx_run_fn fn, mbx_run_fn on_done,
   c->on_cancel = on_cancel;
   c->arg = arg;
   int rc = mbx_send(target, mbx__proxy_work_run, mbx__proxy_work_canceled, c);
-  mbx__call_unref(c); /* the caller does not wait: only the work's remains */
-  if (rc != MBX_OK)
-    mbx__call_unref(c);
-  return rc;
+  if (rc != MBX_OK) {
+    mbx__call_unref(c); /* the work's */
+    mbx__call_unref(c); /* ours */
+    return rc;
+  }
+  /* Our reference stays on our list until our exit, which abandons the
+   * work if it has not started (or it is pruned once settled). */
+  mbx__proxy_callback_track(c);
+  return MBX_OK;
 }
 
 void mbx_proxy_stats_get(mbx_proxy_stats *out) {

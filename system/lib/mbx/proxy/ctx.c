@@ -34,6 +34,7 @@ void mbx__proxy_cache_flush(void) {
 }
 
 static const mbx__layer_hooks g_hooks = {
+    .on_close = mbx__proxy_on_close,
     .on_exit = mbx__proxy_on_exit,
     .on_orphan = mbx__proxy_on_orphan,
     .on_allocator_change = mbx__proxy_cache_flush,
@@ -88,12 +89,14 @@ mbx_proxy_ctx *mbx__call_new(int kind, mbx_handle reply_to) {
   atomic_store_explicit(&c->sleeper, 0, memory_order_relaxed);
   atomic_store_explicit(&c->watching, 0, memory_order_relaxed);
   c->kind = kind;
+  c->status = MBX_OK;
   c->fn = NULL;
   c->ctx_fn = NULL;
   c->on_done = c->on_cancel = NULL;
   c->arg = NULL;
   c->reply_to = reply_to;
   c->next = NULL;
+  c->caller_next = NULL;
   mbx__proxy_count(MBX__PROXY_CALLS_NEW);
   return c;
 }

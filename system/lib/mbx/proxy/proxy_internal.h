@@ -38,6 +38,10 @@ struct mbx_proxy_ctx {
    * reporter sends it no reply message. */
   _Atomic int32_t watching;
   int kind;
+  /* What the caller returns when state is DONE: MBX_OK, or the status
+   * given to mbx_proxy_finish_status. Written by the finisher before its
+   * settle CAS, which publishes it; read by the caller after it saw DONE. */
+  int status;
   mbx_run_fn fn;
   mbx_proxy_ctx_fn ctx_fn;
   mbx_run_fn on_done, on_cancel;
@@ -45,7 +49,29 @@ struct mbx_proxy_ctx {
   mbx_handle reply_to; /* caller's mailbox, or null: sleeper only */
   mbx__node *reply;    /* owned by the record until the reporter sends it */
   mbx_proxy_ctx *next; /* target's outstanding list (target only) */
+  /* The caller's list of its callbacks (caller only): its exit abandons
+   * the ones not started yet. */
+  mbx_proxy_ctx *caller_next;
 };
+
+/* What a thread holds of proxied work, as target and as the caller of
+ * callbacks. On the heap, published in the thread's mailbox
+ * (mbx__self_layer_set), so that when the thread's worker is killed the
+ * main thread can cancel it (mbx__proxy_on_orphan): the dead thread's
+ * stack and TLS may be freed by then. If that allocation fails the thread
+ * uses a thread-local fallback, and only a killed worker's work stays
+ * unresolved. */
+typedef struct mbx__proxy_thread {
+  /* Sync and callback work whose fn runs on this thread now, innermost
+   * first (linked through `next`; nested when a handler blocks serving). */
+  mbx_proxy_ctx *running;
+  /* Contexts this thread started and that may still be outstanding. */
+  mbx_proxy_ctx *outstanding;
+  /* Callbacks this thread requested, each with the caller's reference,
+   * linked through `caller_next`; pruned of settled ones as it grows. */
+  mbx_proxy_ctx *callbacks;
+  uint32_t callbacks_count, callbacks_prune_at;
+} mbx__proxy_thread;
 
 /* The layer's counters (mbx_proxy_stats); calls live = NEW - FREED. */
 enum {
@@ -77,14 +103,22 @@ void mbx__call_unref(mbx_proxy_ctx *c);
 /* Move state from `from` to `to`; returns 1 if this call did. The winner of
  * a final state reports it; the caller keeps its own reference either way. */
 int mbx__call_settle(mbx_proxy_ctx *c, int32_t from, int32_t to);
+/* Sleep until c leaves RUNNING (its fn returned or ended its thread). */
+void mbx__call_wait_running(mbx_proxy_ctx *c);
 /* Free the calling thread's spare call record (its exit, a new allocator). */
 void mbx__proxy_cache_flush(void);
 
 /* ---- proxy/target.c */
+/* The calling thread's block (allocated on first use). */
+mbx__proxy_thread *mbx__proxy_this_thread(void);
 void mbx__proxy_work_run(void *arg);
 void mbx__proxy_work_canceled(void *arg, int reason);
 /* Layer hooks (core/layer.h): the owner's exit, and an orphan's closer. */
+void mbx__proxy_on_close(void);
+/* The calling thread requested callback c: keep the caller's reference on
+ * its list, for its exit to abandon. */
+void mbx__proxy_callback_track(mbx_proxy_ctx *c);
 void mbx__proxy_on_exit(void *slot);
-void mbx__proxy_on_orphan(void *slot);
+void mbx__proxy_on_orphan(void *slot, mbx_run_fn popped_run, void *popped_arg);
 
 #endif
