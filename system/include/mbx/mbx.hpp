@@ -525,10 +525,11 @@ async(mbx_handle to, F &&f) {
 namespace detail {
 /* mbx_proxy_callback drops the outcome (calls nothing) when the caller has
  * exited, so the caller's thread keeps a list of its outstanding blocks and
- * settles them with the target when it ends. */
+ * frees them when it ends: its mailbox's close abandoned every f that had
+ * not started and waited for one that was running (<mbx/proxy.h>), so by
+ * then no target touches a block any more. */
 struct callback_node {
-  // 0: f not finished on the target; 1: finished (the target is done with
-  // the block); 2: the caller is gone. Whoever comes second deletes.
+  // 1 once f finished on the target (the target is done with the block).
   std::atomic<int> state{0};
   callback_node *prev = nullptr, *next = nullptr; // caller's thread only
   virtual ~callback_node() = default;
@@ -549,18 +550,19 @@ struct callback_list {
   }
   /* At thread end. Only once the thread's mailbox is closed (as it is by
    * now on a thread the interposed pthread_create or a thread_mailbox
-   * gave one): then no on_done/on_cancel can run any more. A thread whose
-   * mailbox is still open (the main thread at exit) keeps its blocks. */
+   * gave one): then no f, on_done or on_cancel can run any more. A thread
+   * whose mailbox is still open (the main thread at exit) keeps its
+   * blocks. */
   ~callback_list() {
     if (!mbx_handle_is_null(mbx_self()))
       return;
     while (head) {
       callback_node *n = head;
       remove(n);
-      // Acq_rel: see the target's last writes before deleting; tell a
-      // target still running f that it deletes.
-      if (n->state.exchange(2, std::memory_order_acq_rel) == 1)
-        delete n;
+      // Acquire: see the target's writes to a block whose f ran (the
+      // close that waited for it ordered them before us already).
+      (void)n->state.load(std::memory_order_acquire);
+      delete n;
     }
   }
 };
@@ -598,9 +600,8 @@ template <class F, class D, class C> struct callback_box : callback_node {
 #endif
         });
     box->f.reset(); // its captures die on the target
-    // Acq_rel: publish the result; see the caller's "gone" before deleting.
-    if (box->state.exchange(1, std::memory_order_acq_rel) == 2)
-      delete box; // the caller exited: nobody else will
+    // Release: an exiting caller that frees the block sees our writes.
+    box->state.store(1, std::memory_order_release);
   }
   /* On the caller. */
   static void done(void *arg) {
@@ -638,14 +639,12 @@ template <class F, class D, class C> struct callback_box : callback_node {
  * exception handler (set_exception_handler). Any thread with a mailbox,
  * also the target itself. One allocation.
  * If the calling thread exits before the outcome reaches it, neither
- * handler runs (mbx_proxy_callback's drop, counted in
- * mbx_proxy_stats.callbacks_dropped); f still runs if the target gets to
- * it, and the wrapper's block is freed by whichever of the two threads
- * finishes last (after f, on the target; at the caller's end, on the
- * caller). Limitation: if the target also exits without finishing f (or
- * is the caller itself), the block (f, on_done, on_cancel) is never freed;
- * and a caller whose mailbox is still open when its thread-locals are
- * destroyed (the main thread during exit()) keeps its blocks.
+ * handler runs (mbx_proxy_callback's rule: its exit abandons an f that has
+ * not started, counted in mbx_proxy_stats.abandoned, and waits for one
+ * that is running, whose outcome is dropped: callbacks_dropped), and the
+ * caller frees the wrapper's block (f, on_done, on_cancel) at its end.
+ * Limitation: a caller whose mailbox is still open when its thread-locals
+ * are destroyed (the main thread during exit()) keeps its blocks.
  * Errors, nothing called and everything destroyed here: MBX_EPERM (no
  * mailbox on the calling thread), MBX_EINVAL, MBX_ECLOSED, MBX_ESTALE,
  * MBX_EFULL, MBX_ENOMEM.
