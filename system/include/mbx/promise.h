@@ -28,11 +28,10 @@
  * Lifetime: a pthread that exits with promises outstanding never sees them
  * settle: they are dropped at its exit (their reactions would run JS, and
  * maybe C, on a worker whose thread is gone), and its JS table is cleared.
- * The work itself still runs or is canceled on the target as usual. Each
- * call holds a 32-byte record (wasm32) until both sides are done with it.
- * Known leak: a call whose caller exits and whose target then exits
- * before running it keeps its record (mbx_proxy_callback reports a drop to
- * no one).
+ * The work runs only if it had started (the caller's exit abandons it
+ * otherwise, as for mbx_proxy_callback, and waits for it if it is
+ * running). Each call holds a 32-byte record (wasm32) until both sides are
+ * done with it; the exiting caller frees those it still has.
  *
  * Native builds: this header compiles; mbx_proxy_promise_js returns
  * MBX_EPERM (there is no JS), and mbx_proxy_promise is absent.

@@ -11,10 +11,12 @@
  * whoever sets the second bit frees it. on_cancel means fn did not return
  * (the target never will touch it), so the caller frees at once. A caller
  * that exits with calls outstanding (its outcome messages are then
- * dropped) lets go of them from a thread-specific-data destructor, which
- * runs after its mailbox closed, so no on_done can follow. Their promises
- * are dropped, not settled: a reaction would run JS (and maybe C) on a
- * worker whose thread is gone.
+ * dropped) frees them from a thread-specific-data destructor, which runs
+ * after its mailbox closed: that close abandoned every fn that had not
+ * started and waited for one that was running, so neither on_done nor the
+ * target can touch them any more. Their promises are dropped, not
+ * settled: a reaction would run JS (and maybe C) on a worker whose thread
+ * is gone.
  */
 #include <mbx/promise.h>
 #include <mbx/thread.h>
@@ -118,7 +120,11 @@ static void caller_exiting(void *unused) {
     if (!c->id)
       emscripten_promise_destroy(c->em); /* unsettled: see the top */
 #endif
-    let_go(c, CALLER_DONE); /* the target frees it when fn returns */
+    /* The mailbox's close abandoned an fn that had not started and waited
+     * for one that was running (<mbx/proxy.h>): no target touches c any
+     * more. Acquire: see a finished fn's writes before the free. */
+    (void)atomic_load_explicit(&c->done, memory_order_acquire);
+    free(c);
     c = next;
   }
   mbx_js_promise_thread_exit(); /* the worker's next thread starts clean */

@@ -140,6 +140,7 @@ static void outcome_run(void *p) { /* on the callback's caller */
       c->on_cancel(c->arg);
   }
   mbx__call_unref(c);
+  mbx__proxy_callback_settled(); /* the caller's list may drop it now */
 }
 
 static void outcome_dropped(void *p, int reason) { /* the caller is exiting */

@@ -71,6 +71,7 @@ typedef struct mbx__proxy_thread {
    * linked through `caller_next`; pruned of settled ones as it grows. */
   mbx_proxy_ctx *callbacks;
   uint32_t callbacks_count, callbacks_prune_at;
+  uint32_t callbacks_settled; /* outcomes delivered since the last prune */
 } mbx__proxy_thread;
 
 /* The layer's counters (mbx_proxy_stats); calls live = NEW - FREED. */
@@ -118,6 +119,9 @@ void mbx__proxy_on_close(void);
 /* The calling thread requested callback c: keep the caller's reference on
  * its list, for its exit to abandon. */
 void mbx__proxy_callback_track(mbx_proxy_ctx *c);
+/* On the caller, as a callback's outcome is delivered: prunes the list
+ * once half of it is settled (so it empties when the last one settles). */
+void mbx__proxy_callback_settled(void);
 void mbx__proxy_on_exit(void *slot);
 void mbx__proxy_on_orphan(void *slot, mbx_run_fn popped_run, void *popped_arg);
 

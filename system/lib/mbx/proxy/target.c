@@ -17,7 +17,7 @@ static proxy_thread *this_thread(void) {
     proxy_thread *p = mbx__alloc(sizeof *p);
     if (p) {
       p->running = p->outstanding = p->callbacks = NULL;
-      p->callbacks_count = p->callbacks_prune_at = 0;
+      p->callbacks_count = p->callbacks_prune_at = p->callbacks_settled = 0;
       int layer = mbx__proxy_layer();
       if (layer >= 0)
         mbx__self_layer_set(layer, p);
@@ -73,6 +73,13 @@ static void callbacks_prune(proxy_thread *p) {
   }
   p->callbacks_count = live;
   p->callbacks_prune_at = 2 * live + 16;
+  p->callbacks_settled = 0;
+}
+
+void mbx__proxy_callback_settled(void) {
+  proxy_thread *p = tls_proxy;
+  if (p && ++p->callbacks_settled * 2 >= p->callbacks_count)
+    callbacks_prune(p);
 }
 
 void mbx__proxy_callback_track(mbx_proxy_ctx *c) {
