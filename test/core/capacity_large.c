@@ -1,4 +1,3 @@
-// mbx-test-xfail: issue 18 item 12 (fix pending)
 // mbx-test-timeout: 60
 /*
  * Issue 18 item 12: a capacity of 2^31 or more is a (huge) bound, not

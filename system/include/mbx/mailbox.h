@@ -232,7 +232,8 @@ int mbx_mailbox_close_orphan(mbx_handle h);
 
 /*
  * Set the soft capacity of a mailbox: sends fail with MBX_EFULL while at
- * least `capacity` messages are pending. 0 means unbounded (the default).
+ * least `capacity` messages are pending. 0 means unbounded (the default);
+ * every other value up to UINT32_MAX is a bound.
  * Concurrent senders may overshoot by at most (number of senders - 1).
  * Any thread. Returns MBX_OK, MBX_EINVAL, MBX_ECLOSED, MBX_ESTALE.
  */
@@ -292,7 +293,10 @@ typedef struct mbx_stats {
 /*
  * Counters of one mailbox. `sent` is derived (run + canceled + dropped +
  * pending); rejected_stale and rejected_invalid are always 0 here (such
- * sends cannot be attributed to a mailbox). Works on closed lives until
+ * sends cannot be attributed to a mailbox); per life, its rejected_closed
+ * saturates at UINT32_MAX and rejected_full counts modulo 2^32 (the global
+ * counters are 64-bit).
+ * Works on closed lives until
  * the record is reused (hold it to be sure). Any thread.
  * Returns MBX_OK, MBX_ESTALE (the record serves a later life), MBX_EINVAL
  * (out == NULL, null/forged handle, or a generation ahead of the record's:

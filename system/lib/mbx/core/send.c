@@ -14,9 +14,10 @@ static void reject(mbx__record *r, int code, uint32_t gen) {
   case MBX_ECLOSED: {
     mbx__counter_add(MBX__STAT_REJ_CLOSED, 1);
     // Relaxed (load and CAS): a counter; the tag check is all that matters.
+    // The count saturates at UINT32_MAX: one more would carry into the tag.
     uint64_t tagged =
         atomic_load_explicit(&r->rejected_closed, memory_order_relaxed);
-    while ((uint32_t)(tagged >> 32) == gen &&
+    while ((uint32_t)(tagged >> 32) == gen && (uint32_t)tagged != UINT32_MAX &&
            !atomic_compare_exchange_weak_explicit(
                &r->rejected_closed, &tagged, tagged + 1, memory_order_relaxed,
                memory_order_relaxed)) {
@@ -84,9 +85,12 @@ int mbx__send_node(mbx_handle to, mbx__node *n, int check_capacity) {
   }
   // Relaxed (both): a soft bound (documented overshoot).
   uint32_t capacity = atomic_load_explicit(&r->capacity, memory_order_relaxed);
-  if (capacity && check_capacity &&
-      atomic_load_explicit(&r->pending, memory_order_relaxed) >=
-          (int32_t)capacity) {
+  // Relaxed: see capacity. Compared unsigned: a capacity of 2^31 or more
+  // is a bound, not a negative number (issue 18 item 12); pending <= 0
+  // (messages popped before counted) is never full.
+  int32_t queued = atomic_load_explicit(&r->pending, memory_order_relaxed);
+  if (capacity && check_capacity && queued > 0 &&
+      (uint32_t)queued >= capacity) {
     // Relaxed: a counter; inside the gate it cannot reach a later life.
     atomic_fetch_add_explicit(&r->rejected_full, 1, memory_order_relaxed);
     mbx__gate_leave(r);
