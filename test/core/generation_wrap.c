@@ -1,4 +1,3 @@
-// mbx-test-xfail: issue 18 item 11 (fix pending; needs the test hook below)
 // mbx-test-timeout: 60
 /*
  * Issue 18 item 11: a handle must never be accepted by a different life of

@@ -315,7 +315,8 @@ void mbx_stats_global(mbx_stats *out);
 
 typedef struct mbx_memory_stats {
   uint64_t records_total;      /* records ever allocated (never freed) */
-  uint64_t records_live;       /* bound or waiting to be bound, or held */
+  uint64_t records_live;       /* bound or waiting to be bound, or held, or
+                                  retired for good after 2^32 - 1 lives */
   uint64_t records_quarantine; /* retired, waiting for reuse */
   uint64_t record_bytes;       /* bytes per record */
   uint64_t nodes_live;         /* message nodes holding a message */

@@ -80,9 +80,9 @@ uint32_t mbx__gate_open(mbx__record *r) {
   // lock).
   uint64_t old = atomic_load_explicit(&r->gate, memory_order_relaxed);
   MBX_ASSERT(!(old & (MBX__GATE_OPEN | MBX__GATE_OWNER | MBX__GATE_HOLD_MASK)));
+  /* Never wraps: a record that lived MBX__GEN_LAST is never reused. */
+  MBX_ASSERT(mbx__gate_gen(old) != MBX__GEN_LAST);
   uint32_t gen = mbx__gate_gen(old) + 1;
-  if (gen == 0) /* 0 marks the null handle; skip it on wrap-around */
-    gen = 1;
   /* Refusals count for the new life only (see mbx__record). */
   // Relaxed: published to senders by the release CAS below.
   atomic_store_explicit(&r->rejected_closed, (uint64_t)gen << 32,

@@ -139,12 +139,15 @@ static inline mbx_handle mbx__make_handle(uint32_t index, uint32_t gen) {
   mbx_handle h = {((uint64_t)gen << 32) | (uint64_t)(index + 1)};
   return h;
 }
+/* The last generation a record lives: a record whose life of this
+ * generation ends is retired for good (core/table.c), so generations never
+ * wrap and compare exactly (issue 18 item 11, docs/design.md). */
+#define MBX__GEN_LAST UINT32_MAX
 /* Classify a generation mismatch: a generation newer than the record's
  * current one can only come from a forged handle. */
 static inline int mbx__gen_mismatch_code(uint32_t handle_generation,
                                          uint32_t record_generation) {
-  return (int32_t)(handle_generation - record_generation) > 0 ? MBX_EINVAL
-                                                              : MBX_ESTALE;
+  return handle_generation > record_generation ? MBX_EINVAL : MBX_ESTALE;
 }
 /* Why a gate snapshot refuses an operation through handle generation gen
  * (a send, a hold, a capacity change): MBX_OK if gen's life is open. */

@@ -136,6 +136,11 @@ int mbx__record_open(mbx__record **out, uint32_t *gen_out) {
 }
 
 void mbx__table_retire(mbx__record *r) {
+  // Relaxed: the generation changes only under the registry lock, and our
+  // caller's RMW on the gate made the record retirable.
+  if (mbx__gate_gen(atomic_load_explicit(&r->gate, memory_order_relaxed)) ==
+      MBX__GEN_LAST)
+    return; /* retired for good: its next generation would wrap */
   mbx__registry_lock();
   uint32_t id = r->index + 1;
   r->quarantine_next = 0;
@@ -146,6 +151,57 @@ void mbx__table_retire(mbx__record *r) {
   g_quarantine_tail = id;
   g_quarantine_length++;
   mbx__registry_unlock();
+}
+
+/* Test only (issue 18 item 11): make the retired record of h's life behave
+ * as if it had been reused `lives` more times since, so that tests reach the
+ * last generation without 2^32 reuses. Returns MBX_OK, MBX_EINVAL (bad
+ * handle), MBX_ESTALE (h's life is not the record's current one), MBX_EBUSY
+ * (the life is not retired yet: open, owned or held). */
+int mbx__test_skip_lives(mbx_handle h, uint64_t lives) {
+  mbx__record *r;
+  int rc = mbx__lookup(h, &r);
+  if (rc != MBX_OK)
+    return rc;
+  mbx__registry_lock();
+  // Relaxed: generations change only under the registry lock we hold; the
+  // CAS below keeps the count of stale senders backing out.
+  uint64_t gate = atomic_load_explicit(&r->gate, memory_order_relaxed);
+  uint32_t gen = mbx__gate_gen(gate);
+  if (gen != mbx__handle_gen(h)) {
+    mbx__registry_unlock();
+    return mbx__gen_mismatch_code(mbx__handle_gen(h), gen);
+  }
+  if (gate & (MBX__GATE_OPEN | MBX__GATE_OWNER | MBX__GATE_HOLD_MASK)) {
+    mbx__registry_unlock();
+    return MBX_EBUSY;
+  }
+  /* Each skipped life would have been opened and closed: generation + 1. */
+  uint64_t target = (uint64_t)gen + lives;
+  uint32_t last = target >= MBX__GEN_LAST ? MBX__GEN_LAST : (uint32_t)target;
+  if (last == MBX__GEN_LAST) { /* unlink it from the quarantine for good */
+    uint32_t id = r->index + 1, prev = 0;
+    for (uint32_t i = g_quarantine_head; i && i != id;
+         i = mbx__record_at(i - 1)->quarantine_next)
+      prev = i;
+    if (prev)
+      mbx__record_at(prev - 1)->quarantine_next = r->quarantine_next;
+    else
+      g_quarantine_head = r->quarantine_next;
+    if (g_quarantine_tail == id)
+      g_quarantine_tail = prev;
+    g_quarantine_length--;
+  }
+  // Relaxed (success and failure): the registry lock orders it with any
+  // reuse; senders compare the generation only.
+  while (!atomic_compare_exchange_weak_explicit(
+      &r->gate, &gate,
+      ((uint64_t)last << MBX__GATE_GEN_SHIFT) |
+          (gate & ~((uint64_t)UINT32_MAX << MBX__GATE_GEN_SHIFT)),
+      memory_order_relaxed, memory_order_relaxed)) {
+  }
+  mbx__registry_unlock();
+  return MBX_OK;
 }
 
 void mbx__table_usage(uint32_t *total, uint32_t *quarantined,
