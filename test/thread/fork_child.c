@@ -1,4 +1,3 @@
-// mbx-test-xfail: issue 18 item 2 (fix pending)
 // mbx-test-flavors: native native-asan
 // mbx-test-args: --forks 10
 // mbx-test-timeout: 180

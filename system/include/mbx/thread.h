@@ -45,6 +45,15 @@
  *   (on Node when the worker's 'exit' event arrives; in a browser on the
  *   next task). A main thread that blocks waiting for the dead thread does
  *   not run its event loop and so does not see the death.
+ * - fork() (native; the library registers pthread_atfork handlers): the
+ *   child starts with the forking thread's mailbox open and empty. Messages
+ *   queued in the parent, in any mailbox, belong to the parent: the child
+ *   never runs or cancels them. Every other thread's mailbox is closed in
+ *   the child (sends get MBX_ECLOSED; nothing is canceled) and its record
+ *   is never reused there. Senders that were mid-send in the parent are
+ *   forgotten, so the child's exit() does not wait for them. The handlers
+ *   hold the library's registry lock across fork(); a custom allocator
+ *   (mbx_set_allocator) must itself be safe to use in a forked child.
  */
 #ifndef MBX_THREAD_H
 #define MBX_THREAD_H

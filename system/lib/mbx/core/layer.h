@@ -116,6 +116,14 @@ mbx_handle mbx__open_life_at(uint32_t index);
  * queue is left as it is). */
 int mbx__close_from_outside(mbx_handle h, int reason);
 
+/* fork() handlers (core/table.c), registered with pthread_atfork by the
+ * pthread layer: the registry lock is held across the fork, and the child
+ * keeps only the forking thread's mailbox, open and empty (policy:
+ * <mbx/thread.h>). */
+void mbx__fork_prepare(void);
+void mbx__fork_parent(void);
+void mbx__fork_child(void);
+
 /* ---- layers: per-life state and hooks (core/layer.c) */
 
 /* What the core calls back in a layer. Any hook may be NULL. */

@@ -204,6 +204,45 @@ int mbx__test_skip_lives(mbx_handle h, uint64_t lives) {
   return MBX_OK;
 }
 
+/* ---- fork (issue 18 item 2; policy in <mbx/thread.h>) */
+
+void mbx__fork_prepare(void) { mbx__registry_lock(); }
+void mbx__fork_parent(void) { mbx__registry_unlock(); }
+
+/* In the child, which has one thread: the forking one. Every record's
+ * senders inside the gate are the parent's: forget them. Every mailbox but
+ * the calling thread's is closed, its queue forgotten without running or
+ * canceling anything (those messages are the parent's to handle); the
+ * calling thread's stays open, emptied the same way. The parent's other
+ * threads' records keep their owner's hold (their threads do not exist
+ * here), so they are never reused in the child. Relaxed stores throughout:
+ * no other thread exists yet. */
+void mbx__fork_child(void) {
+  mbx__record *self = mbx__self.record;
+  uint32_t count = mbx__record_count();
+  for (uint32_t i = 0; i < count; i++) {
+    mbx__record *r = mbx__record_at(i);
+    uint64_t gate = atomic_load_explicit(&r->gate, memory_order_relaxed);
+    int keep = r == self && (gate & MBX__GATE_OPEN);
+    gate &= ~MBX__GATE_INFLIGHT_MASK;
+    if (!keep)
+      gate &= ~MBX__GATE_OPEN;
+    atomic_store_explicit(&r->gate, gate, memory_order_relaxed);
+    mbx__queue_reset(mbx__queue_of(r));
+    r->consumed_unflushed = 0;
+    r->run_unflushed = 0;
+    r->release_block = NULL; /* the parent's nodes: leaked in the child */
+    r->release_count = 0;
+    atomic_store_explicit(&r->pending, keep ? 0 : MBX__PENDING_CLOSED,
+                          memory_order_relaxed);
+    atomic_store_explicit(&r->consumer,
+                          keep ? MBX__CONSUMER_FREE : MBX__CONSUMER_CLOSER,
+                          memory_order_relaxed);
+  }
+  /* Held by mbx__fork_prepare on this very thread. */
+  mbx__registry_unlock();
+}
+
 void mbx__table_usage(uint32_t *total, uint32_t *quarantined,
                       uint64_t *chunk_bytes) {
   // Relaxed: writers hold the registry lock, as our caller does.

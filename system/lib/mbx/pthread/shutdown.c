@@ -10,6 +10,9 @@
  *   and on Emscripten also from the JS thread teardown (which
  *   emscripten_force_exit reaches even without EXIT_RUNTIME).
  *
+ * - fork() (native): the child keeps only the forking thread's mailbox
+ *   (pthread_atfork handlers, core/table.c); see <mbx/thread.h>.
+ *
  * - Abnormal death (Emscripten): a pthread's worker is terminated while the
  *   thread runs. src/mbx.js watches every worker on the main thread; when
  *   one is terminated it captures the handle of the thread it hosted, and
@@ -64,6 +67,10 @@ void mbx__shutdown_install(void) {
   atexit(mbx__runtime_exit);
 #ifdef __EMSCRIPTEN__
   mbx_js_watch_workers();
+#else
+  /* Emscripten has no fork. If registration fails (ENOMEM), fork keeps
+   * the old behaviour: a child's exit may wait for the parent's senders. */
+  pthread_atfork(mbx__fork_prepare, mbx__fork_parent, mbx__fork_child);
 #endif
 }
 
