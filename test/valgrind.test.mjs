@@ -18,7 +18,7 @@ const workloads = {
   handles: ['--forged', '20000'],
   oom_injection: ['--messages', '5000'],
   quarantine_bound: ['--cycles', '20000'],
-  wait_wake: ['--rounds', '200'],
+  wait_wake: ['--rounds', '200', '--idle-cpu', '0'],
 };
 
 describe('valgrind', { concurrency: 2, skip: !enabled && 'native flavour not built' }, () => {
