@@ -1,4 +1,3 @@
-// mbx-test-xfail: issue 18 item 8 (fix pending)
 // mbx-test-args: --calls 20000
 // mbx-test-args-wasm: --calls 5000
 // mbx-test-args-native-tsan: --calls 3000

@@ -67,12 +67,49 @@ void mbx__call_wait_running(mbx_proxy_ctx *c) {
     sleep_on_state(c, s, -1);
 }
 
+/* A serving caller saw the final state: no reply may outlive its return
+ * (issue 18 item 8). Either no reply will be sent (ARMED -> SKIPPED), or it
+ * was sent: serve until it arrives. */
+static void collect_reply(mbx_proxy_ctx *c) {
+  if (mbx_handle_is_null(c->reply_to))
+    return;
+  int32_t rs = MBX__REPLY_ARMED;
+  // Acquire on failure: pairs with the reporter's release (SENT or
+  // SKIPPED); success needs none (the outcome was acquired through state)
+  // but may not be weaker than failure.
+  if (atomic_compare_exchange_strong_explicit(
+          &c->reply_state, &rs, MBX__REPLY_SKIPPED, memory_order_acquire,
+          memory_order_acquire))
+    return;
+  int serving = 1;
+  while (rs == MBX__REPLY_SENT) {
+    /* The reply is in our mailbox or on its way: it runs (or a close of
+     * our mailbox cancels it) within the wait. */
+    if (serving) {
+      int rc = mbx__wait(-1, MBX__WAIT_NESTED_OK);
+      if (rc < 0 && rc != MBX_ETIMEDOUT)
+        serving = 0; /* closed from outside: its closer cancels the reply */
+    } else
+      mbx__platform_yield();
+    // Acquire: pairs with reply_arrived's release.
+    rs = atomic_load_explicit(&c->reply_state, memory_order_acquire);
+  }
+}
+
 /* Cleanup handler: the caller is canceled or exits while waiting. */
 static void caller_unwinding(void *p) {
   mbx_proxy_ctx *c = p;
   /* If fn is running it may use the caller's stack: let it return first. */
-  if (!mbx__call_settle(c, MBX__CALL_PENDING, MBX__CALL_ABANDONED))
+  if (!mbx__call_settle(c, MBX__CALL_PENDING, MBX__CALL_ABANDONED)) {
     mbx__call_wait_running(c);
+    /* Final: a reply still unsent need not be sent. One already sent holds
+     * its own reference and is canceled with our mailbox. */
+    int32_t rs = MBX__REPLY_ARMED;
+    // Relaxed (both): only saves a message; no data is published.
+    atomic_compare_exchange_strong_explicit(
+        &c->reply_state, &rs, MBX__REPLY_SKIPPED, memory_order_relaxed,
+        memory_order_relaxed);
+  }
   mbx__call_unref(c);
 }
 
@@ -85,8 +122,10 @@ static int32_t wait_for_outcome(mbx_proxy_ctx *c, double timeout_ms) {
   for (;;) {
     // Acquire: fn's effects on the target happen before our return.
     int32_t s = atomic_load_explicit(&c->state, memory_order_acquire);
-    if (s == MBX__CALL_DONE || s == MBX__CALL_CANCELED)
+    if (s == MBX__CALL_DONE || s == MBX__CALL_CANCELED) {
+      collect_reply(c);
       return s;
+    }
     double remaining = -1; /* once fn started, only its end counts */
     if (timeout_ms >= 0 && s == MBX__CALL_PENDING) {
       remaining = deadline - mbx__platform_now_ms();
@@ -100,18 +139,25 @@ static int32_t wait_for_outcome(mbx_proxy_ctx *c, double timeout_ms) {
       /* First poll state itself for a spin budget: a quick answer then
        * costs neither a reply message nor a drain. Our mailbox waits
        * meanwhile (a spin is microseconds); the reply, if the reporter
-       * saw us no longer watching, wakes the mbx__wait below. */
+       * found us no longer WATCHING, wakes the mbx__wait below. */
       watched = just_spun = 1;
-      // Seq_cst (both): the Dekker pair with mbx__call_settle.
-      atomic_store_explicit(&c->watching, 1, memory_order_seq_cst);
+      int32_t rs = MBX__REPLY_ARMED;
+      // Acquire on failure: SENT (release) was written after the final
+      // state, which the loop then reads. Success needs none (while
+      // WATCHING our spin reads state itself) but may not be weaker.
+      if (!atomic_compare_exchange_strong_explicit(
+              &c->reply_state, &rs, MBX__REPLY_WATCHING, memory_order_acquire,
+              memory_order_acquire))
+        continue;
       mbx__spin_while_between(&c->state, MBX__CALL_PENDING, MBX__CALL_RUNNING,
                               remaining);
-      atomic_store_explicit(&c->watching, 0, memory_order_seq_cst);
-      // Seq_cst: the other half of the pair (a settle that saw us
-      // watching sent no reply: we must see its state here).
-      s = atomic_load_explicit(&c->state, memory_order_seq_cst);
-      if (s == MBX__CALL_DONE || s == MBX__CALL_CANCELED)
-        return s;
+      rs = MBX__REPLY_WATCHING;
+      // Acquire on failure: the reporter's SKIPPED (release) was written
+      // after the final state, which the loop then reads. Success needs
+      // none (the reporter will send the reply) but may not be weaker.
+      atomic_compare_exchange_strong_explicit(
+          &c->reply_state, &rs, MBX__REPLY_ARMED, memory_order_acquire,
+          memory_order_acquire);
       continue;
     }
     if (serving) {

@@ -87,7 +87,8 @@ mbx_proxy_ctx *mbx__call_new(int kind, mbx_handle reply_to) {
   atomic_store_explicit(&c->state, MBX__CALL_PENDING, memory_order_relaxed);
   atomic_store_explicit(&c->refs, 2, memory_order_relaxed); /* caller, work */
   atomic_store_explicit(&c->sleeper, 0, memory_order_relaxed);
-  atomic_store_explicit(&c->watching, 0, memory_order_relaxed);
+  atomic_store_explicit(&c->reply_state, MBX__REPLY_ARMED,
+                        memory_order_relaxed);
   c->kind = kind;
   c->status = MBX_OK;
   c->fn = NULL;
@@ -125,7 +126,21 @@ void mbx__call_unref(mbx_proxy_ctx *c) {
 
 /* ---- reporting an outcome */
 
-static void reply_wakes_only(void *unused) { (void)unused; }
+/* The reply message, on the serving caller: it arrived (ran, or was
+ * canceled by a close of the caller's mailbox). */
+static void reply_arrived(void *p) {
+  mbx_proxy_ctx *c = p;
+  // Release: pairs with the caller's acquire load; it may return (and drop
+  // its reference) once it sees ARRIVED, so we touch c only through our
+  // own reference below.
+  atomic_store_explicit(&c->reply_state, MBX__REPLY_ARRIVED,
+                        memory_order_release);
+  mbx__call_unref(c); /* the reply's */
+}
+static void reply_canceled(void *p, int reason) {
+  (void)reason;
+  reply_arrived(p);
+}
 
 static void outcome_run(void *p) { /* on the callback's caller */
   mbx_proxy_ctx *c = p;
@@ -176,26 +191,40 @@ int mbx__call_settle(mbx_proxy_ctx *c, int32_t from, int32_t to) {
   // Seq_cst: see above.
   if (atomic_load_explicit(&c->sleeper, memory_order_seq_cst))
     mbx__platform_wake_all(&c->state);
-  // Seq_cst: the Dekker pair with a watching caller (it clears `watching`,
-  // then re-reads state; we wrote state, then read `watching`).
-  if (reply && atomic_load_explicit(&c->watching, memory_order_seq_cst)) {
+  if (!reply)
+    return 1;
+  /* A serving caller: send the reply unless the caller saw the outcome
+   * first (SKIPPED) or is spinning on state and will see it (WATCHING). */
+  int32_t rs = MBX__REPLY_ARMED;
+  for (;;) {
+    int32_t next = rs == MBX__REPLY_ARMED      ? MBX__REPLY_SENT
+                   : rs == MBX__REPLY_WATCHING ? MBX__REPLY_SKIPPED
+                                               : -1;
+    // Release: a caller that reads SENT or SKIPPED from us then reads
+    // state, and must see the final state we wrote above. Relaxed on
+    // failure: we retry with the value the caller left.
+    if (next >= 0 && !atomic_compare_exchange_strong_explicit(
+                         &c->reply_state, &rs, next, memory_order_release,
+                         memory_order_relaxed))
+      continue;
+    if (next == MBX__REPLY_SENT)
+      break;
+    /* SKIPPED: the caller saw the outcome first, or its spin sees it. */
     c->reply = reply; /* unsent: freed with the record */
     mbx__proxy_count(MBX__PROXY_REPLIES_SKIPPED);
     return 1;
   }
-  if (reply) {
-    /* Just a wakeup for the caller's mbx__wait: no reference needed. */
-    reply->run = reply_wakes_only;
-    reply->cancel = NULL;
-    reply->arg = NULL;
-    if (mbx__send_node(c->reply_to, reply, 0) != MBX_OK) {
-      mbx__node_free(reply);
-      /* Closed: the caller is unwinding (it sleeps on state, woken above),
-       * or its mailbox was closed from outside while it slept in
-       * mbx__wait: wake that wait, which then sees the close and falls
-       * back to state. */
-      mbx__mailbox_wake(c->reply_to);
-    }
+  reply->run = reply_arrived;
+  reply->cancel = reply_canceled;
+  reply->arg = c;
+  mbx__call_ref(c); /* the reply's: the caller waits for it to arrive */
+  if (mbx__send_node(c->reply_to, reply, 0) != MBX_OK) {
+    mbx__node_free(reply);
+    /* Closed: the caller is unwinding, or its mailbox was closed from
+     * outside while it waited in mbx__wait: mark the reply arrived and
+     * wake that wait, which then sees it. */
+    reply_arrived(c);
+    mbx__mailbox_wake(c->reply_to);
   }
   return 1;
 }

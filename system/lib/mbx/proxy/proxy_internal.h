@@ -29,14 +29,32 @@ enum {
   MBX__CALL_ABANDONED
 };
 enum { MBX__KIND_SYNC, MBX__KIND_CTX, MBX__KIND_CALLBACK };
+/*
+ * reply_state of a serving sync caller (issue 18 item 8: a reply sent to a
+ * caller that already returned sat in its mailbox as a stray message):
+ *   ARMED -> WATCHING     the caller spins on state itself
+ *   WATCHING -> ARMED     the caller's spin ended
+ *   WATCHING -> SKIPPED   the reporter settled during the spin: no reply
+ *   ARMED -> SENT         the reporter sends the reply (one reference)
+ *   ARMED -> SKIPPED      the caller saw the outcome first: no reply
+ *   SENT -> ARRIVED       the reply ran or was canceled (or not sendable)
+ * A caller returns only from SKIPPED or ARRIVED, so no reply outlives it.
+ */
+enum {
+  MBX__REPLY_ARMED,
+  MBX__REPLY_WATCHING,
+  MBX__REPLY_SENT,
+  MBX__REPLY_SKIPPED,
+  MBX__REPLY_ARRIVED
+};
 
 struct mbx_proxy_ctx {
   _Atomic int32_t state; /* also the futex word of non-serving waiters */
   _Atomic int32_t refs;
   _Atomic int32_t sleeper; /* a waiter sleeps on state: wake it */
-  /* A serving caller polls state itself (its spin before serving): the
-   * reporter sends it no reply message. */
-  _Atomic int32_t watching;
+  /* Whether a serving caller gets a reply message: MBX__REPLY_*, decided
+   * by CAS between the reporter and the caller (proxy/ctx.c). */
+  _Atomic int32_t reply_state;
   int kind;
   /* What the caller returns when state is DONE: MBX_OK, or the status
    * given to mbx_proxy_finish_status. Written by the finisher before its
