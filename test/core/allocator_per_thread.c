@@ -1,4 +1,3 @@
-// mbx-test-xfail: issue 18 item 13 (fix pending)
 // mbx-test-timeout: 60
 /*
  * Issue 18 item 13: mbx_set_allocator's precondition must cover (or the

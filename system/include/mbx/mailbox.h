@@ -347,13 +347,16 @@ typedef void *(*mbx_alloc_fn)(size_t size, void *ctx);
 typedef void (*mbx_free_fn)(void *ptr, void *ctx);
 
 /*
- * Replace the allocator used for message nodes and record chunks (e.g. to
- * inject failures in tests). Call before any other mbx function, or while no
- * message is in flight, no record is being created and no other thread keeps
- * cached nodes (mbx_memory_stats.nodes_cached) or a cached proxy call record
- * (one per thread that made a sync call; the calling thread's caches are
- * freed here with the previous allocator). NULL functions restore
- * malloc/free. Returns MBX_OK, MBX_EINVAL (only one of the two NULL).
+ * Replace the allocator used for message nodes, record chunks and proxy
+ * state (e.g. to inject failures in tests). Call before any other mbx
+ * function, or while no message is in flight, no record is being created
+ * and no other thread keeps cached nodes (mbx_memory_stats.nodes_cached;
+ * the calling thread's are freed here with the previous allocator). Proxy
+ * call records and per-thread proxy state remember the allocator that made
+ * them and are freed with it, whenever that is: keep a replaced allocator
+ * working until every thread that used the proxy layer before the switch
+ * has exited. NULL functions restore malloc/free. Returns MBX_OK,
+ * MBX_EINVAL (only one of the two NULL).
  */
 int mbx_set_allocator(mbx_alloc_fn alloc, mbx_free_fn free_fn, void *ctx);
 

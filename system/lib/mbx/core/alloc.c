@@ -2,6 +2,7 @@
  * which the core and the layers above it take all their memory. */
 #include "record.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 
 static void *default_alloc(size_t size, void *ctx) {
@@ -45,4 +46,31 @@ void mbx__free(void *ptr) {
     // Relaxed: see g_alloc.
     atomic_load_explicit(&g_free, memory_order_relaxed)(
         ptr, atomic_load_explicit(&g_ctx, memory_order_relaxed));
+}
+
+/* What mbx__alloc_kept puts before the block: the allocator that made it,
+ * padded so that the block keeps malloc's alignment. */
+typedef struct kept_header {
+  _Alignas(max_align_t) mbx_free_fn free_fn;
+  void *ctx;
+} kept_header;
+
+void *mbx__alloc_kept(size_t size) {
+  // Relaxed (all three): see g_alloc.
+  void *ctx = atomic_load_explicit(&g_ctx, memory_order_relaxed);
+  mbx_free_fn free_fn = atomic_load_explicit(&g_free, memory_order_relaxed);
+  kept_header *h = atomic_load_explicit(&g_alloc, memory_order_relaxed)(
+      sizeof(kept_header) + size, ctx);
+  if (!h)
+    return NULL;
+  h->free_fn = free_fn;
+  h->ctx = ctx;
+  return h + 1;
+}
+
+void mbx__free_kept(void *ptr) {
+  if (ptr) {
+    kept_header *h = (kept_header *)ptr - 1;
+    h->free_fn(h, h->ctx);
+  }
 }

@@ -21,6 +21,11 @@
 /* Through the allocator of mbx_set_allocator. */
 void *mbx__alloc(size_t size);
 void mbx__free(void *ptr);
+/* For per-thread state that may outlive an mbx_set_allocator (freed at its
+ * thread's exit): the block remembers its allocator, and mbx__free_kept
+ * frees it with that one. */
+void *mbx__alloc_kept(size_t size);
+void mbx__free_kept(void *ptr);
 
 /* One queued message: an intrusive node of the MPSC queue (core/queue.h),
  * carved from a block of nodes (core/nodes.c). Upper layers fill run,

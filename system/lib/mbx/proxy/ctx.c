@@ -29,7 +29,7 @@
 static _Thread_local mbx_proxy_ctx *tls_spare;
 
 void mbx__proxy_cache_flush(void) {
-  mbx__free(tls_spare);
+  mbx__free_kept(tls_spare);
   tls_spare = NULL;
 }
 
@@ -73,13 +73,13 @@ mbx_proxy_ctx *mbx__call_new(int kind, mbx_handle reply_to) {
   mbx_proxy_ctx *c = tls_spare;
   if (c)
     tls_spare = NULL;
-  else if (!(c = mbx__alloc(sizeof *c)))
+  else if (!(c = mbx__alloc_kept(sizeof *c)))
     return NULL;
   c->reply = NULL;
   if (!mbx_handle_is_null(reply_to)) {
     c->reply = mbx__node_alloc();
     if (!c->reply) {
-      mbx__free(c);
+      mbx__free_kept(c);
       return NULL;
     }
   }
@@ -120,7 +120,7 @@ void mbx__call_unref(mbx_proxy_ctx *c) {
   if (!tls_spare && mbx__self_pending_word())
     tls_spare = c;
   else
-    mbx__free(c);
+    mbx__free_kept(c);
   mbx__proxy_count(MBX__PROXY_CALLS_FREED);
 }
 

@@ -14,7 +14,7 @@ static _Thread_local proxy_thread tls_fallback;
 
 static proxy_thread *this_thread(void) {
   if (!tls_proxy) {
-    proxy_thread *p = mbx__alloc(sizeof *p);
+    proxy_thread *p = mbx__alloc_kept(sizeof *p);
     if (p) {
       p->running = p->outstanding = p->callbacks = NULL;
       p->callbacks_count = p->callbacks_prune_at = p->callbacks_settled = 0;
@@ -153,7 +153,7 @@ void mbx__proxy_on_exit(void *slot) {
     cancel_outstanding(p);
     callbacks_abandon(p, 1);
     if (p != &tls_fallback)
-      mbx__free(p);
+      mbx__free_kept(p);
   }
   mbx__proxy_cache_flush(); /* last: the unrefs above may have cached one */
 }
@@ -184,7 +184,7 @@ void mbx__proxy_on_orphan(void *slot, mbx_run_fn popped_run, void *popped_arg) {
   }
   cancel_outstanding(p);
   callbacks_abandon(p, 0); /* the dead caller's callbacks */
-  mbx__free(p);
+  mbx__free_kept(p);
 }
 
 /* Cleanup handler: the target ends (pthread_exit, cancellation) inside fn. */
