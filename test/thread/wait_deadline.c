@@ -1,4 +1,3 @@
-// mbx-test-xfail: issue 18 item 9 (fix pending; a stress test, may pass by luck)
 // mbx-test-args: --waits 3000
 // mbx-test-args-wasm: --waits 1000
 // mbx-test-timeout: 300

@@ -190,13 +190,19 @@ static int wait_loop(mbx__record *r, double timeout_ms, int flags) {
       count = run_pending(r, pending);
       if (count != 0)
         break;
-      mbx__platform_yield(); /* a sender is mid-push: a few instructions */
-      continue;
     }
-    if (pending < 0) {
-      /* A sender is about to count a popped message, or
-       * (MBX__PENDING_CLOSED) a closer took over: the check above sees it
-       * next time. */
+    if (pending != 0) {
+      /* Nothing to pop although pending > 0 (a sender is between its
+       * exchange and its link), or pending < 0 (a sender is about to count
+       * a message we popped; MBX__PENDING_CLOSED: a closer took over, which
+       * the check above sees next time). A few instructions, unless that
+       * sender was preempted: keep the deadline meanwhile (issue 18 item
+       * 9). No sleep here: a sender's count wakes nobody, and sleeping
+       * through a flood let the queue outgrow the heap (churn on wasm). */
+      if (timeout_ms >= 0 && mbx__platform_now_ms() >= deadline) {
+        count = MBX_ETIMEDOUT;
+        break;
+      }
       mbx__platform_yield();
       continue;
     }
