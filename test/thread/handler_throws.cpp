@@ -1,5 +1,4 @@
 // mbx-test-cxxflags: -fexceptions
-// mbx-test-xfail: issue 18 item 3 (fix pending)
 // mbx-test-timeout: 60
 /*
  * Issue 18 item 3: a C++ exception escaping a message handler must not

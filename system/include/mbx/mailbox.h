@@ -119,6 +119,23 @@ int mbx_send(mbx_handle to, mbx_run_fn run, mbx_cancel_fn cancel, void *arg);
 /* ---------------------------------------------------------------- receiving */
 
 /*
+ * Exceptions (C++ natively, or on Emscripten with -fexceptions): a handler
+ * (run, or a proxied fn) that throws does not wedge the mailbox. The rule
+ * is "propagate, and recover at the next drain": the exception leaves
+ * mbx_poll/mbx_wait to their caller; the message counts as run (it was
+ * popped and its handler called); the next mbx_poll/mbx_wait called from
+ * the same frame as the unwound one, or an outer one, works normally (the
+ * library sees that the recorded drain's frame no longer exists). A
+ * proxied sync or callback fn that throws reports MBX_ECANCELED to its
+ * caller (on_cancel for a callback) when the target thread exits at the
+ * latest; its caller waits until then. The library's C code runs no
+ * cleanup during the unwinding, so an event-loop thread's notification
+ * mode may be lost if the exception escapes mbx_wait there: catch inside
+ * the handler where that matters. Not on Emscripten without -fexceptions,
+ * where a throw aborts the program.
+ */
+
+/*
  * Run the messages pending on the calling thread's mailbox: at most as many as
  * were pending on entry, so a handler that re-sends to its own thread cannot
  * make poll loop forever (such messages run on the next poll). Owner only.

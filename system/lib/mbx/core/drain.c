@@ -90,26 +90,54 @@ static int run_pending(mbx__record *r, int32_t budget) {
   return count;
 }
 
+int mbx__drain_active(uintptr_t here) {
+  /* Stacks grow down: a drain nested in a handler of the active one is
+   * deeper (a lower address). One recorded at our depth or deeper is from
+   * a frame that no longer exists: an exception thrown by a handler
+   * unwound it (no C cleanup runs for that). Its message counted as run;
+   * the queue state lives in the record, so nothing else is left over. */
+  if (mbx__self.draining && here >= mbx__self.drain_frame) {
+    mbx__self.draining = 0;
+    mbx__self.drain_frame = 0;
+  }
+  return mbx__self.draining;
+}
+
+/* What a drain replaces for its duration, restored at its end. */
+typedef struct drain_saved {
+  int draining;
+  uintptr_t frame;
+} drain_saved;
+
 /* nested_ok: the proxy layer's blocked callers drain from inside a handler
  * (A runs B's request, which waits for C while serving A's mailbox). The
  * queue state lives in the record, not in run_pending's frame, so nesting is
- * safe; plain mbx_poll/mbx_wait refuse it to keep recursion explicit. */
-static int begin_drain(mbx__record **out, int nested_ok, int *was_draining) {
+ * safe; plain mbx_poll/mbx_wait refuse it to keep recursion explicit. here:
+ * the stack address of the caller's frame (drain_entry). */
+static int begin_drain(mbx__record **out, int nested_ok, uintptr_t here,
+                       drain_saved *saved) {
   mbx__record *r = mbx__self.record;
   if (!r)
     return MBX_EPERM;
-  if (mbx__self.draining && !nested_ok)
+  if (mbx__drain_active(here) && !nested_ok)
     return MBX_EBUSY;
-  *was_draining = mbx__self.draining;
+  saved->draining = mbx__self.draining;
+  saved->frame = mbx__self.drain_frame;
   mbx__self.draining = 1;
+  mbx__self.drain_frame = here;
   *out = r;
   return MBX_OK;
 }
 
-int mbx_poll(void) {
+static void end_drain(const drain_saved *saved) {
+  mbx__self.draining = saved->draining;
+  mbx__self.drain_frame = saved->frame;
+}
+
+static int poll_drain(uintptr_t here) {
   mbx__record *r;
-  int was_draining;
-  int rc = begin_drain(&r, 0, &was_draining);
+  drain_saved saved;
+  int rc = begin_drain(&r, 0, here, &saved);
   if (rc != MBX_OK)
     return rc;
   // Relaxed: pending is only a budget here; the pops synchronise.
@@ -117,7 +145,7 @@ int mbx_poll(void) {
   int count = budget > 0 ? run_pending(r, budget) : 0;
   if (count == 0 && mbx__token_closed(r))
     count = MBX_ECLOSED;
-  mbx__self.draining = was_draining;
+  end_drain(&saved);
   return count;
 }
 
@@ -145,7 +173,7 @@ double mbx__cancel_slice_ms(double remaining_ms) {
 
 typedef struct wait_state {
   mbx__record *r;
-  int was_draining;
+  drain_saved saved;
   int32_t mode; /* the thread's notification mode, kept across the wait */
 } wait_state;
 
@@ -161,7 +189,7 @@ static void wait_end(void *p) {
     if (atomic_load_explicit(&w->r->pending, memory_order_seq_cst) != 0)
       mbx__wake_owner(w->r, w->mode);
   }
-  mbx__self.draining = w->was_draining;
+  end_drain(&w->saved);
 }
 
 /* Cleanup handler: a cancelable wait is canceled while asleep, with
@@ -175,7 +203,20 @@ static void wait_unwound(void *p) {
   wait_end(w);
 }
 
-static int wait_loop(mbx__record *r, double timeout_ms, int flags) {
+/* The cleanup handler covers only the sleep: a C++ exception thrown by a
+ * handler must not leave a cleanup buffer of a dead frame registered. */
+static void sleep_in_wait(wait_state *w, double remaining_ms, int cancelable) {
+  if (!cancelable) {
+    sleep_on_pending(w->r, remaining_ms, 0);
+    return;
+  }
+  pthread_cleanup_push(wait_unwound, w);
+  sleep_on_pending(w->r, remaining_ms, 1);
+  pthread_cleanup_pop(0);
+}
+
+static int wait_loop(wait_state *w, double timeout_ms, int flags) {
+  mbx__record *r = w->r;
   double deadline = timeout_ms >= 0 ? mbx__platform_now_ms() + timeout_ms : 0;
   int count = 0;
   int spun = flags & MBX__WAIT_NO_SPIN;
@@ -226,7 +267,7 @@ static int wait_loop(mbx__record *r, double timeout_ms, int flags) {
     // pending; the sender increments pending, then reads waiting).
     atomic_store_explicit(&r->waiting, MBX__WAITING_WAKE, memory_order_seq_cst);
     if (atomic_load_explicit(&r->pending, memory_order_seq_cst) == 0)
-      sleep_on_pending(r, remaining, flags & MBX__WAIT_CANCELABLE);
+      sleep_in_wait(w, remaining, flags & MBX__WAIT_CANCELABLE);
     mbx__spin_slept();
     // Relaxed: only a hint for senders (the mode is restored in wait_end).
     atomic_store_explicit(&r->waiting, MBX__WAITING_NONE, memory_order_relaxed);
@@ -234,32 +275,41 @@ static int wait_loop(mbx__record *r, double timeout_ms, int flags) {
   return count;
 }
 
-int mbx__wait(double timeout_ms, int flags) {
+static int wait_drain(double timeout_ms, int flags, uintptr_t here) {
   mbx__record *r;
   wait_state w;
-  int rc = begin_drain(&r, flags & MBX__WAIT_NESTED_OK, &w.was_draining);
+  int rc = begin_drain(&r, flags & MBX__WAIT_NESTED_OK, here, &w.saved);
   if (rc != MBX_OK)
     return rc;
   w.r = r;
   /* An event-loop thread may wait too: keep its notification mode. */
   // Relaxed: only the owner writes waiting.
   w.mode = atomic_load_explicit(&r->waiting, memory_order_relaxed);
-  int count;
-  if (flags & MBX__WAIT_CANCELABLE) {
-    pthread_cleanup_push(wait_unwound, &w);
-    count = wait_loop(r, timeout_ms, flags);
-    pthread_cleanup_pop(0);
-  } else {
-    count = wait_loop(r, timeout_ms, flags);
-  }
+  int count = wait_loop(&w, timeout_ms, flags);
   wait_end(&w);
   return count;
+}
+
+/* One frame layout for every drain entry (never inlined), so that drains
+ * entered one after the other from the same caller record the same stack
+ * address, and a nested one a lower address. */
+__attribute__((noinline)) static int drain_entry(int poll, double timeout_ms,
+                                                 int flags) {
+  char marker;
+  uintptr_t here = (uintptr_t)&marker;
+  return poll ? poll_drain(here) : wait_drain(timeout_ms, flags, here);
+}
+
+int mbx_poll(void) { return drain_entry(1, 0, 0); }
+
+int mbx__wait(double timeout_ms, int flags) {
+  return drain_entry(0, timeout_ms, flags);
 }
 
 /* A cancellation point: at entry, and while asleep (issue 18 item 5). */
 int mbx_wait(double timeout_ms) {
   pthread_testcancel();
-  return mbx__wait(timeout_ms, MBX__WAIT_CANCELABLE);
+  return drain_entry(0, timeout_ms, MBX__WAIT_CANCELABLE);
 }
 
 int mbx__self_open(void) {

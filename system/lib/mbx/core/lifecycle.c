@@ -131,6 +131,7 @@ static void owner_unbind(mbx__closing *c, int pinned) {
   mbx__self.record = NULL;
   mbx__self.handle = MBX_NULL_HANDLE;
   mbx__self.draining = 0;
+  mbx__self.drain_frame = 0;
   mbx__node_cache_flush(); /* an exiting thread keeps no spare nodes */
   if (!pinned) {
     mbx__layers_exit(NULL); /* the state went with the orphan closer */
@@ -236,7 +237,8 @@ int mbx__thread_exit(int reason, int nested_ok) {
     return MBX_EPERM;
   if (reason < MBX_CANCEL_THREAD_EXIT || reason > MBX_CANCEL_RUNTIME_EXIT)
     return MBX_EINVAL;
-  if (mbx__self.draining && !nested_ok)
+  char marker; /* this frame's depth, for a drain an exception unwound */
+  if (mbx__drain_active((uintptr_t)&marker) && !nested_ok)
     return MBX_EBUSY;
   int cancel_state;
   pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
@@ -251,6 +253,7 @@ int mbx__thread_exit(int reason, int nested_ok) {
    * message counted as run; the close flushes what the interrupted drain
    * popped. */
   mbx__self.draining = 1;
+  mbx__self.drain_frame = (uintptr_t)&marker;
   mbx__closing c;
   int rc = closing_begin(&c, r, mbx__self.handle, CLOSE_OWNER, reason);
   if (rc == MBX_OK) {

@@ -222,12 +222,19 @@ typedef struct mbx__self_state {
   mbx__record *record;
   mbx_handle handle;
   int draining;
+  /* Stack address of the active drain's frame (core/drain.c): a drain
+   * recorded at or below the current frame's depth was unwound by an
+   * exception escaping a handler, and is over (issue 18 item 3). */
+  uintptr_t drain_frame;
   /* Closes in progress on this thread, innermost first (lifecycle.c): a
    * cancel function that ends the thread or the process leaves them to
    * be resumed. */
   struct mbx__closing *closing;
 } mbx__self_state;
 extern _Thread_local mbx__self_state mbx__self;
+/* Forget a drain an exception unwound: 1 if the calling thread is still
+ * inside a drain, seen from a frame at stack address here. */
+int mbx__drain_active(uintptr_t here);
 
 /* ---- core/layer.c */
 /* Call the layers' on_close (owner, before its queue is canceled); hand

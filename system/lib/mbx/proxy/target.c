@@ -129,6 +129,22 @@ static void cancel_outstanding(proxy_thread *p) {
   }
 }
 
+/* Settle CANCELED the sync and callback work on `running` whose fn will
+ * never return here, and drop the references its work_run held. */
+static void cancel_running(proxy_thread *p) {
+  mbx_proxy_ctx *c = p->running;
+  p->running = NULL;
+  while (c) {
+    mbx_proxy_ctx *next = c->next;
+    /* Inside fn, or just before claiming it (PENDING); if it was already
+     * settled (DONE, ABANDONED) only the unref was left. */
+    if (!mbx__call_settle(c, MBX__CALL_RUNNING, MBX__CALL_CANCELED))
+      mbx__call_settle(c, MBX__CALL_PENDING, MBX__CALL_CANCELED);
+    mbx__call_unref(c); /* the work message's reference */
+    c = next;
+  }
+}
+
 /* The owner exits, its mailbox closed, before its queue is canceled:
  * contexts still outstanding are canceled first, so that a cancel function
  * that finishes one gets MBX_ECANCELED and its caller too, never MBX_OK
@@ -148,8 +164,12 @@ void mbx__proxy_on_exit(void *slot) {
   tls_proxy = NULL;
   if (p && (p == slot || p == &tls_fallback)) {
     /* Work interrupted by pthread_exit left `running` in its cleanup
-     * handler. (Also here for an exit whose mailbox a close from outside
-     * closed first: on_close did not run.) */
+     * handler. What is still there was unwound by an exception thrown by
+     * fn (no C cleanup runs for that: issue 18 item 3), or fn ended the
+     * process (exit() inside fn): its caller gets MBX_ECANCELED. (Also
+     * here for an exit whose mailbox a close from outside closed first:
+     * on_close did not run.) */
+    cancel_running(p);
     cancel_outstanding(p);
     callbacks_abandon(p, 1);
     if (p != &tls_fallback)
@@ -171,17 +191,7 @@ void mbx__proxy_on_orphan(void *slot, mbx_run_fn popped_run, void *popped_arg) {
     mbx__proxy_work_canceled(popped_arg, MBX_CANCEL_ABNORMAL_EXIT);
   if (!p)
     return;
-  mbx_proxy_ctx *c = p->running;
-  p->running = NULL;
-  while (c) {
-    mbx_proxy_ctx *next = c->next;
-    /* Killed inside fn, or just before claiming it (PENDING); if it was
-     * already settled (DONE, ABANDONED) only the unref was left. */
-    if (!mbx__call_settle(c, MBX__CALL_RUNNING, MBX__CALL_CANCELED))
-      mbx__call_settle(c, MBX__CALL_PENDING, MBX__CALL_CANCELED);
-    mbx__call_unref(c); /* the work message's reference */
-    c = next;
-  }
+  cancel_running(p); /* killed inside fn, or just before claiming it */
   cancel_outstanding(p);
   callbacks_abandon(p, 0); /* the dead caller's callbacks */
   mbx__free_kept(p);
