@@ -9,7 +9,7 @@
  * hold handles to workers that may already be gone and get clean error
  * codes. The last line is computed from the library's own counters:
  * senders count `sent`, receivers count `run`/`canceled`, and
- * lost = sent - run - canceled - dropped - pending.
+ * lost = sent - run - canceled - dropped - pending - abandoned.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <mbx/mailbox.h>
@@ -133,8 +133,8 @@ int main(void) {
   mbx_stats_global(&s);
   uint64_t rejected = s.rejected_closed + s.rejected_stale +
                       s.rejected_invalid + s.rejected_nomem + s.rejected_full;
-  long long lost =
-      (long long)(s.sent - s.run - s.canceled - s.dropped - s.pending);
+  long long lost = (long long)(s.sent - s.run - s.canceled - s.dropped -
+                               s.pending - s.abandoned);
   printf("rejected by reason: closed=%llu stale=%llu full=%llu "
          "invalid(no worker yet)=%llu\n",
          (unsigned long long)s.rejected_closed,

@@ -98,6 +98,9 @@ const MUTANTS = [
   // whose owner touches the record without pinning it first.
   { name: 'MUTANT_OWNER_RELEASE_TWICE', defines: ['ORPHAN=1', 'NSYNC=0', 'HOLDER=0'] },
   { name: 'MUTANT_NO_PIN', defines: ['ORPHAN=1', 'NSYNC=0', 'HOLDER=0'] },
+  // Issue 18 item 22a: the owner's exit does not drain what a closer from
+  // outside that gave up on it (MBX_EBUSY) left queued.
+  { name: 'MUTANT_EXIT_NO_TAKEOVER', defines: ['OUTSIDE=1', 'NASYNC=2', 'NSYNC=0', 'HOLDER=0'] },
 ];
 
 describe('spin model', { concurrency: 2 }, () => {

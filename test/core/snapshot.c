@@ -134,7 +134,8 @@ int main(void) {
   snap(NULL, 0);
   const char *g = strstr(g_buf, "\"global\":");
   CHECK_EQ(field(g, "sent"), field(g, "run") + field(g, "canceled") +
-                                 field(g, "dropped") + field(g, "pending"));
+                                 field(g, "dropped") + field(g, "pending") +
+                                 field(g, "abandoned"));
   CHECK_EQ(mbx_mailbox_close_orphan(b), 0);
   CHECK_EQ(mbx_thread_exit(MBX_CANCEL_THREAD_EXIT), 0);
   printf("PASS snapshot (%zu bytes)\n", len);

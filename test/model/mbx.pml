@@ -489,10 +489,11 @@ inline mbx_send(m, hg, rc, sg, so, before, w, prev) {
 #endif
 }
 
-/* close_and_cancel (core/lifecycle.c) by the owner of life g or by a closer
- * from outside holding the record; closed = 0 if the gate refused (already
- * closed by the other closer). */
-inline close_and_cancel(g, n, hd, nx, prev, closed, notify) {
+/* close_and_cancel (core/lifecycle.c) by the owner of life g (notify 0) or
+ * by a closer from outside holding the record (notify 1); closed = 0 if
+ * the gate refused (already closed by the other closer) and the other
+ * closer drains, or if the closer from outside gave up. */
+inline close_and_cancel(g, n, hd, nx, prev, closed, notify, owner, pinned) {
   /* mbx__gate_close, step A CAS clearing OPEN if the generation matches */
   atomic {
 #if !ORPHAN
@@ -503,19 +504,68 @@ inline close_and_cancel(g, n, hd, nx, prev, closed, notify) {
     :: else -> closed = 0      /* closed by another closer, or a later life */
     fi
   }
+#ifndef MUTANT_EXIT_NO_TAKEOVER
+  /* closing_take_over: the owner's exit finds the gate closed but the
+   * queue not taken (relaxed load of the token, mbx__token_closed): a closer
+   * from outside gave up on it (issue 18 item 22a) or has not claimed yet;
+   * the owner then drains after step B, and the two claims decide who does.
+   * Only the owner takes over: an orphan closer that did (a bug this model
+   * found) could drain and retire a life whose live owner (misuse) had won
+   * step A and was about to claim the token of the next life. */
+  if
+  :: !closed && !notify && owner ->
+     /* The owner first pins its life (mbx__gate_pin_owned: an orphan
+      * closer may have released OWNER and retired it meanwhile), then
+      * reads the token; taken already: release the pin (closing_take_over). */
+     atomic {
+       if
+       :: gate_gen == g && gate_owner -> gate_holds++; pinned = 1
+       :: else
+       fi
+     }
+     if
+     :: pinned ->
+        atomic { assert(LIFE_OK(g)); closed = (consumer != CONS_CLOSER) }
+        if
+        :: !closed -> hold_release(g, retirable_tmp); pinned = 0
+        :: else
+        fi
+     :: else
+     fi
+  :: else
+  fi;
+#endif
   if
   :: closed ->
 #ifndef MUTANT_NO_INFLIGHT_WAIT
-  /* mbx__gate_close, step B wait for senders inside the gate (acquire load loop;
-   * modelled as a blocking guard: it only yields) */
+  /* mbx__gate_close / mbx__gate_wait_senders, step B wait for senders
+   * inside the gate (acquire load loop; modelled as a blocking guard: it
+   * only yields) */
   (gate_inflight == 0);
 #endif
-  /* mbx__token_closer_claim take the queue for good: CAS consumer FREE -> CLOSER,
-   * retried while the owner is inside a pop (the timeout to MBX_EBUSY is
-   * for an owner that died in a pop, which the model does not have) */
+  /* mbx__token_closer_claim take the queue for good: CAS consumer FREE ->
+   * CLOSER, retried while the owner is inside a pop. A closer from outside
+   * may give up on an owner inside a pop (MBX_EBUSY after its timeout: a
+   * descheduled owner, issue 18 item 22a); either closer finds CLOSER if
+   * the other one won (MBX_ECLOSED). The orphan's forced take-over from a
+   * dead owner is not modelled (the model has no thread death). */
 #ifndef MUTANT_NO_CONSUMER_TOKEN
-  atomic { consumer == CONS_FREE -> assert(LIFE_OK(g)); consumer = CONS_CLOSER }
+  atomic {
+    if
+    :: consumer == CONS_FREE -> assert(LIFE_OK(g)); consumer = CONS_CLOSER
+    :: consumer == CONS_CLOSER -> closed = 0               /* MBX_ECLOSED */
+    :: notify && consumer == CONS_OWNER -> closed = 0      /* MBX_EBUSY */
+    fi
+  }
 #endif
+  if
+  :: !closed && pinned -> hold_release(g, retirable_tmp); pinned = 0
+  :: else
+  fi
+  :: else
+  fi;
+  if
+  :: closed ->
   /* close_and_cancel, step C cancel everything queued, in order */
   do
   :: queue_pop(n, hd, nx, prev, g);
@@ -593,12 +643,17 @@ inline hold_release(g, retirable) {
  * outside, or an orphan closer racing the exit path), the owner pins its
  * life (mbx__gate_pin_owned: a hold, only while its OWNER is still set)
  * before it touches the record, else leaves it alone. */
-inline thread_exit(g, n, hd, nx, prev, retirable) {
-  close_and_cancel(g, n, hd, nx, prev, retirable, 0); /* mbx__thread_exit */
+inline thread_exit(g, n, hd, nx, prev, retirable, pinned) {
+  pinned = 0;
+  close_and_cancel(g, n, hd, nx, prev, retirable, 0, 1, pinned); /* mbx__thread_exit */
   if
   :: retirable ->                              /* we closed it: OWNER pins */
      atomic { assert(LIFE_OK(g)); bound = 0 }  /* owner_unbind */
-     release_owner(g, retirable)               /* owner_unbind, step E */
+     release_owner(g, retirable);              /* owner_unbind, step E */
+     if
+     :: pinned -> hold_release(g, retirable)   /* a take-over's pin */
+     :: else
+     fi
   :: else ->
 #ifdef MUTANT_OWNER_RELEASE_TWICE
      /* The old code: unbind and fetch_and(~OWNER) whoever closed it. */
@@ -646,7 +701,7 @@ inline thread_bind(g) {
 proctype Target() {
   byte n, hd, nx, prev, count, budget, rounds;
   short p;
-  bit ok, timed, slept, retirable, taken;
+  bit ok, timed, slept, retirable, taken, pinned, retirable_tmp;
   thread_bind(1);
   do
   :: rounds < ROUNDS ->
@@ -721,7 +776,7 @@ end_sleep:          (owner_asleep == 0)
   :: rounds == ROUNDS -> break
   od;
   target_exiting = 1;
-  thread_exit(1, n, hd, nx, prev, retirable)
+  thread_exit(1, n, hd, nx, prev, retirable, pinned)
 }
 
 /* An async sender holding a handle of life 1, sending one message. */
@@ -830,7 +885,7 @@ proctype Holder() {
  * cancel on this thread, release. The owner keeps running. */
 proctype OutsideCloser() {
   byte n, hd, nx, prev;
-  bit held, closed, retirable;
+  bit held, closed, retirable, pinned, retirable_tmp;
   /* Bound: a close from outside before the thread binds leaves the thread
    * without a mailbox and the record's OWNER hold with nobody to release
    * it (docs/model.md, findings); the model starts after the bind. */
@@ -844,7 +899,7 @@ proctype OutsideCloser() {
   }
   if
   :: held ->
-     close_and_cancel(1, n, hd, nx, prev, closed, 1); /* mbx__close_from_outside */
+     close_and_cancel(1, n, hd, nx, prev, closed, 1, 0, pinned); /* mbx__close_from_outside */
      /* mbx__close_from_outside: mbx_release (core/gate.c) */
      atomic {
        assert(gate_gen == 1 && gate_holds > 0);
@@ -869,7 +924,7 @@ proctype OutsideCloser() {
  * record is retired once. */
 proctype OrphanCloser() {
   byte n, hd, nx, prev;
-  bit held, closed, retirable;
+  bit held, closed, retirable, pinned, retirable_tmp;
   (target_exiting);
   atomic {                                     /* mbx_hold */
     if
@@ -879,7 +934,7 @@ proctype OrphanCloser() {
   }
   if
   :: held ->
-     close_and_cancel(1, n, hd, nx, prev, closed, 0);
+     close_and_cancel(1, n, hd, nx, prev, closed, 0, 0, pinned);
      if
      :: closed ->
         atomic { assert(LIFE_OK(1)); bound = 0 }  /* orphan_release */
@@ -926,7 +981,7 @@ proctype CapacitySetter() {
 proctype Reuser() {
   byte n, hd, nx, prev, count, budget;
   short p;
-  bit ok, retirable;
+  bit ok, retirable, pinned, retirable_tmp;
   /* mbx__record_open under the registry lock: take the oldest quarantined
    * record, fold its counters, reset its queue */
 end_wait_reuse:
@@ -959,7 +1014,7 @@ end_wait_reuse:
   :: p > 0 -> budget = p; run_pending(budget, count, n, hd, nx, prev, ok, 2)
   :: else
   fi;
-  thread_exit(2, n, hd, nx, prev, retirable)
+  thread_exit(2, n, hd, nx, prev, retirable, pinned)
 }
 
 init {

@@ -1,18 +1,14 @@
-// mbx-test-xfail: issue 18 item 22a (unconfirmed window; needs the hook below)
 // mbx-test-flavors: native native-asan
 // mbx-test-timeout: 60
 /*
  * Issue 18 item 22 (a): at runtime exit, an owner descheduled inside a pop
  * for longer than the closer's 1 s claim timeout makes the closer give up
  * (MBX_EBUSY) after clearing OPEN; the owner's own exit must then still
- * cancel what is queued (today it gets MBX_ECLOSED and cancels nothing).
- * The delay inside the pop needs a test-only core hook (proposed):
- *
- *   // Test only: the calling thread's next queue pop holds the consumer
- *   // claim for ms milliseconds (sleeping) before it returns.
- *   void mbx__test_pop_delay_ms(double ms);
- *
- * Until it exists the test fails with "hook missing".
+ * cancel what is queued (before the fix it got MBX_ECLOSED and canceled
+ * nothing). The owner's poll runs only the one message pending when it
+ * began (its budget); the other QUEUED arrive while it stalls in that pop,
+ * and only the exit's drain can handle them. The delay inside the pop is
+ * the test-only core hook mbx__test_pop_delay_ms (core/test_hooks.c).
  */
 #include "watchdog.h"
 
@@ -22,7 +18,7 @@
 void mbx__test_pop_delay_ms(double ms) __attribute__((weak));
 
 enum { QUEUED = 5 };
-static _Atomic int g_handled, g_in_poll, g_exited;
+static _Atomic int g_handled, g_sent, g_in_poll, g_exited;
 
 static void on_run(void *arg) {
   (void)arg;
@@ -36,6 +32,7 @@ static void on_cancel(void *arg, int reason) {
 
 static void *owner(void *arg) {
   (void)arg;
+  wait_for_count(&g_sent, 1); /* else the poll finds nothing to pop */
   mbx__test_pop_delay_ms(1500);
   atomic_store(&g_in_poll, 1);
   mbx_poll(); /* the first pop stalls 1.5 s inside the claim */
@@ -68,9 +65,12 @@ int main(void) {
   pthread_t t;
   CHECK_EQ(pthread_create(&t, NULL, owner, NULL), 0);
   mbx_handle h = mbx_thread_handle(t);
-  for (int i = 0; i <= QUEUED; i++)
-    CHECK_EQ(mbx_send(h, on_run, on_cancel, NULL), MBX_OK);
+  CHECK_EQ(mbx_send(h, on_run, on_cancel, NULL), MBX_OK);
+  atomic_store(&g_sent, 1);
   wait_for_count(&g_in_poll, 1);
+  sleep_ms(50); /* its poll's budget is the one message: stalled in its pop */
+  for (int i = 0; i < QUEUED; i++) /* left for the exit drain */
+    CHECK_EQ(mbx_send(h, on_run, on_cancel, NULL), MBX_OK);
   sleep_ms(50);
   exit(0); /* the runtime-exit close meets the stalled pop */
 }

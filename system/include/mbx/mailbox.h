@@ -236,14 +236,15 @@ int mbx_thread_exit(int reason);
  * record is retired once: this call returns MBX_EINVAL if the owner's exit
  * released it first, and otherwise the owner's mbx_thread_exit returns
  * MBX_ECLOSED. A second call for the same life returns MBX_ECLOSED.
- * Blocks the calling thread until the dead owner's pop state
- * is known, up to 1 s when it died inside a pop (issue 18 item 16). Returns the
- * number canceled (>= 0), MBX_ECLOSED (already closed), MBX_ESTALE,
- * MBX_EINVAL (bad handle, or the misuse above), MBX_EAGAIN (MBX_MAX_HOLDS
- * holds on the record: nothing done, try again), MBX_EBUSY (the dead owner
- * stopped in the middle of popping a message, so its queue cannot be
- * trusted: it is abandoned, its messages stay counted as pending, and the
- * record is still retired).
+ * Blocks the calling thread at most about 20 ms (never 1 s), when it finds
+ * the owner inside a pop: then it takes the queue over from the dead
+ * owner, completes or undoes the pop it died in, and cancels the rest. A
+ * message the owner had popped but not yet counted is lost, neither run
+ * nor canceled, and counted in mbx_stats.abandoned (at most one per death).
+ * Returns the number canceled (>= 0), MBX_ECLOSED
+ * (already closed and drained), MBX_ESTALE, MBX_EINVAL (bad handle, or the
+ * misuse above), MBX_EAGAIN (MBX_MAX_HOLDS holds on the record: nothing
+ * done, try again).
  */
 int mbx_mailbox_close_orphan(mbx_handle h);
 
@@ -292,11 +293,13 @@ int mbx_release(mbx_handle h);
 /* ---------------------------------------------------------------- stats */
 
 typedef struct mbx_stats {
-  uint64_t sent;     /* sends accepted (MBX_OK) */
-  uint64_t run;      /* run functions called */
-  uint64_t canceled; /* cancel functions called */
-  uint64_t dropped;  /* canceled messages that had no cancel function */
-  uint64_t pending;  /* accepted, not yet run/canceled/dropped */
+  uint64_t sent;      /* sends accepted (MBX_OK) */
+  uint64_t run;       /* run functions called */
+  uint64_t canceled;  /* cancel functions called */
+  uint64_t dropped;   /* canceled messages that had no cancel function */
+  uint64_t pending;   /* accepted, not yet run/canceled/dropped */
+  uint64_t abandoned; /* accepted, then lost with an owner killed between
+                         popping and counting a message (close_orphan) */
   uint64_t rejected_closed;
   uint64_t rejected_stale;
   uint64_t rejected_invalid;
@@ -309,8 +312,8 @@ typedef struct mbx_stats {
 
 /*
  * Counters of one mailbox. `sent` is derived (run + canceled + dropped +
- * pending); rejected_stale and rejected_invalid are always 0 here (such
- * sends cannot be attributed to a mailbox); per life, its rejected_closed
+ * pending + abandoned); rejected_stale and rejected_invalid are always 0 here
+ * (such sends cannot be attributed to a mailbox); per life, its rejected_closed
  * saturates at UINT32_MAX and rejected_full counts modulo 2^32 (the global
  * counters are 64-bit).
  * Works on closed lives until
@@ -323,8 +326,9 @@ int mbx_stats_get(mbx_handle h, mbx_stats *out);
 
 /*
  * Process-wide counters. `sent` and the rejected_* counters are counted by
- * senders, run/canceled/dropped by receivers, so sent - run - canceled -
- * dropped - pending is an independent check that nothing was lost.
+ * senders, run/canceled/dropped/abandoned by receivers, so sent = run +
+ * canceled + dropped + pending + abandoned is an independent check that
+ * every accepted message is accounted for (exactly, once quiescent).
  * A snapshot taken while messages are in flight is only approximately
  * consistent. Any thread.
  */

@@ -44,7 +44,11 @@
  *   thread with MBX_CANCEL_ABNORMAL_EXIT, from the main thread's event loop
  *   (on Node when the worker's 'exit' event arrives; in a browser on the
  *   next task). A main thread that blocks waiting for the dead thread does
- *   not run its event loop and so does not see the death.
+ *   not run its event loop and so does not see the death. The one message
+ *   the thread had popped or was running when it died (at most one per
+ *   death) counts as run, or, if it died between popping and counting it,
+ *   as mbx_stats.abandoned; the closer never blocks the main thread for
+ *   more than about 20 ms, even when the thread died inside a pop.
  * - fork() (native; the library registers pthread_atfork handlers): the
  *   child starts with the forking thread's mailbox open and empty. Messages
  *   queued in the parent, in any mailbox, belong to the parent: the child
@@ -53,8 +57,8 @@
  *   is never reused there. Senders that were mid-send in the parent are
  *   forgotten, so the child's exit() does not wait for them. The nodes of
  *   the parent's queued messages are not freed in the child (a leak
- *   checker run in the child reports them: about 40 bytes a message). The handlers
- *   hold the library's registry lock across fork(); a custom allocator
+ *   checker run in the child reports them: about 40 bytes a message). The
+ * handlers hold the library's registry lock across fork(); a custom allocator
  *   (mbx_set_allocator) must itself be safe to use in a forked child.
  */
 #ifndef MBX_THREAD_H
@@ -119,12 +123,11 @@ mbx_handle mbx_main_thread(void);
  * pthread_exit also drops the keepalive of emscripten_exit_with_live_runtime,
  * which 3.1.6 would leak into the next thread on that worker. (3.1.6
  * itself aborts when a timer outlives the pthread_exit of its thread, with
- * or without this library: clear timers before pthread_exit there.) To end a program whose main
- * thread sits in its event loop, call emscripten_force_exit(): a plain
- * exit() does not end a runtime that emscripten_exit_with_live_runtime keeps
- * alive.
- * Returns MBX_OK (also if already attached), MBX_EPERM (no mailbox),
- * MBX_EINVAL (native build).
+ * or without this library: clear timers before pthread_exit there.) To end a
+ * program whose main thread sits in its event loop, call
+ * emscripten_force_exit(): a plain exit() does not end a runtime that
+ * emscripten_exit_with_live_runtime keeps alive. Returns MBX_OK (also if
+ * already attached), MBX_EPERM (no mailbox), MBX_EINVAL (native build).
  */
 int mbx_event_loop_attach(void);
 

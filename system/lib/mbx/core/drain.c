@@ -34,17 +34,6 @@ int32_t mbx__flush_consumed(mbx__record *r) {
   return before - n;
 }
 
-/* Test only (issue 18 item 22b): after its next pop the calling thread
- * releases the consumer claim and then sleeps forever instead of running
- * the message, as if its worker were killed right there. */
-static _Thread_local int tls_park_after_pop;
-void mbx__test_park_after_pop(void) { tls_park_after_pop = 1; }
-static void park_forever(void) {
-  static _Atomic int32_t never_set;
-  for (;;)
-    mbx__platform_wait(&never_set, 0, -1);
-}
-
 void mbx__self_popped_clear(void) {
   if (mbx__self.record)
     MBX__POPPED(mbx__self.record) = NULL;
@@ -59,6 +48,8 @@ static int run_pending(mbx__record *r, int32_t budget) {
   while (count < budget) {
     if (!mbx__token_owner_claim(r))
       return count ? count : MBX_ECLOSED; /* the closer flushes for us */
+    if (mbx__tls_test_pop_delay_ms > 0)
+      mbx__test_pop_delay();
     mbx__node *n = mbx__queue_pop(mbx__queue_of(r));
     mbx_run_fn run = NULL;
     void *arg = NULL;
@@ -77,8 +68,8 @@ static int run_pending(mbx__record *r, int32_t budget) {
     mbx__token_owner_unclaim(r);
     if (!n)
       break;
-    if (tls_park_after_pop)
-      park_forever();
+    if (mbx__tls_test_park_after_pop)
+      mbx__test_park_forever();
     count++;
     run(arg);
   }

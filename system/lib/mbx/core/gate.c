@@ -49,10 +49,6 @@
  */
 #include "record.h"
 
-/* How long a closer waits for an owner to leave a pop (a few instructions
- * for a live owner); longer means the owner died inside one. */
-#define CLOSER_CLAIM_TIMEOUT_MS 1000.0
-
 int mbx__gate_enter(mbx__record *r, uint32_t gen) {
   // Step 3. Acquire: if we see gen's life open, we see the queue that
   // mbx__gate_open's release published.
@@ -113,13 +109,17 @@ int mbx__gate_close(mbx__record *r, uint32_t gen) {
   } while (!atomic_compare_exchange_weak_explicit(
       &r->gate, &gate, gate & ~MBX__GATE_OPEN, memory_order_acq_rel,
       memory_order_relaxed));
+  mbx__gate_wait_senders(r);
+  return MBX_OK;
+}
+
+void mbx__gate_wait_senders(mbx__record *r) {
   // Step B: wait for senders that passed step 3 before A; each is a few
   // instructions from its step 6. Acquire: pairs with their release, so
   // their pushes are visible to the drain (step C).
   while (atomic_load_explicit(&r->gate, memory_order_acquire) &
          MBX__GATE_INFLIGHT_MASK)
     mbx__platform_yield();
-  return MBX_OK;
 }
 
 static int retirable(uint64_t gate) {
@@ -220,7 +220,7 @@ int mbx_release(mbx_handle h) {
 /* ---- the consumer token */
 
 int mbx__token_owner_claim(mbx__record *r) {
-  int32_t expected = MBX__CONSUMER_FREE;
+  int16_t expected = MBX__CONSUMER_FREE;
   // FREE -> OWNER. Relaxed: a closer never hands the queue back, so success
   // only follows our own release below; the closer's acquire CAS orders it
   // after us.
@@ -230,7 +230,8 @@ int mbx__token_owner_claim(mbx__record *r) {
 }
 
 void mbx__token_owner_unclaim(mbx__record *r) {
-  /* Nobody else moves the token away from OWNER. */
+  /* Nobody moves the token away from OWNER but an orphan's closer, which
+   * runs only once we are dead. */
   // Relaxed: an assertion-only look at our own claim.
   MBX_ASSERT(atomic_load_explicit(&r->consumer, memory_order_relaxed) ==
              MBX__CONSUMER_OWNER);
@@ -239,10 +240,10 @@ void mbx__token_owner_unclaim(mbx__record *r) {
   atomic_store_explicit(&r->consumer, MBX__CONSUMER_FREE, memory_order_release);
 }
 
-int mbx__token_closer_claim(mbx__record *r) {
+int mbx__token_closer_claim(mbx__record *r, double timeout_ms, int force) {
   double deadline = 0;
   for (;;) {
-    int32_t expected = MBX__CONSUMER_FREE;
+    int16_t expected = MBX__CONSUMER_FREE;
     // Step C: FREE -> CLOSER, final for this life. Acquire: pairs with
     // mbx__token_owner_unclaim, so the owner's pops and consumed count are
     // visible. Relaxed on failure: we retry.
@@ -250,15 +251,29 @@ int mbx__token_closer_claim(mbx__record *r) {
             &r->consumer, &expected, MBX__CONSUMER_CLOSER, memory_order_acquire,
             memory_order_relaxed))
       return MBX_OK;
-    /* Only one closer per life (it won step A). */
-    MBX_ASSERT(expected != MBX__CONSUMER_CLOSER);
+    /* Two closers of one life (the owner's exit taking over from a closer
+     * from outside that gave up, or an orphan's closer): one drains. */
+    if (expected == MBX__CONSUMER_CLOSER)
+      return MBX_ECLOSED;
     if (expected != MBX__CONSUMER_FREE) {
       /* The owner is inside a pop; if it stays there, it died in it. */
       double now = mbx__platform_now_ms();
       if (!deadline)
-        deadline = now + CLOSER_CLAIM_TIMEOUT_MS;
-      else if (now > deadline)
-        return MBX_EBUSY;
+        deadline = now + timeout_ms;
+      else if (now > deadline) {
+        if (!force)
+          return MBX_EBUSY;
+        expected = MBX__CONSUMER_OWNER;
+        // OWNER -> CLOSER from the dead owner. Acquire: whatever of its
+        // pop reached memory is what we repair (a killed thread publishes
+        // nothing; its plain writes are all there is). Relaxed on failure:
+        // another closer won; the loop sees CLOSER.
+        if (atomic_compare_exchange_strong_explicit(
+                &r->consumer, &expected, MBX__CONSUMER_CLOSER,
+                memory_order_acquire, memory_order_relaxed))
+          return MBX__TOKEN_FORCED;
+        continue;
+      }
       mbx__platform_yield();
     }
   }

@@ -117,8 +117,9 @@ mbx_handle mbx__open_life_at(uint32_t index);
  * once the owner is between pops. The owner keeps running and still
  * releases its own hold when it exits. Returns the number canceled or
  * dropped, MBX_ECLOSED/MBX_ESTALE (already closed or gone), MBX_EBUSY (the
- * owner did not leave a pop within the bound: it is dead mid-pop, and its
- * queue is left as it is). */
+ * owner did not leave a pop within 1 s: the queue is left as it is, still
+ * counted as pending, and the owner's exit, or the orphan's closer if it
+ * is dead, cancels it). */
 int mbx__close_from_outside(mbx_handle h, int reason);
 
 /* fork() handlers (core/table.c), registered with pthread_atfork by the

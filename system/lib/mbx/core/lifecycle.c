@@ -1,7 +1,6 @@
 /*
- * A mailbox's life: creating and binding it (mbx_mailbox_create,
- * mbx_thread_bind, mbx_thread_attach) and closing it (steps A to E of
- * core/gate.c) in its three forms: the owner's exit, a close from outside
+ * A mailbox's end: closing it (steps A to E of core/gate.c) in its three
+ * forms: the owner's exit, a close from outside
  * (runtime exit), an orphan's close (a dead owner). Every close finishes
  * whatever a cancel function does: it runs with cancellation disabled (a
  * pending pthread_cancel cannot unwind out of it at a cancellation point), and
@@ -18,57 +17,6 @@ _Thread_local mbx__self_state mbx__self;
 
 mbx_handle mbx_self(void) { return mbx__self.handle; }
 
-int mbx_mailbox_create(mbx_handle *out) {
-  if (!out)
-    return MBX_EINVAL;
-  mbx__record *r;
-  uint32_t gen;
-  int rc = mbx__record_open(&r, &gen);
-  if (rc != MBX_OK)
-    return rc;
-  *out = mbx__make_handle(r->index, gen);
-  return MBX_OK;
-}
-
-int mbx_thread_bind(mbx_handle h) {
-  mbx__record *r;
-  if (mbx__self.record)
-    return MBX_EINVAL;
-  int rc = mbx__lookup(h, &r);
-  if (rc != MBX_OK)
-    return rc;
-  // Acquire: we will read the queue the creator initialised.
-  uint64_t gate = atomic_load_explicit(&r->gate, memory_order_acquire);
-  rc = mbx__gate_refusal(gate, mbx__handle_gen(h));
-  if (rc != MBX_OK)
-    return rc;
-  uint32_t unbound = 0;
-  // Acquire: see the gate load above. Relaxed on failure: we only report.
-  if (!atomic_compare_exchange_strong_explicit(
-          &r->bound, &unbound, 1, memory_order_acquire, memory_order_relaxed))
-    return MBX_EINVAL;
-  mbx__self.record = r;
-  mbx__self.handle = h;
-  return MBX_OK;
-}
-
-int mbx_thread_attach(mbx_handle *out) {
-  if (mbx__self.record)
-    return MBX_EINVAL;
-  mbx_handle h;
-  int rc = mbx_mailbox_create(&h);
-  if (rc != MBX_OK)
-    return rc;
-  rc = mbx_thread_bind(h);
-  if (rc != MBX_OK) { /* cannot happen: fresh, open, unbound */
-    mbx_mailbox_close_orphan(h);
-    return rc;
-  }
-  if (out)
-    *out = h;
-  return MBX_OK;
-}
-
 enum { CLOSE_OWNER, CLOSE_OUTSIDE, CLOSE_ORPHAN };
 enum { CLOSING_DRAIN, CLOSING_FINISH, CLOSING_DONE };
 
@@ -82,6 +30,8 @@ typedef struct mbx__closing {
   int phase;    /* CLOSING_*: how far it got, for a resume */
   int count;    /* canceled or dropped so far */
   int rc;       /* what the close returns */
+  int won_a;    /* cleared OPEN itself: reports the close (layers_closed) */
+  int pinned;   /* an owner's take-over pins its life (closing_take_over) */
   struct mbx__closing *outer;
 } mbx__closing;
 
@@ -149,17 +99,24 @@ static void owner_unbind(mbx__closing *c, int pinned) {
  * once per close, after the drain. */
 static void closing_finish(mbx__closing *c) {
   mbx__record *r = c->r;
-  mbx__flush_consumed(r); /* step D */
+  /* Step D. Every sender is done (step B) and we popped everything, so
+   * what is left counted is what a dead owner popped and never counted. */
+  int32_t lost = mbx__flush_consumed(r);
+  MBX_ASSERT(lost >= 0);
+  mbx__stats_abandon(r, lost);
   // Seq_cst: Dekker pair with an owner going to sleep (it sets waiting,
   // then reads pending): it sees MBX__PENDING_CLOSED, or we see it waiting.
   atomic_store_explicit(&r->pending, MBX__PENDING_CLOSED, memory_order_seq_cst);
   c->rc = c->count;
   /* Close hooks (lifecycle/: hooks, watches), once per life: the close
    * that won step A reports it, on its thread, after the queue. */
-  mbx__layers_closed(c->h, c->reason);
+  if (c->won_a)
+    mbx__layers_closed(c->h, c->reason);
   switch (c->kind) {
   case CLOSE_OWNER:
-    owner_unbind(c, 1); /* OWNER, ours, pins the life until step E */
+    owner_unbind(c, 1); /* OWNER (or our pin) keeps the life until step E */
+    if (c->pinned)
+      mbx_release(c->h); /* a take-over's pin; may retire the life */
     break;
   case CLOSE_OUTSIDE: {
     /* A live owner: let it see the close. Seq_cst: the other half of the
@@ -193,11 +150,42 @@ static void closing_complete(mbx__closing *c) {
 /* Cleanup handler: a cancel function ended the thread inside the drain. */
 static void closing_resume(void *p) { closing_complete(p); }
 
+/* How long a closer from outside waits for a live owner to leave a pop (a
+ * few instructions, unless it is descheduled there); then it gives up and
+ * the owner's exit drains (issue 18 item 22a). */
+#define OUTSIDE_CLAIM_TIMEOUT_MS 1000.0
+/* How long an orphan's closer gives an owner it was told is dead to leave a
+ * pop before taking the queue from it: short, since it runs on the main
+ * thread's event loop (issue 18 item 16). */
+#define ORPHAN_CLAIM_GRACE_MS 20.0
+
+/* The owner's exit found its mailbox closed by someone else: drain it
+ * anyway if that closer left the queue undrained (a closer from outside
+ * that gave up on us inside a pop, or one still on its way: the token
+ * decides). Pinned first: a closer of an orphan (called on us alive:
+ * misuse) may release our hold and retire the life. Only the owner takes
+ * over: an orphan closer that did could retire the life while its live
+ * owner, having won step A, was about to claim a reused life's token (the
+ * Spin model found this). */
+static int closing_take_over(mbx__closing *c) {
+  if (mbx__gate_pin_owned(c->r, mbx__handle_gen(c->h)) != MBX_OK)
+    return MBX_ECLOSED;
+  if (mbx__token_closed(c->r)) {
+    mbx_release(c->h); /* drained: the caller's refused path pins again */
+    return MBX_ECLOSED;
+  }
+  c->pinned = 1;
+  mbx__gate_wait_senders(c->r); /* the other closer's step B */
+  return MBX_OK;
+}
+
 /*
  * Steps A and B, then the consumer token, for h's life; on success c is
  * pushed on the calling thread's closes in progress and the caller runs
  * its part, then closing_complete. Returns MBX_OK, the gate's refusal
- * (already closed, stale) or MBX_EBUSY (the owner died inside a pop).
+ * (already closed and drained, stale), MBX_ECLOSED (another closer has the
+ * queue) or MBX_EBUSY (a closer from outside met the owner inside a pop for
+ * too long: the owner's exit drains then).
  */
 static int closing_begin(mbx__closing *c, mbx__record *r, mbx_handle h,
                          int kind, int reason) {
@@ -209,13 +197,25 @@ static int closing_begin(mbx__closing *c, mbx__record *r, mbx_handle h,
   c->count = 0;
   c->rc = 0;
   int rc = mbx__gate_close(r, mbx__handle_gen(h)); /* steps A and B */
+  c->won_a = rc == MBX_OK;
+  c->pinned = 0;
+  if (rc == MBX_ECLOSED && kind == CLOSE_OWNER)
+    rc = closing_take_over(c);
   if (rc != MBX_OK)
     return rc;
-  /* Take the queue for good. The owner holds it only inside a pop; if it
-   * stays there, the owner died in it and the queue cannot be trusted. */
-  rc = mbx__token_closer_claim(r);
-  if (rc != MBX_OK)
+  /* Take the queue for good. The owner holds it only inside a pop. */
+  rc = mbx__token_closer_claim(r,
+                               kind == CLOSE_OUTSIDE  ? OUTSIDE_CLAIM_TIMEOUT_MS
+                               : kind == CLOSE_ORPHAN ? ORPHAN_CLAIM_GRACE_MS
+                                                      : 0,
+                               kind == CLOSE_ORPHAN);
+  if (rc == MBX__TOKEN_FORCED) { /* the owner died inside a pop */
+    mbx__queue_repair(mbx__queue_of(r));
+  } else if (rc != MBX_OK) {
+    if (c->pinned)
+      mbx_release(h);
     return rc;
+  }
   c->outer = mbx__self.closing;
   mbx__self.closing = c;
   return MBX_OK;
@@ -298,7 +298,9 @@ int mbx__close_from_outside(mbx_handle h, int reason) {
     closing_complete(&c); /* releases the hold */
     rc = c.rc;
   } else {
-    if (rc == MBX_EBUSY) /* closed, its queue abandoned: still a close */
+    /* Gave up on the owner (MBX_EBUSY: its exit drains), or its exit took
+     * the queue first (MBX_ECLOSED): still our close to report. */
+    if (c.won_a)
       mbx__layers_closed(h, reason);
     mbx_release(h);
   }
@@ -321,21 +323,16 @@ int mbx_mailbox_close_orphan(mbx_handle h) {
   /* No notification: the owner is dead. */
   mbx__closing c;
   rc = closing_begin(&c, r, h, CLOSE_ORPHAN, MBX_CANCEL_ABNORMAL_EXIT);
-  if (rc == MBX_OK || rc == MBX_EBUSY) {
+  if (rc == MBX_OK) {
     /* Upper layers' work the dead owner was running or left unfinished,
      * before the queue (as at an owner's exit): their callers would
      * otherwise wait forever. With the token we may trust the owner's last
      * pop: a message it had not started yet (issue 18 item 22b). */
-    mbx__layers_orphan(r, rc == MBX_OK ? MBX__POPPED(r) : NULL);
-    if (rc == MBX_OK) {
-      closing_complete(&c);
-      rc = c.rc;
-    } else {
-      /* The owner died inside a pop: its queue is abandoned (the nodes
-       * leak; reuse resets the queue), but the record is still retired. */
-      mbx__layers_closed(h, MBX_CANCEL_ABNORMAL_EXIT);
-      rc = orphan_release(r, h, rc);
-    }
+    mbx__layers_orphan(r, MBX__POPPED(r));
+    closing_complete(&c);
+    rc = c.rc;
+  } else if (c.won_a) { /* another closer drains (misuse: a live owner) */
+    mbx__layers_closed(h, MBX_CANCEL_ABNORMAL_EXIT);
   }
   mbx_release(h);
   pthread_setcancelstate(cancel_state, NULL);

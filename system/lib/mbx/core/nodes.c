@@ -181,10 +181,14 @@ void mbx__node_release(mbx__record *r, mbx__node *n) {
 }
 
 void mbx__node_release_flush(mbx__record *r) {
-  if (!r->release_count)
+  uint32_t count = r->release_count;
+  mbx__node_block *b = r->release_block;
+  if (!count)
     return;
-  mbx__counter_add(MBX__STAT_NODE_FREE, r->release_count);
-  block_drop(r->release_block, r->release_count);
+  /* Forget the batch before dropping it: an owner killed in between then
+   * leaks one block, instead of its orphan's closer dropping it twice. */
   r->release_block = NULL;
   r->release_count = 0;
+  mbx__counter_add(MBX__STAT_NODE_FREE, count);
+  block_drop(b, count);
 }

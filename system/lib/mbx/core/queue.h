@@ -58,6 +58,25 @@ static inline mbx__node *mbx__queue_pop(mbx__queue_ends q) {
   return NULL;
 }
 
+/* The closer that took the queue from an owner that died inside a pop
+ * (mbx__token_closer_claim's MBX__TOKEN_FORCED), once no producer is
+ * active (close step B). Every state a pop leaves between its plain head
+ * writes is a valid queue, but for one: the owner died re-pushing the stub
+ * between its exchange and its link, which leaves the end of the chain
+ * from head short of the tail. That missing link can only be the stub's
+ * (every producer completed its own): restore it. */
+static inline void mbx__queue_repair(mbx__queue_ends q) {
+  mbx__node *n = *q.head;
+  mbx__node *next;
+  // Acquire (loads of next and of the tail): pairs with the producers'
+  // release link and exchange.
+  while ((next = atomic_load_explicit(&n->next, memory_order_acquire)) != NULL)
+    n = next;
+  if (n != atomic_load_explicit(q.tail, memory_order_acquire))
+    // Relaxed: we are now the queue's only consumer and only reader.
+    atomic_store_explicit(&n->next, q.stub, memory_order_relaxed);
+}
+
 /* Empty the queue (no producer or consumer may be active). */
 static inline void mbx__queue_reset(mbx__queue_ends q) {
   // Relaxed: the caller publishes the reset queue with a later release.

@@ -69,7 +69,10 @@ typedef struct mbx__record {
    * are counted inside the gate, where no reuse can happen. */
   _Atomic uint64_t rejected_closed;
   _Atomic uint32_t rejected_full;
-  _Atomic uint32_t bound;   /* 1 while a thread owns it */
+  /* Accepted messages of this life lost with a dead owner, neither run nor
+   * canceled (it died between a pop and counting it). Single writer: the
+   * closer that drains at close. */
+  _Atomic uint32_t abandoned;
   uint32_t quarantine_next; /* index + 1 of the next record; registry lock */
   /* Upper layers' state of the owner's life (mbx__self_layer_set), so that
    * the closer of an orphan (a killed worker) can hand it to the layer.
@@ -83,7 +86,10 @@ typedef struct mbx__record {
   /* Who may pop the queue right now: MBX__CONSUMER_*. The owner claims it
    * around each pop only (not while a handler runs), so a closer from
    * outside (runtime exit, a dead owner) can take the queue over. */
-  _Alignas(MBX__CACHE_LINE) _Atomic int32_t consumer;
+  _Alignas(MBX__CACHE_LINE) _Atomic int16_t consumer;
+  /* 1 while a thread owns it (written at bind and exit only: here to keep
+   * the record two lines on wasm32). */
+  _Atomic uint16_t bound;
   int32_t consumed_unflushed; /* popped, not yet subtracted: token holder */
   /* Popped by the owner, not yet added to `run` (folded at every flush, by
    * whoever holds the token): one counter store per drain, not per message
@@ -182,9 +188,15 @@ int mbx__gate_pin_owned(mbx__record *r, uint32_t gen);
 /* The owner claims the queue around one pop; fails once a closer took it. */
 int mbx__token_owner_claim(mbx__record *r);
 void mbx__token_owner_unclaim(mbx__record *r);
-/* The closer takes the queue for good: MBX_OK, or MBX_EBUSY if the owner
- * stayed inside a pop past the bound (it died there). */
-int mbx__token_closer_claim(mbx__record *r);
+/* The closer takes the queue for good: MBX_OK; MBX_ECLOSED if another
+ * closer of this life has it; MBX_EBUSY if the owner stayed inside a pop
+ * for timeout_ms. With force (the owner is dead: an orphan's closer) it
+ * then takes the queue from the dead owner and returns MBX__TOKEN_FORCED:
+ * the caller must repair the pop the owner died in (mbx__queue_repair). */
+enum { MBX__TOKEN_FORCED = 1 };
+int mbx__token_closer_claim(mbx__record *r, double timeout_ms, int force);
+/* Close step B alone: wait until no sender is inside the gate. */
+void mbx__gate_wait_senders(mbx__record *r);
 /* 1 once a closer owns the queue of r's current life. */
 int mbx__token_closed(mbx__record *r);
 
@@ -215,6 +227,12 @@ void mbx__table_usage(uint32_t *total, uint32_t *quarantined,
 int32_t mbx__flush_consumed(mbx__record *r);
 /* Deliver the notification a sender would have sent to r's owner in mode. */
 void mbx__wake_owner(mbx__record *r, int32_t mode);
+
+/* ---- core/test_hooks.c: set by tests for the calling thread's next pop */
+extern _Thread_local int mbx__tls_test_park_after_pop;
+extern _Thread_local double mbx__tls_test_pop_delay_ms;
+void mbx__test_park_forever(void);
+void mbx__test_pop_delay(void);
 
 /* ---- core/lifecycle.c: the calling thread's mailbox */
 struct mbx__closing;
@@ -281,6 +299,9 @@ enum {
 };
 /* Fold an ended life's counters into the totals (registry lock held). */
 void mbx__stats_fold(mbx__record *r);
+/* The closer that drained r: lost messages a dead owner popped and never
+ * counted (neither run nor canceled), to mbx_stats.abandoned. */
+void mbx__stats_abandon(mbx__record *r, int32_t lost);
 
 /* Relaxed single-writer increment: cheaper than an RMW, race-free for
  * readers because the counter is atomic. */

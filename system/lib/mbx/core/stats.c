@@ -57,9 +57,19 @@ uint64_t mbx__counter_sum(int id) {
 /* Registry lock held for all of it: counters of lives that ended and whose
  * record was reused. */
 static struct {
-  uint64_t run, canceled, dropped;
+  uint64_t run, canceled, dropped, abandoned;
   uint32_t high_water;
 } g_folded;
+
+void mbx__stats_abandon(mbx__record *r, int32_t lost) {
+  if (lost > 0)
+    // Relaxed (both): a counter; its only writer is the closer that drains.
+    atomic_store_explicit(
+        &r->abandoned,
+        atomic_load_explicit(&r->abandoned, memory_order_relaxed) +
+            (uint32_t)lost,
+        memory_order_relaxed);
+}
 
 void mbx__stats_fold(mbx__record *r) {
   // Relaxed loads/stores: the record is quiescent (closed, no holds, no
@@ -69,6 +79,8 @@ void mbx__stats_fold(mbx__record *r) {
       atomic_exchange_explicit(&r->canceled, 0, memory_order_relaxed);
   g_folded.dropped +=
       atomic_exchange_explicit(&r->dropped, 0, memory_order_relaxed);
+  g_folded.abandoned +=
+      atomic_exchange_explicit(&r->abandoned, 0, memory_order_relaxed);
   /* Global rejection counts come from the senders' shards: just reset. */
   atomic_store_explicit(&r->rejected_closed, 0, memory_order_relaxed);
   atomic_store_explicit(&r->rejected_full, 0, memory_order_relaxed);
@@ -84,6 +96,7 @@ static void add_record_counters(mbx__record *r, mbx_stats *s) {
   s->run += atomic_load_explicit(&r->run, memory_order_relaxed);
   s->canceled += atomic_load_explicit(&r->canceled, memory_order_relaxed);
   s->dropped += atomic_load_explicit(&r->dropped, memory_order_relaxed);
+  s->abandoned += atomic_load_explicit(&r->abandoned, memory_order_relaxed);
   int32_t pending = atomic_load_explicit(&r->pending, memory_order_relaxed);
   s->pending += pending > 0 ? (uint64_t)pending : 0;
   s->rejected_closed +=
@@ -114,7 +127,8 @@ int mbx_stats_get(mbx_handle h, mbx_stats *out) {
   }
   add_record_counters(r, out);
   mbx__registry_unlock();
-  out->sent = out->run + out->canceled + out->dropped + out->pending;
+  out->sent =
+      out->run + out->canceled + out->dropped + out->pending + out->abandoned;
   return MBX_OK;
 }
 
@@ -127,6 +141,7 @@ void mbx_stats_global(mbx_stats *out) {
   out->run += g_folded.run;
   out->canceled += g_folded.canceled;
   out->dropped += g_folded.dropped;
+  out->abandoned += g_folded.abandoned;
   if (g_folded.high_water > out->queue_high_water)
     out->queue_high_water = g_folded.high_water;
   mbx__registry_unlock();

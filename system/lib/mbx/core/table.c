@@ -70,6 +70,7 @@ static void reset_life(mbx__record *r) {
   atomic_store_explicit(&r->consumer, 0, memory_order_relaxed);
   atomic_store_explicit(&r->capacity, 0, memory_order_relaxed);
   atomic_store_explicit(&r->bound, 0, memory_order_relaxed);
+  atomic_store_explicit(&r->abandoned, 0, memory_order_relaxed);
   atomic_store_explicit(&r->pthread_id, 0, memory_order_relaxed);
   for (int i = 0; i < MBX__LAYER_SLOTS; i++)
     atomic_store_explicit(&r->layer_slot[i], NULL, memory_order_relaxed);

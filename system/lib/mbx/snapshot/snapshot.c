@@ -37,11 +37,13 @@ static void put_mailbox(writer *w, int first, mbx_handle h, long watch,
   put(w,
       "%s{\"handle\":\"0x%016" PRIx64 "\",\"watch\":%ld,\"state\":\"%s\","
       "\"sent\":%ju,\"run\":%ju,\"canceled\":%ju,\"dropped\":%ju,"
-      "\"pending\":%ju,\"rejected_closed\":%ju,\"rejected_nomem\":%ju,"
-      "\"rejected_full\":%ju,\"queue_high_water\":%ju}",
+      "\"pending\":%ju,\"abandoned\":%ju,\"rejected_closed\":%ju,"
+      "\"rejected_nomem\":%ju,\"rejected_full\":%ju,"
+      "\"queue_high_water\":%ju}",
       first ? "" : ",", h.bits, watch, state, U(s->sent), U(s->run),
-      U(s->canceled), U(s->dropped), U(s->pending), U(s->rejected_closed),
-      U(s->rejected_nomem), U(s->rejected_full), U(s->queue_high_water));
+      U(s->canceled), U(s->dropped), U(s->pending), U(s->abandoned),
+      U(s->rejected_closed), U(s->rejected_nomem), U(s->rejected_full),
+      U(s->queue_high_water));
 }
 
 /* The open mailboxes, in a malloc'd array (*out NULL when none are open).
@@ -116,14 +118,15 @@ int mbx_snapshot_json(const mbx_handle *watch, uint32_t watch_count, char *buf,
   mbx_stats_global(&g);
   put(&w,
       "],\"global\":{\"sent\":%ju,\"run\":%ju,\"canceled\":%ju,"
-      "\"dropped\":%ju,\"pending\":%ju,\"rejected_closed\":%ju,"
+      "\"dropped\":%ju,\"pending\":%ju,\"abandoned\":%ju,"
+      "\"rejected_closed\":%ju,"
       "\"rejected_stale\":%ju,\"rejected_invalid\":%ju,"
       "\"rejected_nomem\":%ju,\"rejected_full\":%ju,"
       "\"queue_high_water\":%ju,\"wakeups\":%ju}",
       U(g.sent), U(g.run), U(g.canceled), U(g.dropped), U(g.pending),
-      U(g.rejected_closed), U(g.rejected_stale), U(g.rejected_invalid),
-      U(g.rejected_nomem), U(g.rejected_full), U(g.queue_high_water),
-      U(g.wakeups));
+      U(g.abandoned), U(g.rejected_closed), U(g.rejected_stale),
+      U(g.rejected_invalid), U(g.rejected_nomem), U(g.rejected_full),
+      U(g.queue_high_water), U(g.wakeups));
   mbx_memory_stats m;
   mbx_memory_stats_get(&m);
   put(&w,

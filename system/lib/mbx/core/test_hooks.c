@@ -1,0 +1,34 @@
+/*
+ * Test-only hooks into the owner's pop (core/drain.c), for tests that need
+ * an owner stopped at a precise point: the calling thread sets one for its
+ * own next pop. Not in any public header; tests declare what they use.
+ */
+#include "record.h"
+
+_Thread_local int mbx__tls_test_park_after_pop;
+_Thread_local double mbx__tls_test_pop_delay_ms;
+
+/* Issue 18 item 22b: after its next pop the calling thread releases the
+ * consumer claim and then sleeps forever instead of running the message,
+ * as if its worker were killed right there. */
+void mbx__test_park_after_pop(void) { mbx__tls_test_park_after_pop = 1; }
+
+void mbx__test_park_forever(void) {
+  static _Atomic int32_t never_set;
+  for (;;)
+    mbx__platform_wait(&never_set, 0, -1);
+}
+
+/* Issue 18 items 16 and 22a: the calling thread's next pop holds the
+ * consumer claim for ms milliseconds first, as an owner descheduled (or
+ * killed) there would. */
+void mbx__test_pop_delay_ms(double ms) { mbx__tls_test_pop_delay_ms = ms; }
+
+void mbx__test_pop_delay(void) {
+  double ms = mbx__tls_test_pop_delay_ms;
+  mbx__tls_test_pop_delay_ms = 0;
+  _Atomic int32_t never = 0;
+  for (double end = mbx__platform_now_ms() + ms, left = ms; left > 0;
+       left = end - mbx__platform_now_ms())
+    mbx__platform_wait(&never, 0, left);
+}
