@@ -118,12 +118,12 @@ describe('browser', { skip, timeout: 600000 }, () => {
         await page.screenshot(shot);
         const report = JSON.stringify(dom, null, 1);
         // The settled line: the library's counters with nothing in flight.
-        const m = dom.settled.match(/^round (\d+) settled: sent=(\d+) = run (\d+) \+ canceled (\d+) \+ dropped (\d+) \+ pending (\d+); lost=(-?\d+)$/);
+        const m = dom.settled.match(/^round (\d+) settled: sent=(\d+) = run (\d+) \+ canceled (\d+) \+ dropped (\d+) \+ pending (\d+) \+ abandoned (\d+); lost=(-?\d+)$/);
         assert.ok(m, report);
-        const [sent, run, canceled, dropped, pending, lost] = m.slice(2).map(Number);
+        const [sent, run, canceled, dropped, pending, abandoned, lost] = m.slice(2).map(Number);
         assert.equal(dom.lost, '0', report);
         assert.equal(lost, 0, report);
-        assert.equal(sent, run + canceled + dropped + pending, report);
+        assert.equal(sent, run + canceled + dropped + pending + abandoned, report);
         assert.ok(run > 0 && canceled > 0, report);
         // Live: four slots with their mailboxes, counters moving, workers
         // killed both ways and replaced, refusals by reason.

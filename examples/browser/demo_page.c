@@ -9,7 +9,8 @@
  * pthread_cancel and slot 1's worker is terminated (abnormal death: its
  * queued messages are canceled on the page's main thread) at the end of
  * the round. Then the senders pause, nothing is in flight, and the round's
- * line `sent = run + canceled + dropped + pending, lost = 0` is taken from
+ * line `sent = run + canceled + dropped + pending + abandoned, lost = 0` is
+ * taken from
  * mbx_stats_global. The page polls demo_snapshot() (JSON: the demo's slot
  * bookkeeping plus mbx_snapshot_json() of the slots' handles).
  *
@@ -217,22 +218,25 @@ static void *coordinator(void *arg) {
       sleep_ms(1);
     mbx_stats g;
     mbx_stats_global(&g);
-    long long lost =
-        (long long)(g.sent - g.run - g.canceled - g.dropped - g.pending);
+    long long lost = (long long)(g.sent - g.run - g.canceled - g.dropped -
+                                 g.pending - g.abandoned);
     int round = atomic_fetch_add(&g_round, 1) + 1;
     pthread_mutex_lock(&g_lock);
     snprintf(g_last, sizeof g_last,
              "{\"round\":%d,\"sent\":%llu,\"run\":%llu,\"canceled\":%llu,"
-             "\"dropped\":%llu,\"pending\":%llu,\"lost\":%lld}",
+             "\"dropped\":%llu,\"pending\":%llu,\"abandoned\":%llu,"
+             "\"lost\":%lld}",
              round, (unsigned long long)g.sent, (unsigned long long)g.run,
              (unsigned long long)g.canceled, (unsigned long long)g.dropped,
-             (unsigned long long)g.pending, lost);
+             (unsigned long long)g.pending, (unsigned long long)g.abandoned,
+             lost);
     pthread_mutex_unlock(&g_lock);
     printf("round %d: sent=%llu run=%llu canceled=%llu dropped=%llu "
-           "pending=%llu lost=%lld\n",
+           "pending=%llu abandoned=%llu lost=%lld\n",
            round, (unsigned long long)g.sent, (unsigned long long)g.run,
            (unsigned long long)g.canceled, (unsigned long long)g.dropped,
-           (unsigned long long)g.pending, lost);
+           (unsigned long long)g.pending, (unsigned long long)g.abandoned,
+           lost);
     atomic_store(&g_pause, 0);
   }
   return NULL;

@@ -581,11 +581,18 @@ static void finish(void) {
   printf("sync outcomes seen while polling (no reply message): %ld\n", skipped);
   TCHECK(skipped >= 0 && skipped <= sync_ok + sync_canceled);
   long replies = sync_ok + sync_canceled - skipped + cb_done + cb_canceled;
-  long replies_dropped = (long)(after.dropped - g_before.dropped) - dropped;
-  long abandoned_run = (long)(after.run - g_before.run) - runs - killed -
-                       (replies - replies_dropped);
-  long abandoned_canceled =
-      (long)(after.canceled - g_before.canceled) - canceled - work_canceled;
+  /* A reply still queued when its caller's mailbox closes is canceled
+   * (replies_canceled, counted in canceled), or dropped. A message cut off
+   * by a killed worker counts as run, or as abandoned (mbx_stats). */
+  long replies_canceled =
+      (long)(pafter.replies_canceled - g_pbefore.replies_canceled);
+  long replies_dropped =
+      (long)(after.dropped - g_before.dropped) - dropped + replies_canceled;
+  long abandoned_run = (long)(after.run - g_before.run) +
+                       (long)(after.abandoned - g_before.abandoned) - runs -
+                       killed - (replies - replies_dropped);
+  long abandoned_canceled = (long)(after.canceled - g_before.canceled) -
+                            canceled - work_canceled - replies_canceled;
   TCHECK((long)(after.sent - g_before.sent) == ok + replies);
   TCHECK(replies_dropped >= 0 &&
          replies_dropped <= sync_ok + sync_canceled - skipped);

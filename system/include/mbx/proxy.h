@@ -187,6 +187,10 @@ typedef struct mbx_proxy_stats {
                                   while polling for it, so no reply message
                                   went to its mailbox (every other blocking
                                   call whose caller has a mailbox sends one) */
+  uint64_t replies_canceled;   /* reply messages canceled (counted in
+                                  mbx_stats.canceled) because the caller's
+                                  mailbox closed first: its thread was
+                                  canceled or killed while waiting */
 } mbx_proxy_stats;
 
 /* Process-wide counters. Any thread. */

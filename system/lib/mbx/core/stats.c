@@ -10,7 +10,7 @@
 /* ---- sharded counters */
 
 /* Room for the layers' counters after the core's (the proxy layer takes
- * eleven). */
+ * twelve). */
 #define LAYER_COUNTERS 12
 #define COUNTERS (MBX__STAT_CORE_COUNT + LAYER_COUNTERS)
 #define SHARD_COUNT 16

@@ -279,4 +279,5 @@ void mbx_proxy_stats_get(mbx_proxy_stats *out) {
       mbx__proxy_counter_sum(MBX__PROXY_CALLBACKS_CANCELED);
   out->callbacks_dropped = mbx__proxy_counter_sum(MBX__PROXY_CALLBACKS_DROPPED);
   out->replies_skipped = mbx__proxy_counter_sum(MBX__PROXY_REPLIES_SKIPPED);
+  out->replies_canceled = mbx__proxy_counter_sum(MBX__PROXY_REPLIES_CANCELED);
 }

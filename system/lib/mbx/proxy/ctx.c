@@ -139,6 +139,7 @@ static void reply_arrived(void *p) {
 }
 static void reply_canceled(void *p, int reason) {
   (void)reason;
+  mbx__proxy_count(MBX__PROXY_REPLIES_CANCELED);
   reply_arrived(p);
 }
 
