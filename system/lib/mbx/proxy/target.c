@@ -237,8 +237,12 @@ void mbx__proxy_work_run(void *arg) {
     return;
   }
   if (c->kind == MBX__KIND_CTX) {
+    /* outstanding_add reuses c->next: read what is below c first (else
+     * `running` went on into `outstanding`, whose contexts an exit or an
+     * orphan closer then unreferenced twice). */
+    mbx_proxy_ctx *below = c->next;
     outstanding_add(p, c);
-    p->running = c->next; /* its finisher's now, or the exit's */
+    p->running = below; /* its finisher's now, or the exit's */
   }
   pthread_cleanup_push(work_interrupted, c);
   call_fn(c);
