@@ -8,7 +8,8 @@
  * the mailbox serving, the default rule is std::terminate), cancellation at
  * the target's exit (captures destroyed on the dying thread, a captured
  * std::promise gives broken_promise, on_cancel there, call -> MBX_ECANCELED),
- * the worker class, the hold and thread_mailbox guards, the error category.
+ * the worker class, the hold, thread_mailbox and queue guards, the error
+ * category.
  *
  * Built three ways: cpp_api (the toolchain's default: exceptions on
  * natively; on Emscripten catching is disabled and throwing aborts, so the
@@ -701,6 +702,53 @@ static void test_thread_mailbox() {
   CHECK_EQ(mbx::post(h, [] {}).code() < 0, 1);
 }
 
+/* mbx::queue: a queue of one's own, drained only by poll/wait, a target
+ * for post and call, closed (canceling) by its destructor. */
+static void test_queue() {
+  std::atomic<int> ran{0};
+  std::atomic<int> canceled_reason{0};
+  auto tracked = std::make_shared<int>(0);
+  {
+    mbx::queue q;
+    CHECK_EQ(q.code(), MBX_OK);
+    CHECK(!mbx_handle_equal(q.handle(), mbx::self()));
+    CHECK(mbx::post(q.handle(), [&ran] { ran++; }));
+    CHECK(mbx_poll() >= 0); // the automatic mailbox does not run it
+    CHECK_EQ(ran.load(), 0);
+    CHECK_EQ(q.poll(), 1);
+    CHECK_EQ(ran.load(), 1);
+    CHECK_EQ(q.wait(std::chrono::milliseconds(5)), MBX_ETIMEDOUT);
+    // From the owner, a call would wait for itself.
+    CHECK_EQ(mbx::call(q.handle(), [] { return 1; }).code(), MBX_EDEADLK);
+    // Another thread calls into it; the owner drains at its own point.
+    std::atomic<int> value{0};
+    std::thread caller([&value, h = q.handle()] {
+      value = mbx::call(h, [] { return 42; }).value_or(-1);
+    });
+    while (value.load() == 0)
+      q.wait(std::chrono::milliseconds(10));
+    caller.join();
+    CHECK_EQ(value.load(), 42);
+    // Move-only, with an on-cancel: canceled by the destructor, here.
+    std::thread::id main_id = std::this_thread::get_id();
+    CHECK(mbx::post(
+        q.handle(), [p = std::make_unique<int>(1), t = tracked] {},
+        [&canceled_reason, main_id](int reason) {
+          CHECK(std::this_thread::get_id() == main_id);
+          canceled_reason = reason;
+        }));
+    CHECK_EQ(tracked.use_count(), 2);
+    mbx::queue moved = std::move(q);
+    CHECK_EQ(q.poll(), MBX_EPERM); // moved from: owns nothing
+  }
+  CHECK_EQ(canceled_reason.load(), MBX_CANCEL_QUEUE_CLOSED);
+  CHECK_EQ(tracked.use_count(), 1); // captures destroyed
+  mbx::queue q2;
+  mbx_handle h = q2.handle();
+  CHECK_EQ(q2.close(), 0);
+  CHECK_EQ(mbx::post(h, [] {}).code(), MBX_ECLOSED);
+}
+
 int main() {
 #if CAN_CATCH && !defined(__EMSCRIPTEN__)
   test_terminate_rule();
@@ -724,6 +772,7 @@ int main() {
   test_worker();
   test_hold();
   test_thread_mailbox();
+  test_queue();
 
   mbx_stats g;
   mbx_stats_global(&g);

@@ -8,6 +8,9 @@
  * (b) A caller in mbx_proxy_sync_timed(..., 3000) to a thread whose fn
  *     throws must return (MBX_ECANCELED once that thread has exited at the
  *     latest; today it never returns).
+ * (c) The same for a queue of one's own (<mbx/queue.h>), drained by turns
+ *     with mbx_queue_wait and mbx_queue_poll: after the throw the next
+ *     message runs, and no drain of the queue returns MBX_EBUSY.
  * The rule under test is "catch at the boundary and recover": if the fix
  * chooses std::terminate instead, this test is to be replaced by one that
  * pins the documented termination.
@@ -18,6 +21,7 @@
 #include <cstdlib>
 #include <mbx/mailbox.h>
 #include <mbx/proxy.h>
+#include <mbx/queue.h>
 #include <mbx/thread.h>
 #include <pthread.h>
 #include <thread>
@@ -49,6 +53,26 @@ static void *worker(void *) {
       g_caught++;
     }
   }
+  return nullptr;
+}
+
+static std::atomic<int> g_q_caught{0}, g_q_after{0}, g_q_busy{0};
+static std::atomic<int> g_q_stop{0}, g_q_ready{0};
+static mbx_handle g_queue;
+
+static void *queue_worker(void *) {
+  CHECK(mbx_queue_create(&g_queue) == MBX_OK);
+  g_q_ready = 1;
+  for (unsigned turn = 0; !g_q_stop; turn++) {
+    try {
+      int rc = turn % 2 ? mbx_queue_poll(g_queue) : mbx_queue_wait(g_queue, 5);
+      if (rc == MBX_EBUSY)
+        g_q_busy++;
+    } catch (const boom &) {
+      g_q_caught++;
+    }
+  }
+  CHECK(mbx_queue_close(g_queue) >= 0);
   return nullptr;
 }
 
@@ -94,6 +118,27 @@ int main() {
   CHECK(returned);
   CHECK(g_call_rc == MBX_ECANCELED || g_call_rc == MBX_OK);
   pthread_join(c, nullptr);
+  /* (c) */
+  pthread_t qw;
+  CHECK(pthread_create(&qw, nullptr, queue_worker, nullptr) == 0);
+  CHECK(wait_until(g_q_ready, 5000));
+  for (int round = 0; round < 3; round++) {
+    int caught = g_q_caught, after = g_q_after;
+    CHECK(mbx_send(g_queue, throws, nullptr, nullptr) == MBX_OK);
+    for (int i = 0; i < 5000 && g_q_caught == caught; i++)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    CHECK(mbx_send(
+              g_queue, [](void *) { g_q_after++; }, nullptr, nullptr) ==
+          MBX_OK);
+    for (int i = 0; i < 2000 && g_q_after == after; i++)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    CHECK(g_q_after == after + 1);
+  }
+  g_q_stop = 1;
+  pthread_join(qw, nullptr);
+  std::printf("(c) queue: caught=%d next_message_ran=%d ebusy_drains=%d\n",
+              g_q_caught.load(), g_q_after.load(), g_q_busy.load());
+  CHECK(g_q_caught == 3 && g_q_busy == 0);
   std::printf("PASS handler_throws\n");
   return 0;
 }

@@ -39,7 +39,9 @@ extern "C" {
 #define MBX_LIFECYCLE_MAX_HOOKS 16
 
 /* Called when a mailbox closes: `closed` names the life that closed,
- * reason is MBX_CANCEL_THREAD_EXIT, _ABNORMAL_EXIT or _RUNTIME_EXIT. */
+ * reason is MBX_CANCEL_THREAD_EXIT, _ABNORMAL_EXIT or _RUNTIME_EXIT, or
+ * MBX_CANCEL_QUEUE_CLOSED for a queue of one's own closed by its owner
+ * (<mbx/queue.h>; its queues are reported like mailboxes). */
 typedef void (*mbx_close_hook_fn)(mbx_handle closed, int reason, void *arg);
 
 /*

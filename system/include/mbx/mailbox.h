@@ -17,7 +17,8 @@
  * comment says "owner only" (the thread bound to the mailbox).
  *
  * Cancellation points (pthread_cancel with the default deferred type):
- * exactly mbx_wait() and the blocking calls of <mbx/proxy.h>
+ * exactly mbx_wait(), mbx_queue_wait() (<mbx/queue.h>) and the blocking
+ * calls of <mbx/proxy.h>
  * (mbx_proxy_sync, mbx_proxy_sync_timed, mbx_proxy_sync_with_ctx, while
  * they wait). No other function of the library is one; in particular
  * mbx_poll() and mbx_send() are not. Handlers run by mbx_poll/mbx_wait may
@@ -368,16 +369,16 @@ typedef void *(*mbx_alloc_fn)(size_t size, void *ctx);
 typedef void (*mbx_free_fn)(void *ptr, void *ctx);
 
 /*
- * Replace the allocator used for message nodes, record chunks and proxy
- * state (e.g. to inject failures in tests). Call before any other mbx
- * function, or while no message is in flight, no record is being created
- * and no other thread keeps cached nodes (mbx_memory_stats.nodes_cached;
- * the calling thread's are freed here with the previous allocator). Proxy
- * call records and per-thread proxy state remember the allocator that made
- * them and are freed with it, whenever that is: keep a replaced allocator
- * working until every thread that used the proxy layer before the switch
- * has exited. NULL functions restore malloc/free. Returns MBX_OK,
- * MBX_EINVAL (only one of the two NULL).
+ * Replace the allocator used for message nodes, record chunks, proxy state
+ * and the bookkeeping of queues of one's own (<mbx/queue.h>) (e.g. to
+ * inject failures in tests). Call before any other mbx function, or while no
+ * message is in flight, no record is being created and no other thread keeps
+ * cached nodes (mbx_memory_stats.nodes_cached; the calling thread's are freed
+ * here with the previous allocator). Proxy call records and per-thread proxy
+ * state remember the allocator that made them and are freed with it,
+ * whenever that is: keep a replaced allocator working until every thread
+ * that used the proxy layer before the switch has exited. NULL functions
+ * restore malloc/free. Returns MBX_OK, MBX_EINVAL (only one of the two NULL).
  */
 int mbx_set_allocator(mbx_alloc_fn alloc, mbx_free_fn free_fn, void *ctx);
 

@@ -1,7 +1,7 @@
 /*
  * <mbx/mbx.hpp>: the C++17 front door to mbx, header-only, over the public C
- * API of <mbx/mailbox.h>, <mbx/proxy.h> and <mbx/thread.h>. docs/cpp.md is
- * the user's guide.
+ * API of <mbx/mailbox.h>, <mbx/proxy.h>, <mbx/queue.h> and <mbx/thread.h>.
+ * docs/cpp.md is the user's guide.
  *
  *   mbx::post(to, f [, on_cancel])      queue any callable, return at once
  *   mbx::call(to, f)                    run f there, wait, get its value
@@ -9,6 +9,7 @@
  *   mbx::async(to, f)                   run f there, get a std::future
  *   mbx::callback(to, f, done, cancel)  run f there, done(value) back here
  *   mbx::hold, mbx::thread_mailbox      RAII for holds and owned mailboxes
+ *   mbx::queue                          a queue of one's own (<mbx/queue.h>)
  *   mbx::worker                         a std::thread serving its mailbox
  *
  * Errors. Refusals and cancellations are values, never exceptions:
@@ -64,6 +65,7 @@
 
 #include <mbx/mailbox.h>
 #include <mbx/proxy.h>
+#include <mbx/queue.h>
 #include <mbx/thread.h>
 
 #include <atomic>
@@ -739,6 +741,65 @@ public:
       return MBX_EPERM;
     code_ = MBX_EPERM;
     return mbx_thread_exit(reason);
+  }
+
+private:
+  mbx_handle handle_{};
+  int code_;
+};
+
+/*
+ * A queue of one's own (<mbx/queue.h>) for the guard's lifetime: a mailbox
+ * of the calling thread that runs only in poll() and wait(), never from the
+ * thread's mbx_wait, event loop or blocked calls. Its handle() is a target
+ * for post, call, async and callback from other threads (call from the
+ * owner itself: MBX_EDEADLK). Destruction closes it (mbx_queue_close: what
+ * is queued is canceled here, MBX_CANCEL_QUEUE_CLOSED); the owner's exit
+ * closes it first if it comes first. Create, drain and destroy it on its
+ * owner thread. code(): MBX_OK, or mbx_queue_create's error (MBX_EPERM,
+ * MBX_ECLOSED, MBX_EAGAIN, MBX_ENOMEM), which poll, wait and close return.
+ */
+class queue {
+public:
+  queue() noexcept : code_(mbx_queue_create(&handle_)) {}
+  queue(queue &&other) noexcept
+      : handle_(other.handle_), code_(std::exchange(other.code_, MBX_EPERM)) {}
+  queue &operator=(queue &&other) noexcept {
+    if (this != &other) {
+      close();
+      handle_ = other.handle_;
+      code_ = std::exchange(other.code_, MBX_EPERM);
+    }
+    return *this;
+  }
+  queue(const queue &) = delete;
+  queue &operator=(const queue &) = delete;
+  ~queue() { close(); }
+
+  int code() const noexcept { return code_; }
+  explicit operator bool() const noexcept { return code_ == MBX_OK; }
+  mbx_handle handle() const noexcept { return handle_; }
+  /* mbx_queue_poll: the number run, or an error code. */
+  int poll() noexcept {
+    return code_ == MBX_OK ? mbx_queue_poll(handle_) : code_;
+  }
+  /* mbx_queue_wait (a cancellation point), forever or for timeout. */
+  int wait() noexcept {
+    return code_ == MBX_OK ? mbx_queue_wait(handle_, -1) : code_;
+  }
+  template <class Rep, class Period>
+  int wait(std::chrono::duration<Rep, Period> timeout) noexcept {
+    if (code_ != MBX_OK)
+      return code_;
+    double ms = std::chrono::duration<double, std::milli>(timeout).count();
+    return mbx_queue_wait(handle_, ms < 0 ? 0 : ms);
+  }
+  /* Close now: mbx_queue_close's count, or an error code. */
+  int close() noexcept {
+    if (code_ != MBX_OK)
+      return code_;
+    code_ = MBX_ECLOSED;
+    return mbx_queue_close(handle_);
   }
 
 private:

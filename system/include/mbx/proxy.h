@@ -25,6 +25,7 @@
  *   MBX_ENOMEM      not queued: out of memory
  *   MBX_EFULL       not queued: the target's mailbox is at its capacity
  *   MBX_EDEADLK     refused: a blocking call to the calling thread itself
+ *                   (its mailbox, or a queue it owns: <mbx/queue.h>)
  *   MBX_EWOULDBLOCK refused: the calling thread must not block (the
  *                   browser's main thread)
  *   MBX_ETIMEDOUT   the timed call gave up; the work has not run and never

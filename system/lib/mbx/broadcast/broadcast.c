@@ -78,8 +78,10 @@ static mbx__bc *start(mbx_run_fn fn, void *arg, int flags,
     b->nslots = want;
   }
   uint32_t k = 0;
+  /* Threads, not their queues (<mbx/queue.h>); a queue created while we
+   * list may slip in, and then runs or cancels its copy like a thread. */
   for (uint32_t i = 0; i < n; i++)
-    if (!mbx_handle_equal(list[i], b->caller))
+    if (!mbx_handle_equal(list[i], b->caller) && !mbx__is_queue(list[i]))
       b->slots[k++] = (mbx__bc_slot){b, list[i], MBX__SLOT_PENDING};
   free(list);
   b->nslots = k;

@@ -34,9 +34,14 @@ int32_t mbx__flush_consumed(mbx__record *r) {
   return before - n;
 }
 
+/* Clears the pop of the thread's mailbox and of its innermost queue drain
+ * (core/owned.c): the message that called us is one of them, and the
+ * other's pop, if any, has started already (a pop is run at once). */
 void mbx__self_popped_clear(void) {
   if (mbx__self.record)
     MBX__POPPED(mbx__self.record) = NULL;
+  if (mbx__self.queue)
+    MBX__POPPED(mbx__self.queue) = NULL;
 }
 
 /* Owner only, draining. Runs at most budget messages; the queue is claimed
@@ -103,11 +108,11 @@ typedef struct drain_saved {
 /* nested_ok: the proxy layer's blocked callers drain from inside a handler
  * (A runs B's request, which waits for C while serving A's mailbox). The
  * queue state lives in the record, not in run_pending's frame, so nesting is
- * safe; plain mbx_poll/mbx_wait refuse it to keep recursion explicit. here:
- * the stack address of the caller's frame (drain_entry). */
-static int begin_drain(mbx__record **out, int nested_ok, uintptr_t here,
+ * safe; plain mbx_poll/mbx_wait refuse it to keep recursion explicit. r: the
+ * calling thread's mailbox, or a queue it owns (core/owned.c). here: the
+ * stack address of the caller's frame (drain_entry). */
+static int begin_drain(mbx__record *r, int nested_ok, uintptr_t here,
                        drain_saved *saved) {
-  mbx__record *r = mbx__self.record;
   if (!r)
     return MBX_EPERM;
   if (mbx__drain_active(here) && !nested_ok)
@@ -116,7 +121,6 @@ static int begin_drain(mbx__record **out, int nested_ok, uintptr_t here,
   saved->frame = mbx__self.drain_frame;
   mbx__self.draining = 1;
   mbx__self.drain_frame = here;
-  *out = r;
   return MBX_OK;
 }
 
@@ -125,10 +129,9 @@ static void end_drain(const drain_saved *saved) {
   mbx__self.drain_frame = saved->frame;
 }
 
-static int poll_drain(uintptr_t here) {
-  mbx__record *r;
+static int poll_drain(mbx__record *r, int nested_ok, uintptr_t here) {
   drain_saved saved;
-  int rc = begin_drain(&r, 0, here, &saved);
+  int rc = begin_drain(r, nested_ok, here, &saved);
   if (rc != MBX_OK)
     return rc;
   // Relaxed: pending is only a budget here; the pops synchronise.
@@ -266,10 +269,10 @@ static int wait_loop(wait_state *w, double timeout_ms, int flags) {
   return count;
 }
 
-static int wait_drain(double timeout_ms, int flags, uintptr_t here) {
-  mbx__record *r;
+static int wait_drain(mbx__record *r, double timeout_ms, int flags,
+                      uintptr_t here) {
   wait_state w;
-  int rc = begin_drain(&r, flags & MBX__WAIT_NESTED_OK, here, &w.saved);
+  int rc = begin_drain(r, flags & MBX__WAIT_NESTED_OK, here, &w.saved);
   if (rc != MBX_OK)
     return rc;
   w.r = r;
@@ -284,23 +287,33 @@ static int wait_drain(double timeout_ms, int flags, uintptr_t here) {
 /* One frame layout for every drain entry (never inlined), so that drains
  * entered one after the other from the same caller record the same stack
  * address, and a nested one a lower address. */
-__attribute__((noinline)) static int drain_entry(int poll, double timeout_ms,
-                                                 int flags) {
+__attribute__((noinline)) static int drain_entry(mbx__record *r, int poll,
+                                                 double timeout_ms, int flags) {
   char marker;
   uintptr_t here = (uintptr_t)&marker;
-  return poll ? poll_drain(here) : wait_drain(timeout_ms, flags, here);
+  return poll ? poll_drain(r, flags & MBX__WAIT_NESTED_OK, here)
+              : wait_drain(r, timeout_ms, flags, here);
 }
 
-int mbx_poll(void) { return drain_entry(1, 0, 0); }
+int mbx_poll(void) { return drain_entry(mbx__self.record, 1, 0, 0); }
 
 int mbx__wait(double timeout_ms, int flags) {
-  return drain_entry(0, timeout_ms, flags);
+  return drain_entry(mbx__self.record, 0, timeout_ms, flags);
+}
+
+/* r: the calling thread's mailbox, or a queue it owns (core/owned.c). */
+int mbx__poll_record(mbx__record *r, int nested_ok) {
+  return drain_entry(r, 1, 0, nested_ok ? MBX__WAIT_NESTED_OK : 0);
+}
+
+int mbx__wait_record(mbx__record *r, double timeout_ms, int flags) {
+  return drain_entry(r, 0, timeout_ms, flags);
 }
 
 /* A cancellation point: at entry, and while asleep (issue 18 item 5). */
 int mbx_wait(double timeout_ms) {
   pthread_testcancel();
-  return drain_entry(0, timeout_ms, MBX__WAIT_CANCELABLE);
+  return drain_entry(mbx__self.record, 0, timeout_ms, MBX__WAIT_CANCELABLE);
 }
 
 int mbx__self_open(void) {

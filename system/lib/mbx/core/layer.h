@@ -57,6 +57,11 @@ void mbx__mailbox_wake(mbx_handle h);
 
 /* 1 if the calling thread owns a mailbox that is still open. */
 int mbx__self_open(void);
+/* 1 if h is an open queue (<mbx/queue.h>) the calling thread owns. */
+int mbx__queue_is_own(mbx_handle h);
+/* 1 if h names a queue's life (<mbx/queue.h>), not a thread's mailbox:
+ * layers that address threads (broadcast) skip it. Any thread. */
+int mbx__is_queue(mbx_handle h);
 /* A layer's run function has taken over the message the calling thread
  * just popped (it is on the layer's own books, which the orphan closer
  * hands to on_orphan): the core stops reporting it as popped. */

@@ -1,9 +1,10 @@
 /*
- * A mailbox's end: closing it (steps A to E of core/gate.c) in its three
- * forms: the owner's exit, a close from outside
- * (runtime exit), an orphan's close (a dead owner). Every close finishes
- * whatever a cancel function does: it runs with cancellation disabled (a
- * pending pthread_cancel cannot unwind out of it at a cancellation point), and
+ * A mailbox's end: closing it (steps A to E of core/gate.c) in its four
+ * forms: the owner's exit, a close from outside (runtime exit), an orphan's
+ * close (a dead owner), and a queue of one's own (core/owned.c), closed by
+ * its owner or with the owner's mailbox. Every close finishes whatever a
+ * cancel function does: it runs with cancellation disabled (a pending
+ * pthread_cancel cannot unwind out of it at a cancellation point), and
  * if a cancel function ends the thread anyway (pthread_exit) or the process
  * (exit()), a cleanup handler or the nested exit path resumes it where it
  * stopped. The queue state lives in the record, so a resumed drain simply pops
@@ -17,7 +18,15 @@ _Thread_local mbx__self_state mbx__self;
 
 mbx_handle mbx_self(void) { return mbx__self.handle; }
 
-enum { CLOSE_OWNER, CLOSE_OUTSIDE, CLOSE_ORPHAN };
+/* CLOSE_QUEUE: a queue of one's own (core/owned.c) closed by its owner;
+ * CLOSE_QUEUE_ORPHAN: by the closer of its dead owner. */
+enum {
+  CLOSE_OWNER,
+  CLOSE_OUTSIDE,
+  CLOSE_ORPHAN,
+  CLOSE_QUEUE,
+  CLOSE_QUEUE_ORPHAN
+};
 enum { CLOSING_DRAIN, CLOSING_FINISH, CLOSING_DONE };
 
 /* One close in progress on the calling thread (on its stack; the closes a
@@ -58,6 +67,11 @@ static void closing_drain(mbx__closing *c) {
       mbx__counter_bump(&r->dropped, 1);
     }
   }
+  /* Then the queues the owner owns (core/owned.c), each closed as below,
+   * on the thread that closes the owner's mailbox: inside this step, so
+   * that a resumed close finishes them too. */
+  if (c->kind == CLOSE_OWNER || c->kind == CLOSE_ORPHAN)
+    mbx__queues_close(r, c->reason, c->kind == CLOSE_ORPHAN);
   pthread_cleanup_pop(0);
 }
 
@@ -128,7 +142,11 @@ static void closing_finish(mbx__closing *c) {
     break;
   }
   case CLOSE_ORPHAN:
+  case CLOSE_QUEUE: /* nobody binds a queue; its owner's hold is ours */
+  case CLOSE_QUEUE_ORPHAN:
     c->rc = orphan_release(r, c->h, c->count);
+    if (c->pinned)
+      mbx_release(c->h); /* a queue owner's take-over pin */
     break;
   }
 }
@@ -199,16 +217,17 @@ static int closing_begin(mbx__closing *c, mbx__record *r, mbx_handle h,
   int rc = mbx__gate_close(r, mbx__handle_gen(h)); /* steps A and B */
   c->won_a = rc == MBX_OK;
   c->pinned = 0;
-  if (rc == MBX_ECLOSED && kind == CLOSE_OWNER)
+  if (rc == MBX_ECLOSED && (kind == CLOSE_OWNER || kind == CLOSE_QUEUE))
     rc = closing_take_over(c);
   if (rc != MBX_OK)
     return rc;
   /* Take the queue for good. The owner holds it only inside a pop. */
+  int dead = kind == CLOSE_ORPHAN || kind == CLOSE_QUEUE_ORPHAN;
   rc = mbx__token_closer_claim(r,
-                               kind == CLOSE_OUTSIDE  ? OUTSIDE_CLAIM_TIMEOUT_MS
-                               : kind == CLOSE_ORPHAN ? ORPHAN_CLAIM_GRACE_MS
-                                                      : 0,
-                               kind == CLOSE_ORPHAN);
+                               kind == CLOSE_OUTSIDE ? OUTSIDE_CLAIM_TIMEOUT_MS
+                               : dead                ? ORPHAN_CLAIM_GRACE_MS
+                                                     : 0,
+                               dead);
   if (rc == MBX__TOKEN_FORCED) { /* the owner died inside a pop */
     mbx__queue_repair(mbx__queue_of(r));
   } else if (rc != MBX_OK) {
@@ -270,6 +289,8 @@ int mbx__thread_exit(int reason, int nested_ok) {
     c.rc = 0;
     uint32_t gen = mbx__handle_gen(c.h);
     int pinned = mbx__gate_pin_owned(r, gen) == MBX_OK;
+    if (pinned) /* our queues: still ours to close (core/owned.c) */
+      mbx__queues_close(r, reason, 0);
     owner_unbind(&c, pinned);
     if (pinned)
       mbx_release(c.h); /* the pin; retires the life if it was the last */
@@ -335,6 +356,29 @@ int mbx_mailbox_close_orphan(mbx_handle h) {
     mbx__layers_closed(h, MBX_CANCEL_ABNORMAL_EXIT);
   }
   mbx_release(h);
+  pthread_setcancelstate(cancel_state, NULL);
+  return rc;
+}
+
+int mbx__queue_close_life(mbx__record *r, mbx_handle h, int reason,
+                          int owner_dead) {
+  int cancel_state;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+  mbx__closing c;
+  int rc = closing_begin(&c, r, h,
+                         owner_dead ? CLOSE_QUEUE_ORPHAN : CLOSE_QUEUE, reason);
+  if (rc == MBX_OK) {
+    /* A dead owner's last pop from this queue, not yet started (as in
+     * mbx_mailbox_close_orphan). */
+    if (owner_dead)
+      mbx__layers_orphan(r, MBX__POPPED(r));
+    closing_complete(&c);
+    rc = c.rc;
+  } else if (rc == MBX_ECLOSED) {
+    /* A close from outside (runtime exit) closed and drained it and
+     * reported it; the owner's hold is still ours. */
+    rc = orphan_release(r, h, 0);
+  }
   pthread_setcancelstate(cancel_state, NULL);
   return rc;
 }

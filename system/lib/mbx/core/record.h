@@ -248,11 +248,35 @@ typedef struct mbx__self_state {
    * cancel function that ends the thread or the process leaves them to
    * be resumed. */
   struct mbx__closing *closing;
+  /* The queue of one's own whose drain is innermost on this thread
+   * (core/owned.c), or NULL: mbx__self_popped_clear clears its pop too. */
+  mbx__record *queue;
 } mbx__self_state;
 extern _Thread_local mbx__self_state mbx__self;
 /* Forget a drain an exception unwound: 1 if the calling thread is still
  * inside a drain, seen from a frame at stack address here. */
 int mbx__drain_active(uintptr_t here);
+
+/* Close h's life, a queue of one's own (record r), whose owner's hold the
+ * caller has (its owner, or the closer of its dead owner: owner_dead):
+ * steps A to E through the same resumable close, with cancellation
+ * disabled. Returns the number canceled or dropped (0 if a close from
+ * outside got there first), or MBX_EBUSY (a dead owner stopped inside a
+ * pop: the queue is abandoned, the life still retired). */
+int mbx__queue_close_life(mbx__record *r, mbx_handle h, int reason,
+                          int owner_dead);
+
+/* ---- core/drain.c, for core/owned.c: drains of a given record */
+/* mbx_poll and mbx__wait on r, which the calling thread drains. */
+int mbx__poll_record(mbx__record *r, int nested_ok);
+int mbx__wait_record(mbx__record *r, double timeout_ms, int flags);
+
+/* ---- core/owned.c: queues of one's own (<mbx/queue.h>) */
+/* Close every queue the life of automatic record self owns, with reason:
+ * on the owner at its exit, or on the closer of its dead owner
+ * (owner_dead). Part of that close's step C, so resumable: each queue
+ * leaves the owner's list before it is closed. */
+void mbx__queues_close(mbx__record *self, int reason, int owner_dead);
 
 /* ---- core/layer.c */
 /* Call the layers' on_close (owner, before its queue is canceled); hand

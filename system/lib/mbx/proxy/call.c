@@ -182,7 +182,8 @@ static int call_and_wait(mbx_handle target, int kind, mbx_run_fn fn,
   if (!fn && !ctx_fn)
     return MBX_EINVAL;
   mbx_handle self = mbx_self();
-  if (!mbx_handle_is_null(self) && mbx_handle_equal(self, target))
+  if ((!mbx_handle_is_null(self) && mbx_handle_equal(self, target)) ||
+      mbx__queue_is_own(target)) /* drained only by us: <mbx/queue.h> */
     return MBX_EDEADLK;
   if (!mbx_proxy_may_block())
     return MBX_EWOULDBLOCK;
