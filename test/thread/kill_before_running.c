@@ -79,8 +79,7 @@ static void *coordinator(void *arg) {
   CHECK_EQ(pthread_create(&c, NULL, caller, NULL), 0);
   pthread_detach(c);
   sleep_ms(100); /* popped and parked */
-  CHECK_EQ(mbx_send(mbx_main_thread(), terminate_on_main, NULL, NULL),
-           MBX_OK);
+  CHECK_EQ(mbx_send(mbx_main_thread(), terminate_on_main, NULL, NULL), MBX_OK);
   wait_flag_ms(&g_caller_done, 3000);
   CHECK_EQ(mbx_send(mbx_main_thread(), check, NULL, NULL), MBX_OK);
   return NULL;
