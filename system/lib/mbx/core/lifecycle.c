@@ -1,13 +1,13 @@
 /*
  * A mailbox's end: closing it (steps A to E of core/gate.c) in its three
- * forms: the owner's exit, a close from outside
- * (runtime exit), an orphan's close (a dead owner). Every close finishes
+ * forms: the owner's exit, a close from outside (runtime exit), an orphan's
+ * close (a dead owner). Its start is core/bind.c. Every close finishes
  * whatever a cancel function does: it runs with cancellation disabled (a
- * pending pthread_cancel cannot unwind out of it at a cancellation point), and
- * if a cancel function ends the thread anyway (pthread_exit) or the process
- * (exit()), a cleanup handler or the nested exit path resumes it where it
- * stopped. The queue state lives in the record, so a resumed drain simply pops
- * on.
+ * pending pthread_cancel cannot unwind out of it at a cancellation point),
+ * and if a cancel function ends the thread anyway (pthread_exit) or the
+ * process (exit()), a cleanup handler or the nested exit path resumes it
+ * where it stopped. The queue state lives in the record, so a resumed drain
+ * simply pops on.
  */
 #include "record.h"
 
