@@ -1,6 +1,12 @@
 // mbx-test-flavors: wasm
-// (Not yet wasm-asan: on 3.1.6's ASan build the terminated worker hit
-//  "memory access out of bounds" in __emscripten_thread_exit; open.)
+// (Not in wasm-asan: on 3.1.6's ASan build the program traps after its
+//  PASS line, at runtime exit on the main thread: dlfree from 3.1.6's
+//  _emscripten_thread_free_data (exitRuntime -> terminateAllThreads ->
+//  returnWorkerToPool), which frees a thread's struct and stack that 3.1.6
+//  allocated with ASan's malloc/memalign past ASan (the mismatch churn.c
+//  cites, fixed upstream in emscripten PR #17090, 3.1.14): the likely
+//  cause; the library touches neither. Not isolated further: see
+//  docs/emscripten-platform-notes.md.)
 // mbx-test-timeout: 60
 /*
  * Issue 18 item 22 (b): a worker killed after it popped a sync request
@@ -73,8 +79,7 @@ static void *coordinator(void *arg) {
   CHECK_EQ(pthread_create(&c, NULL, caller, NULL), 0);
   pthread_detach(c);
   sleep_ms(100); /* popped and parked */
-  CHECK_EQ(mbx_send(mbx_main_thread(), terminate_on_main, NULL, NULL),
-           MBX_OK);
+  CHECK_EQ(mbx_send(mbx_main_thread(), terminate_on_main, NULL, NULL), MBX_OK);
   wait_flag_ms(&g_caller_done, 3000);
   CHECK_EQ(mbx_send(mbx_main_thread(), check, NULL, NULL), MBX_OK);
   return NULL;

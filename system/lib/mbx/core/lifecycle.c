@@ -2,13 +2,13 @@
  * A mailbox's end: closing it (steps A to E of core/gate.c) in its four
  * forms: the owner's exit, a close from outside (runtime exit), an orphan's
  * close (a dead owner), and a queue of one's own (core/owned.c), closed by
- * its owner or with the owner's mailbox. Every close finishes whatever a
- * cancel function does: it runs with cancellation disabled (a pending
- * pthread_cancel cannot unwind out of it at a cancellation point), and
- * if a cancel function ends the thread anyway (pthread_exit) or the process
- * (exit()), a cleanup handler or the nested exit path resumes it where it
- * stopped. The queue state lives in the record, so a resumed drain simply pops
- * on.
+ * its owner or with the owner's mailbox. Its start is core/bind.c. Every
+ * close finishes whatever a cancel function does: it runs with cancellation
+ * disabled (a pending pthread_cancel cannot unwind out of it at a
+ * cancellation point), and if a cancel function ends the thread anyway
+ * (pthread_exit) or the process (exit()), a cleanup handler or the nested
+ * exit path resumes it where it stopped. The queue state lives in the
+ * record, so a resumed drain simply pops on.
  */
 #include "record.h"
 
