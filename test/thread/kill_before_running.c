@@ -1,12 +1,5 @@
-// mbx-test-flavors: wasm
-// (Not in wasm-asan: on 3.1.6's ASan build the program traps after its
-//  PASS line, at runtime exit on the main thread: dlfree from 3.1.6's
-//  _emscripten_thread_free_data (exitRuntime -> terminateAllThreads ->
-//  returnWorkerToPool), which frees a thread's struct and stack that 3.1.6
-//  allocated with ASan's malloc/memalign past ASan (the mismatch churn.c
-//  cites, fixed upstream in emscripten PR #17090, 3.1.14): the likely
-//  cause; the library touches neither. Not isolated further: see
-//  docs/emscripten-platform-notes.md.)
+// mbx-test-flavors: wasm wasm-asan
+// mbx-test-broken-before: wasm-asan 3.1.14 the ASan build of 3.1.6 traps after PASS at runtime exit in dlfree from _emscripten_thread_free_data (thread data allocated by ASan, freed past it; fixed upstream in emscripten PR 17090; see docs/emscripten-platform-notes.md)
 // mbx-test-timeout: 60
 /*
  * Issue 18 item 22 (b): a worker killed after it popped a sync request
