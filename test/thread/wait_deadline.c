@@ -9,18 +9,58 @@
  * bursts; the owner calls mbx_wait(2) over and over. Failure: one wait
  * that burns more than 20 ms of the waiter's own CPU (being descheduled
  * is not counted: only CPU spent inside mbx_wait).
+ * First, the window made deterministic with the test-only core hook
+ * mbx__test_link_delay_ms (core/test_hooks.c): a sender stalls 2 s between
+ * its exchange on the tail and its link, the owner sends itself a message
+ * behind it (counted: pending 1, nothing poppable), then mbx_wait(5) must
+ * time out while the stalled sender is still stalled. Before the fix it
+ * yielded without looking at the clock until the link, and returned 2.
  */
 #include "watchdog.h"
 
 #include <mbx/thread.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdlib.h>
 
 enum { SENDERS = 6 };
 static _Atomic int g_stop;
 static mbx_handle g_owner;
 
 static void nothing(void *arg) { (void)arg; }
+
+void mbx__test_link_delay_ms(double ms) __attribute__((weak));
+static _Atomic int g_stalled_started, g_stalled_sent;
+
+static void *stalled_sender(void *arg) {
+  (void)arg;
+  mbx__test_link_delay_ms(2000);
+  atomic_store(&g_stalled_started, 1);
+  CHECK_EQ(mbx_send(g_owner, nothing, NULL, NULL), MBX_OK);
+  atomic_store(&g_stalled_sent, 1);
+  return NULL;
+}
+
+static void sender_between_exchange_and_link(void) {
+  if (!mbx__test_link_delay_ms) {
+    fprintf(stderr, "FAIL hook missing: mbx__test_link_delay_ms\n");
+    exit(1);
+  }
+  pthread_t t;
+  CHECK_EQ(pthread_create(&t, NULL, stalled_sender, NULL), 0);
+  while (!atomic_load(&g_stalled_started))
+    sched_yield();
+  sleep_ms(100); /* well inside its exchange-to-link stall */
+  CHECK_EQ(mbx_send(g_owner, nothing, NULL, NULL), MBX_OK);
+  int rc = mbx_wait(5);
+  int still_stalled = !atomic_load(&g_stalled_sent);
+  printf("mid-send: mbx_wait(5) = %d, sender still stalled = %d\n", rc,
+         still_stalled);
+  CHECK_EQ(rc, MBX_ETIMEDOUT);
+  CHECK(still_stalled);
+  pthread_join(t, NULL);
+  CHECK_EQ(mbx_wait(1000), 2); /* both, once linked */
+}
 
 static void *sender(void *arg) {
   (void)arg;
@@ -38,6 +78,7 @@ int main(int argc, char **argv) {
   g_owner = mbx_self();
   CHECK(!mbx_handle_is_null(g_owner));
   CHECK_EQ(mbx_set_capacity(g_owner, 4096), MBX_OK);
+  sender_between_exchange_and_link();
   pthread_t t[SENDERS];
   for (int i = 0; i < SENDERS; i++)
     CHECK_EQ(pthread_create(&t[i], NULL, sender, NULL), 0);

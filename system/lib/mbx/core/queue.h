@@ -16,16 +16,26 @@ typedef struct mbx__queue_ends {
   mbx__node *stub;            /* sentinel, re-pushed when the queue empties */
 } mbx__queue_ends;
 
-/* Any producer. n is private to the caller until the exchange. */
-static inline void mbx__queue_push(_Atomic(mbx__node *) *tail, mbx__node *n) {
+/* Any producer, first half of a push: n is private to the caller until
+ * the exchange. Returns the node to link n behind (mbx__queue_link). */
+static inline mbx__node *mbx__queue_exchange(_Atomic(mbx__node *) *tail,
+                                             mbx__node *n) {
   /* A plain store: n is private until the exchange's release publishes it
    * (an atomic store is a full-barrier exchange in wasm). */
   atomic_init(&n->next, NULL);
   // Acq_rel: release publishes n; acquire orders our store into prev after
   // prev's own initialisation by the producer that pushed it.
-  mbx__node *prev = atomic_exchange_explicit(tail, n, memory_order_acq_rel);
+  return atomic_exchange_explicit(tail, n, memory_order_acq_rel);
+}
+
+/* Second half: until this link the consumer sees the queue end at prev. */
+static inline void mbx__queue_link(mbx__node *prev, mbx__node *n) {
   // Release: the consumer's acquire load of prev->next sees n's contents.
   atomic_store_explicit(&prev->next, n, memory_order_release);
+}
+
+static inline void mbx__queue_push(_Atomic(mbx__node *) *tail, mbx__node *n) {
+  mbx__queue_link(mbx__queue_exchange(tail, n), n);
 }
 
 /* The consumer only. Returns NULL when empty, or when a producer is between

@@ -233,6 +233,8 @@ extern _Thread_local int mbx__tls_test_park_after_pop;
 extern _Thread_local double mbx__tls_test_pop_delay_ms;
 void mbx__test_park_forever(void);
 void mbx__test_pop_delay(void);
+extern _Thread_local double mbx__tls_test_link_delay_ms;
+void mbx__test_link_delay(void);
 
 /* ---- core/lifecycle.c: the calling thread's mailbox */
 struct mbx__closing;

@@ -97,7 +97,10 @@ int mbx__send_node(mbx_handle to, mbx__node *n, int check_capacity) {
     reject(r, MBX_EFULL, gen);
     return MBX_EFULL;
   }
-  mbx__queue_push(&r->tail, n); /* step 4 */
+  mbx__node *prev = mbx__queue_exchange(&r->tail, n); /* step 4 */
+  if (__builtin_expect(mbx__tls_test_link_delay_ms > 0, 0))
+    mbx__test_link_delay();
+  mbx__queue_link(prev, n);
   // Step 5. Seq_cst: Dekker pair with the owner, which sets waiting and
   // then re-reads pending; one of us must see the other's write.
   int32_t before =

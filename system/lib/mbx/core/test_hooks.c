@@ -1,12 +1,14 @@
 /*
- * Test-only hooks into the owner's pop (core/drain.c), for tests that need
- * an owner stopped at a precise point: the calling thread sets one for its
- * own next pop. Not in any public header; tests declare what they use.
+ * Test-only hooks into the owner's pop (core/drain.c) and a sender's push
+ * (core/send.c), for tests that need a thread stopped at a precise point:
+ * the calling thread sets one for its own next pop or send. Not in any public
+ * header; tests declare what they use.
  */
 #include "record.h"
 
 _Thread_local int mbx__tls_test_park_after_pop;
 _Thread_local double mbx__tls_test_pop_delay_ms;
+_Thread_local double mbx__tls_test_link_delay_ms;
 
 /* Issue 18 item 22b: after its next pop the calling thread releases the
  * consumer claim and then sleeps forever instead of running the message,
@@ -24,11 +26,27 @@ void mbx__test_park_forever(void) {
  * killed) there would. */
 void mbx__test_pop_delay_ms(double ms) { mbx__tls_test_pop_delay_ms = ms; }
 
-void mbx__test_pop_delay(void) {
-  double ms = mbx__tls_test_pop_delay_ms;
-  mbx__tls_test_pop_delay_ms = 0;
+static void sleep_ms(double ms) {
   _Atomic int32_t never = 0;
   for (double end = mbx__platform_now_ms() + ms, left = ms; left > 0;
        left = end - mbx__platform_now_ms())
     mbx__platform_wait(&never, 0, left);
+}
+
+void mbx__test_pop_delay(void) {
+  double ms = mbx__tls_test_pop_delay_ms;
+  mbx__tls_test_pop_delay_ms = 0;
+  sleep_ms(ms);
+}
+
+/* Issue 18 item 9: the calling thread's next send sleeps ms milliseconds
+ * between its exchange on the tail and its link, as a sender descheduled
+ * there would: until then the owner sees the queue end before its node,
+ * while later senders' messages are already counted in pending. */
+void mbx__test_link_delay_ms(double ms) { mbx__tls_test_link_delay_ms = ms; }
+
+void mbx__test_link_delay(void) {
+  double ms = mbx__tls_test_link_delay_ms;
+  mbx__tls_test_link_delay_ms = 0;
+  sleep_ms(ms);
 }
