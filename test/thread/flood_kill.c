@@ -1,5 +1,5 @@
 // mbx-test-flavors: wasm wasm-asan
-// mbx-test-broken-before: wasm-asan 3.1.14 the ASan build of 3.1.6 traps in dlfree from _emscripten_thread_exit after a worker was terminated (thread data freed past ASan, fixed upstream in emscripten PR 17090; see docs/emscripten-platform-notes.md)
+// mbx-test-broken-before: wasm-asan 3.1.14 the ASan build of 3.1.6 traps in dlfree from _emscripten_thread_exit after a worker was terminated (likely thread data freed past ASan, fixed upstream in emscripten PR 17090; see docs/emscripten-platform-notes.md)
 // mbx-test-args: --rounds 25
 // mbx-test-timeout: 300
 /*

@@ -1,5 +1,5 @@
 // mbx-test-flavors: wasm wasm-asan
-// mbx-test-broken-before: wasm-asan 3.1.14 the ASan build of 3.1.6 traps after PASS at runtime exit in dlfree from _emscripten_thread_free_data (thread data allocated by ASan, freed past it; fixed upstream in emscripten PR 17090; see docs/emscripten-platform-notes.md)
+// mbx-test-broken-before: wasm-asan 3.1.14 the ASan build of 3.1.6 traps after PASS at runtime exit in dlfree from _emscripten_thread_free_data (likely: thread data allocated by ASan, freed past it, fixed upstream in emscripten PR 17090; see docs/emscripten-platform-notes.md)
 // mbx-test-timeout: 60
 /*
  * Issue 18 item 22 (b): a worker killed after it popped a sync request
