@@ -52,11 +52,11 @@
 
 #define SENDERS 3
 #define DIRECTORS 3 /* targets alive at a time */
-#define POOL 24 /* archive slots: handles kept long after their thread died */
+#define POOL 24   /* archive slots: handles kept long after their thread died */
 #define FLOOD 256 /* messages in one burst to a worker that will be killed */
 
 enum {
-  F_ACCEPTED = 1,              /* send accepted */
+  F_ACCEPTED = 1,        /* send accepted */
   F_REFUSED = 2,         /* send refused: nothing may run */
   F_RUN = 4,             /* fn started */
   F_CANCEL = 8,          /* cancel function called */
@@ -93,8 +93,8 @@ enum {
 static _Atomic uint64_t g_pool[POOL];
 static _Atomic uint64_t g_current[DIRECTORS]; /* each director's live target */
 static _Atomic uint64_t g_sender_handles[SENDERS];
-static _Atomic uint64_t g_doomed[DIRECTORS]; /* wasm: to be terminated */
-static _Atomic int g_doomed_flood[DIRECTORS]; /* ... after a flood */
+static _Atomic uint64_t g_doomed[DIRECTORS];     /* wasm: to be terminated */
+static _Atomic int g_doomed_flood[DIRECTORS];    /* ... after a flood */
 static _Atomic long g_flood_accepted[DIRECTORS]; /* flood sends accepted */
 static _Atomic long g_next_id, g_lifetimes, g_timed_out, g_held_sends;
 static _Atomic long g_deadlk; /* sync calls to ourselves: MBX_EDEADLK */
@@ -328,9 +328,9 @@ static void *sender_main(void *arg) {
       kind = (kind & 7) == K_PASYNC ? K_PASYNC : K_ASYNC;
     void *msg = ARG(id, kind);
     int cpoint = !doomed && rng_below(&r, 4) == 0;
-    g_meta[id] = (unsigned char)(kind | tls_sender << 4 |
-                                 (doomed ? M_DOOMED : 0) |
-                                 (cpoint ? M_CPOINT : 0));
+    g_meta[id] =
+        (unsigned char)(kind | tls_sender << 4 | (doomed ? M_DOOMED : 0) |
+                        (cpoint ? M_CPOINT : 0));
     int sync = (kind & 7) == K_PSYNC || (kind & 7) == K_PTIMED;
     int held = rng_below(&r, 16) == 0 && mbx_hold(to) == MBX_OK;
     int rc = send_one(&r, to, msg);
@@ -348,8 +348,7 @@ static void *sender_main(void *arg) {
            ((kind & 7) == K_PTIMED && rc == MBX_ETIMEDOUT));
     if (burst_left > 0 && rc != MBX_OK)
       burst_left = 0; /* the flood's target is gone */
-    if (doomed && rc == MBX_OK &&
-        atomic_load(&g_doomed[doomed - 1]) == to.bits)
+    if (doomed && rc == MBX_OK && atomic_load(&g_doomed[doomed - 1]) == to.bits)
       atomic_fetch_add(&g_flood_accepted[doomed - 1], 1);
     if (rc == MBX_EDEADLK) {
       TCHECK(mbx_handle_equal(to, self));
@@ -381,8 +380,8 @@ static void *sender_main(void *arg) {
  * cancellation points must not unwind out of it. */
 enum { END_PENDING_CANCEL = END_BY_CANCEL + 1 };
 typedef struct plan {
-  int receives, how; /* how: END_BY_*, END_PENDING_CANCEL */
-  int disable;       /* END_PENDING_CANCEL: serve with cancellation off */
+  int receives, how;    /* how: END_BY_*, END_PENDING_CANCEL */
+  int disable;          /* END_PENDING_CANCEL: serve with cancellation off */
   _Atomic int canceled; /* END_PENDING_CANCEL: main's cancel was sent */
 } plan;
 
@@ -394,8 +393,8 @@ static void *target_main(void *arg) {
   if (pending && disable)
     TCHECK(pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL) == 0);
   /* receives < 0: the last lifetime allowed serves until senders are done */
-  for (int i = 0; i < receives ||
-                  (receives < 0 && atomic_load(&g_senders_done) < SENDERS);
+  for (int i = 0;
+       i < receives || (receives < 0 && atomic_load(&g_senders_done) < SENDERS);
        i++)
     if ((poll_only ? mbx_poll() : mbx_wait(1)) <= 0)
       sched_yield();
@@ -566,7 +565,11 @@ static void finish(void) {
   }
 
   /* Per message, by kind, the only end states allowed. */
-  enum { OK = F_ACCEPTED, RUN = F_ACCEPTED | F_RUN, EXITED = F_ACCEPTED | F_RUN | F_EXITED };
+  enum {
+    OK = F_ACCEPTED,
+    RUN = F_ACCEPTED | F_RUN,
+    EXITED = F_ACCEPTED | F_RUN | F_EXITED
+  };
   long ok = 0, refused = 0, runs = 0, exited = 0, canceled = 0, dropped = 0;
   long sync_ok = 0, sync_canceled = 0, sync_canceled_ran = 0, timed_out = 0;
   long cb_done = 0, cb_canceled = 0, cb_canceled_ran = 0;
@@ -655,12 +658,13 @@ static void finish(void) {
          cb_canceled, cb_canceled_ran, g_terminations, doomed,
          atomic_load(&g_abnormal_cancels), killed);
   long lib_abandoned = (long)(after.abandoned - g_before.abandoned);
-  printf("pending cancel at return: targets=%ld (cancel functions in their "
-         "exit drains %ld, with a cancellation point %ld); cancel functions "
-         "reaching a cancellation point=%ld; flooded kills=%ld, abandoned=%ld\n",
-         atomic_load(&g_pending_returns), atomic_load(&g_pending_cancels),
-         atomic_load(&g_pending_cpoints), atomic_load(&g_cpoints),
-         g_flood_kills, lib_abandoned);
+  printf(
+      "pending cancel at return: targets=%ld (cancel functions in their "
+      "exit drains %ld, with a cancellation point %ld); cancel functions "
+      "reaching a cancellation point=%ld; flooded kills=%ld, abandoned=%ld\n",
+      atomic_load(&g_pending_returns), atomic_load(&g_pending_cancels),
+      atomic_load(&g_pending_cpoints), atomic_load(&g_cpoints), g_flood_kills,
+      lib_abandoned);
   TCHECK(ok + refused == g_messages);
   TCHECK(ok == runs + canceled + work_canceled + dropped + timed_out + killed);
   /* a killed worker loses at most the message it had popped or was running */
