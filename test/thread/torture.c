@@ -9,18 +9,32 @@
  * Seeded torture run: senders send to a pool of handles (live targets,
  * targets that exited long ago, and the senders themselves) while the main
  * thread keeps creating targets that serve a random number of receive calls
- * and end at a random point: return, pthread_exit, pthread_cancel, or
- * pthread_exit from inside a message handler. Message kinds: mailbox sends
+ * and end at a random point: return, pthread_exit, pthread_cancel,
+ * pthread_exit from inside a message handler, or return with a
+ * pthread_cancel pending (main cancels a target that reaches no
+ * cancellation point: it serves with mbx_poll, or with mbx_wait while
+ * cancellation is disabled, then returns normally, so its exit drain runs
+ * with the cancel pending; issue 18 item 1). Message kinds: mailbox sends
  * (async with a cancel function, async without one (dropped at close), and
  * sends the sender then waits for, untimed or timed, serving its own mailbox
  * while it waits) and the proxying API of <mbx/proxy.h> (mbx_proxy_async
  * with a cancel function, mbx_proxy_sync, mbx_proxy_sync_timed with short
  * limits so some fire, and mbx_proxy_callback). Some sends are made under
  * mbx_hold; any kind of message may end the target's thread from inside.
+ * A quarter of the cancel functions (mailbox sends, mbx_proxy_async and
+ * callbacks' on_cancel) reach a cancellation point (pthread_testcancel,
+ * usleep, write to /dev/null): every close must still cancel its whole
+ * queue, also with a cancel pending on the closing thread.
  * On wasm a few targets (--terminations, default 6) end with their worker
  * terminated instead: main, stepping from its event loop, kills them, and
  * what they had queued must be canceled on main with
- * MBX_CANCEL_ABNORMAL_EXIT.
+ * MBX_CANCEL_ABNORMAL_EXIT. Half of them are flooded first (senders send
+ * bursts of FLOOD async messages there, and main kills the worker once a
+ * quarter of a burst got in, while it drains a long queue). A killed
+ * worker may lose at most the one message it had popped or was running
+ * (mbx_stats.abandoned, or run and cut off), and the library's counters
+ * must balance: sent = run + canceled + dropped + pending + abandoned.
+ * Handlers that throw are the C++ companion's (torture_throw.cpp).
  *
  * Every message has an id and a state word: the sender records its send's
  * result, the run or cancel function (or a callback's on_done/on_cancel)
