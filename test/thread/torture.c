@@ -50,6 +50,7 @@
 #include "check.h"
 #include "test_support.h"
 #include "test_threads.h"
+#include "watchdog.h"
 
 #include <fcntl.h>
 #include <mbx/proxy.h>
@@ -448,6 +449,7 @@ static slot g_slots[DIRECTORS];
 static rng g_director_rng;
 static pthread_attr_t g_small_stack;
 static long g_terminations, g_max_terminations, g_flood_kills;
+static long g_flood_queued; /* messages queued at those kills */
 
 static void start_target(int i) {
   slot *s = &g_slots[i];
@@ -492,6 +494,10 @@ static int direct_step(void) {
       int flooded = atomic_load(&g_doomed_flood[i]) &&
                     atomic_load(&g_flood_accepted[i]) >= FLOOD / 4;
       if (--s->doomed_steps == 0 || senders_done || flooded) {
+        mbx_stats st; /* how long a queue the flood left to drain */
+        if (flooded &&
+            mbx_stats_get((mbx_handle){atomic_load(&g_doomed[i])}, &st) == 0)
+          g_flood_queued += (long)st.pending;
         g_flood_kills += flooded;
         atomic_store(&g_doomed_flood[i], 0);
         TCHECK(mbx_test_terminate_thread(s->thread) == 1);
@@ -540,6 +546,8 @@ int main(int argc, char **argv) {
   g_max_terminations = arg_long(argc, argv, "--terminations", 6);
   printf("torture seed=%llu messages=%ld\n", (unsigned long long)g_seed,
          g_messages);
+  fflush(stdout); /* the seed, also when the watchdog ends a hang */
+  watchdog_start(240000, "torture (a drain that never finished? seed above)");
   g_flags = calloc((size_t)g_messages, sizeof *g_flags);
   g_meta = calloc((size_t)g_messages, 1);
   CHECK(g_flags && g_meta);
@@ -675,10 +683,11 @@ static void finish(void) {
   printf(
       "pending cancel at return: targets=%ld (cancel functions in their "
       "exit drains %ld, with a cancellation point %ld); cancel functions "
-      "reaching a cancellation point=%ld; flooded kills=%ld, abandoned=%ld\n",
+      "reaching a cancellation point=%ld; flooded kills=%ld (queued then %ld), "
+      "abandoned=%ld\n",
       atomic_load(&g_pending_returns), atomic_load(&g_pending_cancels),
       atomic_load(&g_pending_cpoints), atomic_load(&g_cpoints), g_flood_kills,
-      lib_abandoned);
+      g_flood_queued, lib_abandoned);
   TCHECK(ok + refused == g_messages);
   TCHECK(ok == runs + canceled + work_canceled + dropped + timed_out + killed);
   /* a killed worker loses at most the message it had popped or was running */
