@@ -29,8 +29,8 @@
  * terminated instead: main, stepping from its event loop, kills them, and
  * what they had queued must be canceled on main with
  * MBX_CANCEL_ABNORMAL_EXIT. Half of them are flooded first (senders send
- * bursts of FLOOD async messages there, and main kills the worker once a
- * quarter of a burst got in, while it drains a long queue). A killed
+ * bursts of FLOOD async messages there, and main kills the worker once
+ * FLOOD / 8 are queued, while it drains them). A killed
  * worker may lose at most the one message it had popped or was running
  * (mbx_stats.abandoned, or run and cut off), and the library's counters
  * must balance: sent = run + canceled + dropped + pending + abandoned.
@@ -108,9 +108,8 @@ enum {
 static _Atomic uint64_t g_pool[POOL];
 static _Atomic uint64_t g_current[DIRECTORS]; /* each director's live target */
 static _Atomic uint64_t g_sender_handles[SENDERS];
-static _Atomic uint64_t g_doomed[DIRECTORS];     /* wasm: to be terminated */
-static _Atomic int g_doomed_flood[DIRECTORS];    /* ... after a flood */
-static _Atomic long g_flood_accepted[DIRECTORS]; /* flood sends accepted */
+static _Atomic uint64_t g_doomed[DIRECTORS];  /* wasm: to be terminated */
+static _Atomic int g_doomed_flood[DIRECTORS]; /* ... after a flood */
 static _Atomic long g_next_id, g_lifetimes, g_timed_out, g_held_sends;
 static _Atomic long g_deadlk; /* sync calls to ourselves: MBX_EDEADLK */
 static _Atomic long g_abnormal_cancels; /* on main, for terminated workers */
@@ -363,8 +362,6 @@ static void *sender_main(void *arg) {
            ((kind & 7) == K_PTIMED && rc == MBX_ETIMEDOUT));
     if (burst_left > 0 && rc != MBX_OK)
       burst_left = 0; /* the flood's target is gone */
-    if (doomed && rc == MBX_OK && atomic_load(&g_doomed[doomed - 1]) == to.bits)
-      atomic_fetch_add(&g_flood_accepted[doomed - 1], 1);
     if (rc == MBX_EDEADLK) {
       TCHECK(mbx_handle_equal(to, self));
       atomic_fetch_add(&g_deadlk, 1);
@@ -427,10 +424,12 @@ static void *target_main(void *arg) {
 }
 
 /* A target whose worker main terminates: it serves until then. */
-static void *doomed_main(void *arg) {
-  (void)arg;
-  for (;;)
+static void *doomed_main(void *flood) {
+  for (;;) {
     mbx_wait(1);
+    if (flood) /* drains in pauses, so a flood leaves it a long queue */
+      sleep_ms(0.5);
+  }
   return NULL;
 }
 
@@ -458,12 +457,12 @@ static void start_target(int i) {
   s->doomed_steps = 0;
   if (g_terminations < g_max_terminations && rng_below(r, 8) == 0) {
     g_terminations++;
-    /* Half are flooded first: killed once FLOOD / 4 of a burst got in
+    /* Half are flooded first: killed once a burst left FLOOD / 8 queued
      * (or after 500 steps), while they drain a long queue. */
     int flood = (int)rng_below(r, 2);
     s->doomed_steps = flood ? 500 : 1 + (int)rng_below(r, 20);
-    atomic_store(&g_flood_accepted[i], 0);
-    TCHECK(pthread_create(&s->thread, &g_small_stack, doomed_main, NULL) == 0);
+    TCHECK(pthread_create(&s->thread, &g_small_stack, doomed_main,
+                          (void *)(uintptr_t)flood) == 0);
     TCHECK(pthread_detach(s->thread) == 0);
     atomic_store(&g_doomed[i], mbx_thread_handle(s->thread).bits);
     atomic_store(&g_doomed_flood[i], flood);
@@ -491,13 +490,13 @@ static int direct_step(void) {
     slot *s = &g_slots[i];
     if (s->live && s->doomed_steps > 0) {
 #ifdef __EMSCRIPTEN__
-      int flooded = atomic_load(&g_doomed_flood[i]) &&
-                    atomic_load(&g_flood_accepted[i]) >= FLOOD / 4;
+      mbx_stats st; /* a flood left it a long queue to drain: kill it now */
+      int flooded =
+          atomic_load(&g_doomed_flood[i]) &&
+          mbx_stats_get((mbx_handle){atomic_load(&g_doomed[i])}, &st) == 0 &&
+          st.pending >= FLOOD / 8;
       if (--s->doomed_steps == 0 || senders_done || flooded) {
-        mbx_stats st; /* how long a queue the flood left to drain */
-        if (flooded &&
-            mbx_stats_get((mbx_handle){atomic_load(&g_doomed[i])}, &st) == 0)
-          g_flood_queued += (long)st.pending;
+        g_flood_queued += flooded ? (long)st.pending : 0;
         g_flood_kills += flooded;
         atomic_store(&g_doomed_flood[i], 0);
         TCHECK(mbx_test_terminate_thread(s->thread) == 1);
