@@ -3,7 +3,8 @@
 // mbx-test-args-wasm: --messages 50000 --seed 12
 // mbx-test-args-wasm-asan: --messages 10000 --seed 10 --lifetimes 300
 // (TSan and ASan runs are ~20x slower; 3.1.6 wasm-asan leaks each exited
-//  thread's stack, see churn.c, hence the lifetime cap.)
+//  thread's stack, see churn.c, hence the lifetime cap. wasm-asan runs no
+//  floods before kills: see g_flood_kills_enabled.)
 // mbx-test-timeout: 300
 /*
  * Seeded torture run: senders send to a pool of handles (live targets,
@@ -44,6 +45,7 @@
  * refused; every sync outcome and callback matches what fn did; and the
  * library's counters (mailbox and proxy) agree.
  *   --messages N --seed S [--lifetimes L] [--terminations T]
+ *   [--flood-kills 0|1]
  * (failure output names the seed)
  */
 #define _GNU_SOURCE /* pthread_tryjoin_np */
@@ -424,7 +426,10 @@ static void *target_main(void *arg) {
 }
 
 /* A target whose worker main terminates: it serves until then. */
-static void *doomed_main(void *flood) {
+static _Atomic int g_doomed_started[DIRECTORS];
+static void *doomed_main(void *arg) {
+  uintptr_t slot = (uintptr_t)arg >> 1, flood = (uintptr_t)arg & 1;
+  atomic_store(&g_doomed_started[slot], 1);
   for (;;) {
     mbx_wait(1);
     if (flood) /* drains in pauses, so a flood leaves it a long queue */
@@ -449,6 +454,22 @@ static rng g_director_rng;
 static pthread_attr_t g_small_stack;
 static long g_terminations, g_max_terminations, g_flood_kills;
 static long g_flood_queued; /* messages queued at those kills */
+/* --flood-kills 0 (the default in wasm-asan) turns the floods off: there,
+ * about 1 run in 10 ends with LeakSanitizer reporting one node block (648
+ * bytes, carved by a sender) although nodes_live is 0 and the counters
+ * balance. The worker died while it released a batch of consumed nodes:
+ * in the window core/nodes.c accepts ("an owner killed in between then
+ * leaks one block"), or inside free(), the hazard of killing a worker
+ * inside the allocator (docs/lifecycle.md). A flood keeps it releasing. */
+static long g_flood_kills_enabled;
+#if defined(__EMSCRIPTEN__) && defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FLOOD_KILLS_DEFAULT 0
+#endif
+#endif
+#ifndef FLOOD_KILLS_DEFAULT
+#define FLOOD_KILLS_DEFAULT 1
+#endif
 
 static void start_target(int i) {
   slot *s = &g_slots[i];
@@ -459,10 +480,11 @@ static void start_target(int i) {
     g_terminations++;
     /* Half are flooded first: killed once a burst left FLOOD / 8 queued
      * (or after 500 steps), while they drain a long queue. */
-    int flood = (int)rng_below(r, 2);
+    int flood = (int)rng_below(r, 2) && g_flood_kills_enabled;
     s->doomed_steps = flood ? 500 : 1 + (int)rng_below(r, 20);
+    atomic_store(&g_doomed_started[i], 0);
     TCHECK(pthread_create(&s->thread, &g_small_stack, doomed_main,
-                          (void *)(uintptr_t)flood) == 0);
+                          (void *)(uintptr_t)(i * 2 + flood)) == 0);
     TCHECK(pthread_detach(s->thread) == 0);
     atomic_store(&g_doomed[i], mbx_thread_handle(s->thread).bits);
     atomic_store(&g_doomed_flood[i], flood);
@@ -490,6 +512,12 @@ static int direct_step(void) {
     slot *s = &g_slots[i];
     if (s->live && s->doomed_steps > 0) {
 #ifdef __EMSCRIPTEN__
+      /* Not before it runs: a worker killed before its start routine
+       * leaks the library's 16-byte start record (LeakSanitizer). */
+      if (!atomic_load(&g_doomed_started[i])) {
+        live++;
+        continue;
+      }
       mbx_stats st; /* a flood left it a long queue to drain: kill it now */
       int flooded =
           atomic_load(&g_doomed_flood[i]) &&
@@ -543,6 +571,8 @@ int main(int argc, char **argv) {
   g_seed = (uint64_t)arg_long(argc, argv, "--seed", 1);
   g_max_lifetimes = arg_long(argc, argv, "--lifetimes", 1000000);
   g_max_terminations = arg_long(argc, argv, "--terminations", 6);
+  g_flood_kills_enabled =
+      arg_long(argc, argv, "--flood-kills", FLOOD_KILLS_DEFAULT);
   printf("torture seed=%llu messages=%ld\n", (unsigned long long)g_seed,
          g_messages);
   fflush(stdout); /* the seed, also when the watchdog ends a hang */
