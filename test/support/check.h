@@ -10,7 +10,9 @@
 
 #include <malloc.h>
 #include <mbx/mailbox.h>
+#ifndef __cplusplus /* C++ (before C++23) has no <stdatomic.h> */
 #include <stdatomic.h>
+#endif
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,12 +74,14 @@ static inline void sleep_ms(double ms) {
   nanosleep(&ts, NULL);
 }
 
+#ifndef __cplusplus
 /* Wait up to ~10 s for *counter to reach expected, then check it did. */
 static inline void wait_for_count(_Atomic int *counter, int expected) {
   for (int i = 0; i < 10000 && atomic_load(counter) < expected; i++)
     sleep_ms(1);
   CHECK_EQ(atomic_load(counter), expected);
 }
+#endif
 
 /* Bytes the C heap has handed out now (0 under native ASan, whose malloc
  * is its own). */

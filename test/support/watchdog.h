@@ -7,7 +7,9 @@
 #include "check.h"
 
 #include <pthread.h>
+#ifndef __cplusplus
 #include <stdatomic.h>
+#endif
 #include <unistd.h>
 
 static const char *watchdog_what_;
@@ -32,12 +34,14 @@ static inline void watchdog_start(double ms, const char *what) {
   pthread_detach(t);
 }
 
+#ifndef __cplusplus /* C only: C++ before C++23 has no _Atomic */
 /* Wait up to ms for *flag to become non-zero; returns whether it did. */
 static inline int wait_flag_ms(_Atomic int *flag, double ms) {
   for (double waited = 0; waited < ms && !atomic_load(flag); waited += 1)
     sleep_ms(1);
   return atomic_load(flag) != 0;
 }
+#endif
 
 /* CPU time of the calling thread, in ms (0 where unsupported or not a
  * CPU clock: the CPU checks then pass trivially). */
