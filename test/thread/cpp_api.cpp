@@ -8,7 +8,8 @@
  * the mailbox serving, the default rule is std::terminate), cancellation at
  * the target's exit (captures destroyed on the dying thread, a captured
  * std::promise gives broken_promise, on_cancel there, call -> MBX_ECANCELED),
- * the worker class, the hold, thread_mailbox and queue guards, the error
+ * the worker class, the hold, thread_mailbox and queue guards, broadcast
+ * (shared callable, destroyed when it can no longer run), the error
  * category.
  *
  * Built three ways: cpp_api (the toolchain's default: exceptions on
@@ -749,6 +750,58 @@ static void test_queue() {
   CHECK_EQ(mbx::post(h, [] {}).code(), MBX_ECLOSED);
 }
 
+/* broadcast: one shared callable (move-only captures allowed) runs once on
+ * every thread with a mailbox, is destroyed before broadcast returns when
+ * all answered, and after a timeout stays alive until the late target ran
+ * it, then is destroyed there. */
+static void test_broadcast() {
+  std::vector<mbx::worker> pool(3);
+  auto token = std::make_shared<int>(7);
+  std::atomic<int> runs{0}, on_workers{0};
+  std::thread::id ids[3] = {pool[0].get_id(), pool[1].get_id(),
+                            pool[2].get_id()};
+  auto r = mbx::broadcast(
+      [token, owned = std::make_unique<int>(1), &runs, &on_workers, &ids] {
+        CHECK_EQ(*owned, 1);
+        runs.fetch_add(1);
+        for (auto &id : ids)
+          if (id == std::this_thread::get_id())
+            on_workers.fetch_add(1);
+      },
+      10000);
+  CHECK(r);
+  CHECK_EQ(r->late, 0);
+  CHECK_EQ(r->done, runs.load());
+  CHECK(r->done >= 4); // the three workers and this thread, at least
+  CHECK_EQ(on_workers.load(), 3);
+  CHECK_EQ(token.use_count(), 1); // destroyed before broadcast returned
+
+  // A worker stuck in a handler answers late: the callable outlives the
+  // call and is destroyed once that worker ran it.
+  std::atomic<int> gate{0}, late_runs{0};
+  CHECK(pool[1].post([&gate] {
+    while (!gate.load())
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }));
+  mbx_broadcast_report report{};
+  auto t = mbx::broadcast_for(
+      std::chrono::milliseconds(50), [token, &late_runs] { late_runs++; }, 0,
+      &report);
+  CHECK_EQ(t.code(), MBX_ETIMEDOUT);
+  CHECK(report.late >= 1);
+  CHECK_EQ(token.use_count(), 2); // kept for the late target
+  gate = 1;
+  for (int i = 0; i < 5000 && token.use_count() != 1; i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  CHECK_EQ(token.use_count(), 1); // destroyed after the late run
+  CHECK_EQ(late_runs.load(), (int)report.done + 1);
+
+  // Refused before anything ran: destroyed here.
+  auto bad = mbx::broadcast([token] {}, -1, 0x100);
+  CHECK_EQ(bad.code(), MBX_EINVAL);
+  CHECK_EQ(token.use_count(), 1);
+}
+
 int main() {
 #if CAN_CATCH && !defined(__EMSCRIPTEN__)
   test_terminate_rule();
@@ -773,6 +826,7 @@ int main() {
   test_hold();
   test_thread_mailbox();
   test_queue();
+  test_broadcast();
 
   mbx_stats g;
   mbx_stats_global(&g);

@@ -104,6 +104,31 @@ int mbx_broadcast(mbx_run_fn fn, void *arg, int flags, double timeout_ms,
                   mbx_broadcast_report *report, mbx_handle *late_out,
                   uint32_t late_capacity);
 
+/* Releases a broadcast's arg (mbx_broadcast_with_release). */
+typedef void (*mbx_broadcast_release_fn)(void *arg);
+
+/*
+ * As mbx_broadcast, and then release(arg), exactly once, as soon as fn can
+ * no longer run anywhere: every target ran it or exited, every catch-up of
+ * it returned, and, with MBX_BROADCAST_PERSIST, it was retired. So arg may
+ * be freed there even when this returned MBX_ETIMEDOUT (fn still runs on
+ * the late targets first). When every target answered (MBX_OK, MBX_EAGAIN)
+ * and the broadcast is not persistent, release has run before this
+ * returns; otherwise it runs on the thread that sees the last of the
+ * broadcast: a late target right after its fn, a starting thread after its
+ * catch-up, or mbx_broadcast_retire's caller. release may be NULL (then
+ * this is mbx_broadcast). A late target that never drains again means
+ * release never runs.
+ * Calling thread and returns: as mbx_broadcast. On MBX_EINVAL,
+ * MBX_ENOMEM and MBX_EWOULDBLOCK nothing ran and release is not called:
+ * arg is still the caller's. (The C++ mbx::broadcast, <mbx/mbx.hpp>, is
+ * built on this.)
+ */
+int mbx_broadcast_with_release(mbx_run_fn fn, void *arg,
+                               mbx_broadcast_release_fn release, int flags,
+                               double timeout_ms, mbx_broadcast_report *report,
+                               mbx_handle *late_out, uint32_t late_capacity);
+
 /* Called on the broadcasting thread once every target ran fn or exited
  * (and every catch-up of it returned). */
 typedef void (*mbx_broadcast_done_fn)(const mbx_broadcast_report *report,

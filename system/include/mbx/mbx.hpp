@@ -1,6 +1,7 @@
 /*
  * <mbx/mbx.hpp>: the C++17 front door to mbx, header-only, over the public C
- * API of <mbx/mailbox.h>, <mbx/proxy.h>, <mbx/queue.h> and <mbx/thread.h>.
+ * API of <mbx/mailbox.h>, <mbx/proxy.h>, <mbx/queue.h>, <mbx/broadcast.h>
+ * and <mbx/thread.h>.
  * docs/cpp.md is the user's guide.
  *
  *   mbx::post(to, f [, on_cancel])      queue any callable, return at once
@@ -8,6 +9,8 @@
  *   mbx::call_for(to, timeout, f)       ... giving up before f starts
  *   mbx::async(to, f)                   run f there, get a std::future
  *   mbx::callback(to, f, done, cancel)  run f there, done(value) back here
+ *   mbx::broadcast(f [, timeout])       run f on every thread (and on threads
+ *                                       started meanwhile), wait for them
  *   mbx::hold, mbx::thread_mailbox      RAII for holds and owned mailboxes
  *   mbx::queue                          a queue of one's own (<mbx/queue.h>)
  *   mbx::worker                         a std::thread serving its mailbox
@@ -53,16 +56,11 @@
  * std::promise captured by f gives its future broken_promise, as async's future
  * does (in builds that can catch exceptions; see async for the others).
  *
- * Broadcast (design note, for the broadcast issue). mbx::broadcast(targets,
- * f) will require a copyable f, post one copy per open mailbox (the C
- * broadcast's snapshot, or mbx_mailboxes_list), and return a
- * result<size_t> of the copies accepted; each copy follows post's rules
- * (inline when small, its own block otherwise, destroyed on its target if
- * canceled). A call form will return one result<T> per target.
  */
 #ifndef MBX_MBX_HPP
 #define MBX_MBX_HPP
 
+#include <mbx/broadcast.h>
 #include <mbx/mailbox.h>
 #include <mbx/proxy.h>
 #include <mbx/queue.h>
@@ -667,6 +665,77 @@ result<void> callback(mbx_handle to, F &&f, D &&on_done, C &&on_cancel) {
     delete box;
   }
   return result<void>::from_code(rc);
+}
+
+/* -------------------------------------------------------------- broadcast */
+
+namespace detail {
+template <class F> struct broadcast_box {
+  F f;
+  static void run(void *arg) {
+    const F &f = static_cast<const broadcast_box *>(arg)->f;
+    guarded([&] { std::invoke(f); }, unhandled);
+  }
+  static void release(void *arg) { delete static_cast<broadcast_box *>(arg); }
+};
+} // namespace detail
+
+/*
+ * Run f() once on every live thread that has a mailbox, the calling thread
+ * included (unless flags has MBX_BROADCAST_SKIP_SELF), and on every thread
+ * started while the broadcast is registered (catch-up; with
+ * MBX_BROADCAST_PERSIST until mbx_broadcast_retire(report.seq)); wait until
+ * each ran it or exited, or timeout_ms passed (< 0: no limit), serving the
+ * calling thread's mailbox meanwhile: mbx_broadcast_with_release's rules
+ * (<mbx/broadcast.h>). One instance of f, moved into one heap block, is
+ * shared by every thread: it is called as a const lvalue, possibly on
+ * several threads at once, so it must be safe to call concurrently. It is
+ * destroyed once it can no longer run anywhere: before broadcast returns
+ * when every target answered, else later, on the thread that saw the last
+ * of it (a late target right after its run; with MBX_BROADCAST_PERSIST,
+ * after mbx_broadcast_retire(report.seq)). An exception escaping f goes
+ * to the exception handler (set_exception_handler) on the thread where it
+ * was thrown; the broadcast goes on.
+ * Calling thread: one that may block (mbx_proxy_may_block), or any with
+ * timeout_ms == 0. report (may be null) gets the C report whenever the C
+ * call filled it (also with MBX_ETIMEDOUT and MBX_EAGAIN).
+ * Returns the report, or MBX_ETIMEDOUT (f still runs on the late targets),
+ * MBX_EAGAIN (some messages could not be queued), MBX_EINVAL (bad flags),
+ * MBX_ENOMEM, MBX_EWOULDBLOCK (the last three: f never ran and was
+ * destroyed here).
+ */
+template <class F>
+result<mbx_broadcast_report> broadcast(F &&f, double timeout_ms = -1,
+                                       int flags = 0,
+                                       mbx_broadcast_report *report = nullptr) {
+  using Fn = std::decay_t<F>;
+  static_assert(std::is_invocable_v<const Fn &>,
+                "broadcast: f() must be callable as const");
+  using Box = detail::broadcast_box<Fn>;
+  Box *box = new (std::nothrow) Box{std::forward<F>(f)};
+  if (!box)
+    return result<mbx_broadcast_report>::failure(MBX_ENOMEM);
+  mbx_broadcast_report r{};
+  int rc = mbx_broadcast_with_release(Box::run, box, Box::release, flags,
+                                      timeout_ms, &r, nullptr, 0);
+  if (rc == MBX_EINVAL || rc == MBX_ENOMEM || rc == MBX_EWOULDBLOCK) {
+    delete box; // nothing ran, release will not be called: still ours
+    return result<mbx_broadcast_report>::failure(rc);
+  }
+  if (report)
+    *report = r;
+  if (rc != MBX_OK)
+    return result<mbx_broadcast_report>::failure(rc);
+  return r;
+}
+
+/* broadcast() with a std::chrono timeout. */
+template <class Rep, class Period, class F>
+result<mbx_broadcast_report>
+broadcast_for(std::chrono::duration<Rep, Period> timeout, F &&f, int flags = 0,
+              mbx_broadcast_report *report = nullptr) {
+  double ms = std::chrono::duration<double, std::milli>(timeout).count();
+  return broadcast(std::forward<F>(f), ms < 0 ? 0 : ms, flags, report);
 }
 
 /* ------------------------------------------------------------------- RAII */

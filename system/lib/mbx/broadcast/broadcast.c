@@ -13,6 +13,7 @@
 #include <mbx/broadcast.h>
 #include <mbx/proxy.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -115,6 +116,14 @@ static double now_ms(void) {
 int mbx_broadcast(mbx_run_fn fn, void *arg, int flags, double timeout_ms,
                   mbx_broadcast_report *report, mbx_handle *late_out,
                   uint32_t late_capacity) {
+  return mbx_broadcast_with_release(fn, arg, NULL, flags, timeout_ms, report,
+                                    late_out, late_capacity);
+}
+
+int mbx_broadcast_with_release(mbx_run_fn fn, void *arg,
+                               mbx_broadcast_release_fn release, int flags,
+                               double timeout_ms, mbx_broadcast_report *report,
+                               mbx_handle *late_out, uint32_t late_capacity) {
   if (!fn || (flags & ~(MBX_BROADCAST_SKIP_SELF | MBX_BROADCAST_PERSIST)))
     return MBX_EINVAL;
   if (timeout_ms != 0 && !mbx_proxy_may_block())
@@ -123,6 +132,9 @@ int mbx_broadcast(mbx_run_fn fn, void *arg, int flags, double timeout_ms,
   mbx__bc *b = start(fn, arg, flags, NULL, NULL, &rc);
   if (!b)
     return rc;
+  /* Read only by the last unref, which comes after ours below (acq_rel on
+   * refs orders this store before it). */
+  b->release = release;
   double deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
   // Seq_cst: Dekker pair with complete() in registry.c (store waiting, load
   // pending).
@@ -167,6 +179,15 @@ int mbx_broadcast(mbx_run_fn fn, void *arg, int flags, double timeout_ms,
   }
   // Relaxed: only complete() reads it, seq_cst there pairs with the loads.
   atomic_store_explicit(&b->waiting, 0, memory_order_relaxed);
+  /* Every target answered (pending 0): whoever completed b, or a catch-up
+   * that just unpended, may still be on its way out with its reference.
+   * With a release to run, wait for them (a lock and a send at most), so
+   * that arg is released before we return. */
+  // Acquire (both loads): pairs with the unpends' and unrefs' RMWs.
+  if (release && !(flags & MBX_BROADCAST_PERSIST) &&
+      atomic_load_explicit(&b->pending, memory_order_acquire) == 0)
+    while (atomic_load_explicit(&b->refs, memory_order_acquire) > 1)
+      sched_yield();
   mbx_broadcast_report r;
   mbx__broadcast_fill_report(b, &r);
   if (late_out && r.late) {

@@ -44,6 +44,7 @@ struct mbx__bc {
   pthread_cond_t cv;
   mbx_broadcast_done_fn done_fn;
   void *done_arg;
+  mbx_broadcast_release_fn release; /* of arg, when b is freed; or NULL */
   uint32_t nslots;
   mbx__bc_slot *slots;
 };

@@ -53,6 +53,10 @@ void mbx__broadcast_unref(mbx__bc *b) {
   // Acq_rel: the last owner sees every other owner's writes before freeing.
   if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1)
     return;
+  /* Every target answered, every catch-up returned, and a persistent one
+   * was retired: fn can no longer run anywhere. */
+  if (b->release)
+    b->release(b->arg);
   pthread_mutex_destroy(&b->mu);
   pthread_cond_destroy(&b->cv);
   free(b->slots);
