@@ -27,6 +27,17 @@
 #include <mbx/thread.h>
 #include <pthread.h>
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+/* A killed worker may leave a node block or two allocated for good (the
+ * documented limit, <mbx/thread.h>): LeakSanitizer would report them at
+ * exit (2 blocks of 648 bytes in one wasm-asan 5.0.7 run). The counters
+ * above check what this test is about. */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void) { return "detect_leaks=0"; }
+#endif
+#endif
+
 int mbx_test_terminate_thread(pthread_t thread); /* test_support.js */
 void mbx_test_stall_start(void);
 double mbx_test_stall_max(void);
