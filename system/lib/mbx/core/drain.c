@@ -53,7 +53,7 @@ static int run_pending(mbx__record *r, int32_t budget) {
   while (count < budget) {
     if (!mbx__token_owner_claim(r))
       return count ? count : MBX_ECLOSED; /* the closer flushes for us */
-    if (mbx__tls_test_pop_delay_ms > 0)
+    if (mbx__test_hooks_on() && mbx__tls_test_pop_delay_ms > 0)
       mbx__test_pop_delay();
     mbx__node *n = mbx__queue_pop(mbx__queue_of(r));
     mbx_run_fn run = NULL;
@@ -73,7 +73,7 @@ static int run_pending(mbx__record *r, int32_t budget) {
     mbx__token_owner_unclaim(r);
     if (!n)
       break;
-    if (mbx__tls_test_park_after_pop)
+    if (mbx__test_hooks_on() && mbx__tls_test_park_after_pop)
       mbx__test_park_forever();
     count++;
     run(arg);

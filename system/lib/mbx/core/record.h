@@ -229,6 +229,16 @@ int32_t mbx__flush_consumed(mbx__record *r);
 void mbx__wake_owner(mbx__record *r, int32_t mode);
 
 /* ---- core/test_hooks.c: set by tests for the calling thread's next pop */
+/* core/test_hooks.c. Armed (1) once a test set any hook, never cleared:
+ * the hot paths pay one relaxed load of a read-mostly word, and read the
+ * thread's hook settings only in a test that uses them. */
+extern _Atomic int mbx__test_hooks_armed;
+static inline int mbx__test_hooks_on(void) {
+  // Relaxed: a thread arms its own hooks only, before its own next send or
+  // pop, so program order makes them visible where they act.
+  return __builtin_expect(
+      atomic_load_explicit(&mbx__test_hooks_armed, memory_order_relaxed), 0);
+}
 extern _Thread_local int mbx__tls_test_park_after_pop;
 extern _Thread_local double mbx__tls_test_pop_delay_ms;
 void mbx__test_park_forever(void);

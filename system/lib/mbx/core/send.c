@@ -72,11 +72,14 @@ void mbx__set_post_wake_hook(mbx__post_wake_fn hook) {
  * lack of memory, and sends it with check_capacity 0, so that a caller's own
  * capacity cannot refuse the answer it is waiting for. */
 int mbx__send_node(mbx_handle to, mbx__node *n, int check_capacity) {
-  mbx__record *r;
-  if (!n->run || mbx__lookup(to, &r) != MBX_OK) {
+  mbx__record *found;
+  if (!n->run || mbx__lookup(to, &found) != MBX_OK) {
     mbx__counter_add(MBX__STAT_REJ_INVALID, 1);
     return MBX_EINVAL;
   }
+  /* A copy whose address is never taken, so that it stays in a register
+   * across the calls below. */
+  mbx__record *r = found;
   uint32_t gen = mbx__handle_gen(to);
   int rc = mbx__gate_enter(r, gen); /* step 3 */
   if (rc != MBX_OK) {
@@ -98,7 +101,7 @@ int mbx__send_node(mbx_handle to, mbx__node *n, int check_capacity) {
     return MBX_EFULL;
   }
   mbx__node *prev = mbx__queue_exchange(&r->tail, n); /* step 4 */
-  if (__builtin_expect(mbx__tls_test_link_delay_ms > 0, 0))
+  if (mbx__test_hooks_on() && mbx__tls_test_link_delay_ms > 0)
     mbx__test_link_delay();
   mbx__queue_link(prev, n);
   // Step 5. Seq_cst: Dekker pair with the owner, which sets waiting and

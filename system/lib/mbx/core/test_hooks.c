@@ -6,14 +6,23 @@
  */
 #include "record.h"
 
+_Atomic int mbx__test_hooks_armed;
 _Thread_local int mbx__tls_test_park_after_pop;
+
+static void arm(void) {
+  // Relaxed: see mbx__test_hooks_on.
+  atomic_store_explicit(&mbx__test_hooks_armed, 1, memory_order_relaxed);
+}
 _Thread_local double mbx__tls_test_pop_delay_ms;
 _Thread_local double mbx__tls_test_link_delay_ms;
 
 /* Issue 18 item 22b: after its next pop the calling thread releases the
  * consumer claim and then sleeps forever instead of running the message,
  * as if its worker were killed right there. */
-void mbx__test_park_after_pop(void) { mbx__tls_test_park_after_pop = 1; }
+void mbx__test_park_after_pop(void) {
+  mbx__tls_test_park_after_pop = 1;
+  arm();
+}
 
 void mbx__test_park_forever(void) {
   static _Atomic int32_t never_set;
@@ -24,7 +33,10 @@ void mbx__test_park_forever(void) {
 /* Issue 18 items 16 and 22a: the calling thread's next pop holds the
  * consumer claim for ms milliseconds first, as an owner descheduled (or
  * killed) there would. */
-void mbx__test_pop_delay_ms(double ms) { mbx__tls_test_pop_delay_ms = ms; }
+void mbx__test_pop_delay_ms(double ms) {
+  mbx__tls_test_pop_delay_ms = ms;
+  arm();
+}
 
 static void sleep_ms(double ms) {
   _Atomic int32_t never = 0;
@@ -43,7 +55,10 @@ void mbx__test_pop_delay(void) {
  * between its exchange on the tail and its link, as a sender descheduled
  * there would: until then the owner sees the queue end before its node,
  * while later senders' messages are already counted in pending. */
-void mbx__test_link_delay_ms(double ms) { mbx__tls_test_link_delay_ms = ms; }
+void mbx__test_link_delay_ms(double ms) {
+  mbx__tls_test_link_delay_ms = ms;
+  arm();
+}
 
 void mbx__test_link_delay(void) {
   double ms = mbx__tls_test_link_delay_ms;
