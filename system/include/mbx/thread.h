@@ -54,7 +54,15 @@
  *   nodes it was releasing when it died; a worker killed before its start
  *   routine ran, its 16-byte start record. Its record is reused. So memory
  *   stays bounded while threads come and go by returning, exiting or being
- *   canceled, and grows by at most about 1.3 KB per killed worker.
+ *   canceled, and grows by at most about 1.3 KB per killed worker. A lock
+ *   the worker held when it was killed stays held for ever: that is so of
+ *   any lock, and the one the library's code takes on a worker is the
+ *   allocator's (a sender allocates node blocks, a drain frees them), and
+ *   with Emscripten's dlmalloc (one global mutex) the next malloc on any
+ *   thread then hangs, with no mailbox involved. Kill a worker only where it
+ *   cannot be inside the allocator, or give the library an allocator
+ *   (mbx_set_allocator) behind a lock that the killer holds from before the
+ *   kill until the dead worker's mailbox closed (test/support/kill_guard.h).
  * - fork() (native; the library registers pthread_atfork handlers): the
  *   child starts with the forking thread's mailbox open and empty. Messages
  *   queued in the parent, in any mailbox, belong to the parent: the child
