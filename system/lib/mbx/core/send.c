@@ -66,21 +66,10 @@ void mbx__set_post_wake_hook(mbx__post_wake_fn hook) {
   atomic_store_explicit(&g_post_wake_hook, hook, memory_order_release);
 }
 
-/* Queue a node the caller allocated (mbx__node_alloc) and filled in. On
- * failure the node is still the caller's. The proxy layer preallocates the
- * node that reports a completion, so that reporting can never fail for
- * lack of memory, and sends it with check_capacity 0, so that a caller's own
- * capacity cannot refuse the answer it is waiting for. */
-int mbx__send_node(mbx_handle to, mbx__node *n, int check_capacity) {
-  mbx__record *found;
-  if (!n->run || mbx__lookup(to, &found) != MBX_OK) {
-    mbx__counter_add(MBX__STAT_REJ_INVALID, 1);
-    return MBX_EINVAL;
-  }
-  /* A copy whose address is never taken, so that it stays in a register
-   * across the calls below. */
-  mbx__record *r = found;
-  uint32_t gen = mbx__handle_gen(to);
+/* Steps 3 to 7 for a record already looked up (r serves gen's life or a
+ * later one: step 3 decides). */
+static int send_to_record(mbx__record *r, uint32_t gen, mbx__node *n,
+                          int check_capacity) {
   int rc = mbx__gate_enter(r, gen); /* step 3 */
   if (rc != MBX_OK) {
     reject(r, rc, gen);
@@ -133,20 +122,37 @@ int mbx__send_node(mbx_handle to, mbx__node *n, int check_capacity) {
   return MBX_OK;
 }
 
-int mbx_send(mbx_handle to, mbx_run_fn run, mbx_cancel_fn cancel, void *arg) {
+/* Queue a node the caller allocated (mbx__node_alloc) and filled in. On
+ * failure the node is still the caller's. The proxy layer preallocates the
+ * node that reports a completion, so that reporting can never fail for
+ * lack of memory, and sends it with check_capacity 0, so that a caller's own
+ * capacity cannot refuse the answer it is waiting for. */
+int mbx__send_node(mbx_handle to, mbx__node *n, int check_capacity) {
   mbx__record *r;
-  if (!run || mbx__lookup(to, &r) != MBX_OK) {
+  if (!n->run || mbx__lookup(to, &r) != MBX_OK) {
     mbx__counter_add(MBX__STAT_REJ_INVALID, 1);
     return MBX_EINVAL;
   }
+  return send_to_record(r, mbx__handle_gen(to), n, check_capacity);
+}
+
+int mbx_send(mbx_handle to, mbx_run_fn run, mbx_cancel_fn cancel, void *arg) {
+  mbx__record *found;
+  if (!run || mbx__lookup(to, &found) != MBX_OK) {
+    mbx__counter_add(MBX__STAT_REJ_INVALID, 1);
+    return MBX_EINVAL;
+  }
+  /* A copy whose address is never taken, so that it stays in a register
+   * across the calls below; looked up once per send. */
+  mbx__record *r = found;
+  uint32_t gen = mbx__handle_gen(to);
   // Step 1: a fast refusal without touching the senders-inside count, so
   // that a closer waiting for that count is not held up by senders to a
   // dead thread. Relaxed: the authoritative check is step 3.
-  int rc =
-      mbx__gate_refusal(atomic_load_explicit(&r->gate, memory_order_relaxed),
-                        mbx__handle_gen(to));
+  int rc = mbx__gate_refusal(
+      atomic_load_explicit(&r->gate, memory_order_relaxed), gen);
   if (rc != MBX_OK) {
-    reject(r, rc, mbx__handle_gen(to));
+    reject(r, rc, gen);
     return rc;
   }
   // Step 2: allocate before entering the gate: a closer waits for senders
@@ -159,7 +165,7 @@ int mbx_send(mbx_handle to, mbx_run_fn run, mbx_cancel_fn cancel, void *arg) {
   n->run = run;
   n->cancel = cancel;
   n->arg = arg;
-  rc = mbx__send_node(to, n, 1);
+  rc = send_to_record(r, gen, n, 1);
   if (rc != MBX_OK)
     mbx__node_free(n);
   return rc;
