@@ -1,6 +1,6 @@
 /*
  * Promela model of the mbx protocol (system/lib/mbx/core/: gate.c, send.c,
- * drain.c, lifecycle.c, table.c, queue.h, record.h; and the sync call of
+ * drain.c, lifecycle.c, closing.c, table.c, queue.h, record.h; and the sync call of
  * proxy/), checked by test/model.test.mjs. Comments cite C function names. See docs/model.md for the properties, bounds, state
  * counts and what each mutant shows.
  *
@@ -489,7 +489,7 @@ inline mbx_send(m, hg, rc, sg, so, before, w, prev) {
 #endif
 }
 
-/* close_and_cancel (core/lifecycle.c) by the owner of life g (notify 0) or
+/* close_and_cancel (core/closing.c) by the owner of life g (notify 0) or
  * by a closer from outside holding the record (notify 1); closed = 0 if
  * the gate refused (already closed by the other closer) and the other
  * closer drains, or if the closer from outside gave up. */

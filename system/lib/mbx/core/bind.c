@@ -1,7 +1,7 @@
 /*
  * A mailbox's start: creating it (mbx_mailbox_create) and binding it to the
  * calling thread (mbx_thread_bind, mbx_thread_attach). Its end is
- * core/lifecycle.c.
+ * core/lifecycle.c (through core/closing.c).
  */
 #include "record.h"
 

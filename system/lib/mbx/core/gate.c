@@ -16,7 +16,7 @@
  *
  * The send/close race (docs/design.md, "Mailbox state machine"):
  *
- *   mbx_send (core/send.c)                  close (core/lifecycle.c)
+ *   mbx_send (core/send.c)                  close (core/closing.c)
  *   1 gate snapshot, refuse early           A mbx__gate_close: CAS clears
  *   2 allocate the node                       OPEN [acq_rel]
  *   3 mbx__gate_enter: fetch_add one        B wait for zero senders inside

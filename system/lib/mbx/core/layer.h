@@ -53,7 +53,8 @@ int mbx__send_node(mbx_handle to, mbx__node *n, int check_capacity);
  * never freed). */
 void mbx__mailbox_wake(mbx_handle h);
 
-/* ---- the calling thread's mailbox (core/drain.c, core/lifecycle.c) */
+/* ---- the calling thread's mailbox (core/drain.c, core/lifecycle.c,
+ * core/closing.c) */
 
 /* 1 if the calling thread owns a mailbox that is still open. */
 int mbx__self_open(void);

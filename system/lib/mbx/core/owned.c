@@ -6,14 +6,14 @@
  * A queue is an ordinary record (gate, queue, counters, recycling), opened
  * with the owner's hold and marked bound so that no thread can bind it.
  * Its drains are core/drain.c's, on that record; its close is
- * core/lifecycle.c's (CLOSE_QUEUE: steps A to E, cancellation disabled,
- * resumable). The thread's open queues are listed in an owned set found
- * through a side table indexed by the automatic record's index: by the
- * owner, and by the closer of a dead owner (a killed worker's TLS is gone;
- * the record has no spare byte, and its layer slot is the proxy layer's).
- * Each entry is taken out with one exchange before its queue is closed, so
- * the owner and a closer never both close one, and a close that a cancel
- * function interrupted is resumed by the close machinery, not repeated.
+ * core/closing.c's (MBX__CLOSE_QUEUE: steps A to E, cancellation disabled,
+ * resumable), at the end of this file. The thread's open queues are listed in
+ * an owned set found through a side table indexed by the automatic record's
+ * index: by the owner, and by the closer of a dead owner (a killed worker's TLS
+ * is gone; the record has no spare byte, and its layer slot is the proxy
+ * layer's). Each entry is taken out with one exchange before its queue is
+ * closed, so the owner and a closer never both close one, and a close that a
+ * cancel function interrupted is resumed by the close machinery, not repeated.
  */
 #include "record.h"
 
@@ -338,4 +338,28 @@ int mbx_queue_close(mbx_handle q) {
     return MBX_ECLOSED;
   rc = mbx__queue_close_life(r, q, MBX_CANCEL_QUEUE_CLOSED, 0);
   return rc < 0 ? 0 : rc;
+}
+
+int mbx__queue_close_life(mbx__record *r, mbx_handle h, int reason,
+                          int owner_dead) {
+  int cancel_state;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+  mbx__closing c;
+  int rc = mbx__closing_begin(
+      &c, r, h, owner_dead ? MBX__CLOSE_QUEUE_ORPHAN : MBX__CLOSE_QUEUE,
+      reason);
+  if (rc == MBX_OK) {
+    /* A dead owner's last pop from this queue, not yet started (as in
+     * mbx_mailbox_close_orphan). */
+    if (owner_dead)
+      mbx__layers_orphan(r, MBX__POPPED(r));
+    mbx__closing_complete(&c);
+    rc = c.rc;
+  } else if (rc == MBX_ECLOSED) {
+    /* A close from outside (runtime exit) closed and drained it and
+     * reported it; the owner's hold is still ours. */
+    rc = mbx__orphan_release(r, h, 0);
+  }
+  pthread_setcancelstate(cancel_state, NULL);
+  return rc;
 }

@@ -247,7 +247,7 @@ extern _Thread_local double mbx__tls_test_link_delay_ms;
 void mbx__test_link_delay(void);
 
 /* ---- core/lifecycle.c: the calling thread's mailbox */
-struct mbx__closing;
+struct mbx__closing; /* core/closing.c, below */
 typedef struct mbx__self_state {
   mbx__record *record;
   mbx_handle handle;
@@ -256,7 +256,7 @@ typedef struct mbx__self_state {
    * recorded at or below the current frame's depth was unwound by an
    * exception escaping a handler, and is over (issue 18 item 3). */
   uintptr_t drain_frame;
-  /* Closes in progress on this thread, innermost first (lifecycle.c): a
+  /* Closes in progress on this thread, innermost first (closing.c): a
    * cancel function that ends the thread or the process leaves them to
    * be resumed. */
   struct mbx__closing *closing;
@@ -269,14 +269,48 @@ extern _Thread_local mbx__self_state mbx__self;
  * inside a drain, seen from a frame at stack address here. */
 int mbx__drain_active(uintptr_t here);
 
-/* Close h's life, a queue of one's own (record r), whose owner's hold the
- * caller has (its owner, or the closer of its dead owner: owner_dead):
- * steps A to E through the same resumable close, with cancellation
- * disabled. Returns the number canceled or dropped (0 if a close from
- * outside got there first), or MBX_EBUSY (a dead owner stopped inside a
- * pop: the queue is abandoned, the life still retired). */
-int mbx__queue_close_life(mbx__record *r, mbx_handle h, int reason,
-                          int owner_dead);
+/* ---- core/closing.c: the resumable close (steps A to E) */
+/* MBX__CLOSE_QUEUE: a queue of one's own (core/owned.c) closed by its owner;
+ * MBX__CLOSE_QUEUE_ORPHAN: by the closer of its dead owner. */
+enum {
+  MBX__CLOSE_OWNER,
+  MBX__CLOSE_OUTSIDE,
+  MBX__CLOSE_ORPHAN,
+  MBX__CLOSE_QUEUE,
+  MBX__CLOSE_QUEUE_ORPHAN
+};
+enum { MBX__CLOSING_DRAIN, MBX__CLOSING_FINISH, MBX__CLOSING_DONE };
+
+/* One close in progress on the calling thread (on its stack; the closes a
+ * thread has in progress are chained through `outer`, innermost first). */
+typedef struct mbx__closing {
+  mbx__record *r;
+  mbx_handle h; /* the life being closed */
+  int kind;     /* MBX__CLOSE_* */
+  int reason;   /* MBX_CANCEL_* for the cancel functions */
+  int phase;    /* MBX__CLOSING_*: how far it got, for a resume */
+  int count;    /* canceled or dropped so far */
+  int rc;       /* what the close returns */
+  int won_a;    /* cleared OPEN itself: reports the close (layers_closed) */
+  int pinned;   /* an owner's take-over pins its life (closing_take_over) */
+  struct mbx__closing *outer;
+} mbx__closing;
+
+/* Steps A and B and the consumer token for h's life (contract in
+ * core/closing.c). */
+int mbx__closing_begin(mbx__closing *c, mbx__record *r, mbx_handle h, int kind,
+                       int reason);
+/* Steps C to E, from wherever c stopped. */
+void mbx__closing_complete(mbx__closing *c);
+/* Finish every close in progress on the calling thread (a cancel function
+ * called exit()). */
+void mbx__closing_complete_all(void);
+/* The owner's part after its queue: layers' state, unbind, step E; pinned:
+ * the caller holds the life. */
+void mbx__owner_unbind(mbx__closing *c, int pinned);
+/* Step E for a dead owner or a queue's owner: MBX_EINVAL if the owner
+ * released its hold itself (misuse), else rc. */
+int mbx__orphan_release(mbx__record *r, mbx_handle h, int rc);
 
 /* ---- core/drain.c, for core/owned.c: drains of a given record */
 /* mbx_poll and mbx__wait on r, which the calling thread drains. */
@@ -290,6 +324,15 @@ int mbx__wait_record(mbx__record *r, double timeout_ms, int flags);
  * leaves the owner's list before it is closed. */
 void mbx__queues_close(mbx__record *self, int reason, int owner_dead);
 
+/* Close h's life, a queue of one's own (record r), whose owner's hold the
+ * caller has (its owner, or the closer of its dead owner: owner_dead):
+ * steps A to E through the same resumable close, with cancellation
+ * disabled. Returns the number canceled or dropped (0 if a close from
+ * outside got there first), or MBX_EBUSY (a dead owner stopped inside a
+ * pop: the queue is abandoned, the life still retired). */
+int mbx__queue_close_life(mbx__record *r, mbx_handle h, int reason,
+                          int owner_dead);
+
 /* ---- core/layer.c */
 /* Call the layers' on_close (owner, before its queue is canceled); hand
  * r's layer slots to their on_exit (owner; r NULL: the owner's life was
@@ -301,7 +344,7 @@ void mbx__layers_exit(mbx__record *r);
  * the closer took the token), or NULL. */
 void mbx__layers_orphan(mbx__record *r, mbx__node *popped);
 /* Every registered close hook, for the closed life h (exactly once per
- * life: see closing_complete in lifecycle.c). */
+ * life: see mbx__closing_complete in closing.c). */
 void mbx__layers_closed(mbx_handle h, int reason);
 void mbx__layers_allocator_change(void);
 
