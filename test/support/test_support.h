@@ -1,9 +1,14 @@
 /* The test-only JS functions of test_support.js, which CMake links into
- * every test/thread program on Emscripten. Main thread only, as noted. */
+ * every test/thread program on Emscripten, and the main thread's part of
+ * tests driven by a coordinator thread. Main thread only, as noted. */
 #ifndef MBX_TEST_SUPPORT_H
 #define MBX_TEST_SUPPORT_H
 #ifdef __EMSCRIPTEN__
 
+#include "check.h"
+
+#include <emscripten/emscripten.h>
+#include <mbx/thread.h>
 #include <pthread.h>
 
 /* Hides the native Atomics.waitAsync from the calling thread's JS realm.
@@ -13,6 +18,20 @@ int mbx_test_hide_wait_async(void);
 /* Terminates the worker hosting thread, as a crashed worker would end.
  * Main thread only. Returns 1 if a worker was found. */
 int mbx_test_terminate_thread(pthread_t thread);
+
+/* Main thread: serve its event loop for the rest of the test while
+ * coordinator(arg) drives it on a detached thread and ends it
+ * (emscripten_force_exit). Attaches main's mailbox to its event loop, so
+ * work sent to main runs there (Emscripten kills workers from main).
+ * Does not return. */
+static inline void test_main_serves_loop(void *(*coordinator)(void *),
+                                         void *arg) {
+  CHECK_EQ(mbx_event_loop_attach(), MBX_OK);
+  pthread_t t;
+  CHECK_EQ(pthread_create(&t, NULL, coordinator, arg), 0);
+  CHECK_EQ(pthread_detach(t), 0);
+  emscripten_exit_with_live_runtime();
+}
 
 #endif
 #endif

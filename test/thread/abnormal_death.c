@@ -219,12 +219,8 @@ static void *coordinator(void *arg) {
 int main(int argc, char **argv) {
   long rounds = arg_long(argc, argv, "--rounds", 6);
   g_main = pthread_self();
-  CHECK_EQ(mbx_event_loop_attach(), MBX_OK);
-  pthread_t t;
-  CHECK_EQ(pthread_create(&t, NULL, coordinator, (void *)(intptr_t)rounds), 0);
-  CHECK_EQ(pthread_detach(t), 0);
-  emscripten_exit_with_live_runtime();
-  return 99;
+  test_main_serves_loop(coordinator, (void *)(intptr_t)rounds);
+  return 99; /* not reached */
 }
 #else
 int main(void) {

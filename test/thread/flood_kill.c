@@ -168,12 +168,8 @@ int main(int argc, char **argv) {
   g_rounds = arg_long(argc, argv, "--rounds", 20);
   watchdog_start(240000, "flood_kill");
   kill_guard_install();
-  CHECK_EQ(mbx_event_loop_attach(), MBX_OK);
-  pthread_t t;
-  CHECK_EQ(pthread_create(&t, NULL, coordinator, NULL), 0);
-  CHECK_EQ(pthread_detach(t), 0);
-  emscripten_exit_with_live_runtime();
-  return 99;
+  test_main_serves_loop(coordinator, NULL);
+  return 99; /* not reached */
 }
 #else
 int main(void) {

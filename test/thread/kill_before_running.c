@@ -1,6 +1,8 @@
 // mbx-test-flavors: wasm wasm-asan
-// mbx-test-broken-before: wasm-asan 3.1.14 the ASan build of 3.1.6 traps after PASS at runtime exit in dlfree from _emscripten_thread_free_data (likely: thread data allocated by ASan, freed past it, fixed upstream in emscripten PR 17090; see docs/emscripten-platform-notes.md)
-// mbx-test-timeout: 60
+// mbx-test-broken-before: wasm-asan 3.1.14 the ASan build of 3.1.6 traps after
+// PASS at runtime exit in dlfree from _emscripten_thread_free_data (likely:
+// thread data allocated by ASan, freed past it, fixed upstream in emscripten PR
+// 17090; see docs/emscripten-platform-notes.md) mbx-test-timeout: 60
 /*
  * Issue 18 item 22 (b): a worker killed after it popped a sync request
  * but before the request is on its "running" list (an allocation and a
@@ -15,6 +17,7 @@
  *
  * Until it exists the test fails with "hook missing".
  */
+#include "test_support.h"
 #include "watchdog.h"
 
 #ifdef __EMSCRIPTEN__
@@ -24,7 +27,6 @@
 #include <pthread.h>
 
 void mbx__test_park_after_pop(void) __attribute__((weak));
-int mbx_test_terminate_thread(pthread_t thread); /* test_support.js */
 
 static _Atomic int g_ready, g_caller_done;
 static int g_caller_rc;
@@ -84,12 +86,8 @@ int main(void) {
     return 1;
   }
   watchdog_start(30000, "kill_before_running");
-  CHECK_EQ(mbx_event_loop_attach(), MBX_OK);
-  pthread_t t;
-  CHECK_EQ(pthread_create(&t, NULL, coordinator, NULL), 0);
-  pthread_detach(t);
-  emscripten_exit_with_live_runtime();
-  return 99;
+  test_main_serves_loop(coordinator, NULL);
+  return 99; /* not reached */
 }
 #else
 int main(void) {

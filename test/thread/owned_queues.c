@@ -566,12 +566,8 @@ int main(int argc, char **argv) {
   printf("churn: %ld threads with 4 queues each, records bounded\n", churn);
 #ifdef __EMSCRIPTEN__
   g_main = pthread_self();
-  CHECK_EQ(mbx_event_loop_attach(), MBX_OK);
-  pthread_t t;
-  CHECK_EQ(pthread_create(&t, NULL, killer, NULL), 0);
-  CHECK_EQ(pthread_detach(t), 0);
-  emscripten_exit_with_live_runtime();
-  return 99;
+  test_main_serves_loop(killer, NULL);
+  return 99; /* not reached */
 #else
   printf("PASS owned_queues\n");
   return 0;

@@ -14,6 +14,7 @@
  *     record is disposed of twice (abandoned stays, calls_live returns to
  *     where it was).
  */
+#include "test_support.h"
 #include "watchdog.h"
 
 #ifdef __EMSCRIPTEN__
@@ -24,7 +25,6 @@
 #include <pthread.h>
 
 void mbx__test_park_after_pop(void);
-int mbx_test_terminate_thread(pthread_t thread); /* test_support.js */
 
 static _Atomic int g_ready, g_caller_done, g_in_fn, g_park;
 static int g_caller_rc;
@@ -127,12 +127,8 @@ static void *coordinator(void *arg) {
 
 int main(void) {
   watchdog_start(30000, "owned_queues_killed");
-  CHECK_EQ(mbx_event_loop_attach(), MBX_OK);
-  pthread_t t;
-  CHECK_EQ(pthread_create(&t, NULL, coordinator, NULL), 0);
-  pthread_detach(t);
-  emscripten_exit_with_live_runtime();
-  return 99;
+  test_main_serves_loop(coordinator, NULL);
+  return 99; /* not reached */
 }
 #else
 int main(void) {

@@ -10,6 +10,7 @@
  * block by default.
  */
 #include "proxy_util.h"
+#include "test_support.h"
 
 #ifdef __EMSCRIPTEN__
 #include <emscripten/emscripten.h>
@@ -101,14 +102,11 @@ int main(void) {
   g_main = pthread_self();
   g_main_handle = mbx_main_thread();
   CHECK(!mbx_handle_is_null(g_main_handle));
-  pthread_t peer;
 #ifdef __EMSCRIPTEN__
-  CHECK_EQ(mbx_event_loop_attach(), MBX_OK);
-  CHECK_EQ(pthread_create(&peer, NULL, peer_main, NULL), 0);
-  CHECK_EQ(pthread_detach(peer), 0);
-  emscripten_exit_with_live_runtime();
+  test_main_serves_loop(peer_main, NULL);
   return 99; /* not reached */
 #else
+  pthread_t peer;
   CHECK_EQ(pthread_create(&peer, NULL, peer_main, NULL), 0);
   while (!atomic_load(&g_stop))
     CHECK(mbx_wait(30000) > 0);
