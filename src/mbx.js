@@ -9,15 +9,38 @@
 mergeInto(LibraryManager.library, {
   // Arm one wait: returns 1 if armed, 0 if the word is already non-zero (the
   // caller drains again).
-  mbx_js_arm__deps: ['$callUserCallback', '$mbxLoop'],
+  mbx_js_arm__deps: ['$mbxRun', '$mbxLoop'],
   mbx_js_arm: function(addr, epoch) {
     var r = Atomics.waitAsync(HEAP32, addr >> 2, 0);
     if (!r.async) return 0;
     r.value.then(function() {
       mbxLoop.fromLoop = true;
-      callUserCallback(function() { _mbx__event_loop_wake(epoch); });
+      mbxRun(function() { _mbx__event_loop_wake(epoch); });
     });
     return 1;
+  },
+  // Run fn (a drain, a death report) from an event-loop task the way
+  // Emscripten runs its own callbacks (callUserCallback: 'unwind' and
+  // exit() caught; on a pthread the thread ends once nothing keeps it
+  // alive), except that on the main thread it never ends the runtime just
+  // because nothing keeps it alive: Emscripten 3.1.6 keeps none for a
+  // PROXY_TO_PTHREAD main while it runs (later releases push one), so the
+  // exit check after a message to the main thread ended the runtime under
+  // the running program, closing every mailbox with MBX_CANCEL_RUNTIME_EXIT
+  // (test/thread/proxy_to_pthread_main.c). 3.1.6's callUserCallback skips
+  // the check for a synchronous call; later releases ignore the flag.
+  $mbxRun__deps: ['$callUserCallback', '$handleException'].concat(
+      '$keepRuntimeAlive' in LibraryManager.library ? ['$keepRuntimeAlive'] : []),
+  $mbxRun: function(fn) {
+    if (ENVIRONMENT_IS_PTHREAD || keepRuntimeAlive()) {
+      callUserCallback(fn);
+      return;
+    }
+    try {
+      callUserCallback(fn, /* synchronous: no exit check */ true);
+    } catch (e) {
+      handleException(e);
+    }
   },
   // Run the drain again from a later task (a flood that keeps the word
   // non-zero, or a wakeup posted in the fallback mode), as soon as the
@@ -34,11 +57,11 @@ mergeInto(LibraryManager.library, {
     mbxSoon.queue.push(fn);
     mbxSoon.port.postMessage(0);
   },
-  mbx_js_defer__deps: ['$callUserCallback', '$mbxSoon', '$mbxLoop'],
+  mbx_js_defer__deps: ['$mbxRun', '$mbxSoon', '$mbxLoop'],
   mbx_js_defer: function(epoch) {
     mbxSoon(function() {
       mbxLoop.fromLoop = true;
-      callUserCallback(function() { _mbx__event_loop_wake(epoch); });
+      mbxRun(function() { _mbx__event_loop_wake(epoch); });
     });
   },
   // Posted wakeups can be lost without anyone knowing: 3.1.6 drops a call
@@ -48,13 +71,13 @@ mergeInto(LibraryManager.library, {
   // leave the mailbox undrained for good (issue 18 item 7). So in the
   // fallback mode the thread also looks at pending from a slow timer (every
   // 100 ms, only while attached): a lost wakeup costs at most that delay.
-  mbx_js_post_watch__deps: ['$callUserCallback', '$mbxLoop'],
+  mbx_js_post_watch__deps: ['$mbxRun', '$mbxLoop'],
   mbx_js_post_watch: function(addr, epoch) {
     if (mbxLoop.watch) clearInterval(mbxLoop.watch);
     mbxLoop.watch = setInterval(function() {
       if (Atomics.load(HEAP32, addr >> 2) > 0) {
         mbxLoop.fromLoop = true;
-        callUserCallback(function() { _mbx__event_loop_wake(epoch); });
+        mbxRun(function() { _mbx__event_loop_wake(epoch); });
       }
     }, 100);
   },
@@ -113,7 +136,7 @@ mergeInto(LibraryManager.library, {
 
   // Shutdown watchers, installed once on the main thread (where Emscripten
   // creates and terminates every worker).
-  $mbxWorkers__deps: ['$PThread', '$callUserCallback'],
+  $mbxWorkers__deps: ['$PThread', '$mbxRun'],
   $mbxWorkers: {
     tearingDown: false,
     // The pthread a worker hosts: 3.1.6 keeps it in worker.pthread, newer
@@ -125,7 +148,7 @@ mergeInto(LibraryManager.library, {
     },
     dead: function(low, gen) {
       if (mbxWorkers.tearingDown || (typeof ABORT != 'undefined' && ABORT)) return;
-      callUserCallback(function() { _mbx__on_thread_death(low, gen); });
+      mbxRun(function() { _mbx__on_thread_death(low, gen); });
     },
     watch: function(w) {
       if (w.mbxWatched) return;

@@ -91,6 +91,11 @@ int main(int argc, char **argv) {
       mbx_broadcast_report rep;
       BENCH_CHECK(mbx_broadcast(noop, NULL, MBX_BROADCAST_SKIP_SELF, -1, &rep,
                                 NULL, 0) == MBX_OK);
+      if (!(rep.done == rep.targets && rep.targets >= (uint32_t)n))
+        fprintf(stderr,
+                "broadcast to %d threads, rep %ld: targets=%u done=%u "
+                "exited=%u failed=%u late=%u\n",
+                n, r, rep.targets, rep.done, rep.exited, rep.failed, rep.late);
       BENCH_CHECK(rep.done == rep.targets && rep.targets >= (uint32_t)n);
       double t1 = now_us();
       sleep_ms(0.2);
