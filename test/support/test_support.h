@@ -1,6 +1,7 @@
 /* The test-only JS functions of test_support.js, which CMake links into
- * every test/thread program on Emscripten, and the main thread's part of
- * tests driven by a coordinator thread. Main thread only, as noted. */
+ * every test/thread program on Emscripten, the main thread's part of tests
+ * driven by a coordinator thread, and an event-loop thread body. Main
+ * thread only, as noted. */
 #ifndef MBX_TEST_SUPPORT_H
 #define MBX_TEST_SUPPORT_H
 #ifdef __EMSCRIPTEN__
@@ -18,6 +19,16 @@ int mbx_test_hide_wait_async(void);
 /* Terminates the worker hosting thread, as a crashed worker would end.
  * Main thread only. Returns 1 if a worker was found. */
 int mbx_test_terminate_thread(pthread_t thread);
+
+/* Thread body: serves the thread's mailbox from its JS event loop for good
+ * (it ends when its worker is killed or the runtime exits); sets the
+ * _Atomic int that ready points to once attached. */
+static inline void *test_event_loop_thread(void *ready) {
+  CHECK_EQ(mbx_event_loop_attach(), MBX_OK);
+  atomic_store((_Atomic int *)ready, 1);
+  emscripten_exit_with_live_runtime();
+  return NULL;
+}
 
 /* Main thread: serve its event loop for the rest of the test while
  * coordinator(arg) drives it on a detached thread and ends it

@@ -54,13 +54,6 @@ static void endless_handler(void *arg) {
   for (;;)
     sleep_ms(5);
 }
-static void *event_loop_victim(void *arg) {
-  (void)arg;
-  CHECK_EQ(mbx_event_loop_attach(), MBX_OK);
-  atomic_store(&g_ready, 1);
-  emscripten_exit_with_live_runtime();
-  return NULL;
-}
 
 /* A sender that blocks until its message is run or canceled. */
 static _Atomic int g_done_word;
@@ -130,10 +123,11 @@ static void *coordinator(void *arg) {
     atomic_store(&g_waiter_released, 0);
     atomic_store(&g_waiter_sent, 0);
     pthread_t victim;
-    CHECK_EQ(pthread_create(&victim, NULL,
-                            in_event_loop ? event_loop_victim : block_forever,
-                            (void *)&g_ready),
-             0);
+    CHECK_EQ(
+        pthread_create(&victim, NULL,
+                       in_event_loop ? test_event_loop_thread : block_forever,
+                       (void *)&g_ready),
+        0);
     mbx_handle to = mbx_thread_handle(victim);
     CHECK(!mbx_handle_is_null(to));
     while (!atomic_load(&g_ready))
@@ -166,7 +160,8 @@ static void *coordinator(void *arg) {
     atomic_store(&g_in_handler, 0);
     atomic_store(&g_caller_rc, 1);
     pthread_t victim, caller;
-    CHECK_EQ(pthread_create(&victim, NULL, event_loop_victim, NULL), 0);
+    CHECK_EQ(pthread_create(&victim, NULL, test_event_loop_thread, &g_ready),
+             0);
     mbx_handle to = mbx_thread_handle(victim);
     while (!atomic_load(&g_ready))
       sleep_ms(1);

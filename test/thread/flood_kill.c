@@ -63,14 +63,6 @@ static void on_cancel(void *arg, int reason) {
   atomic_fetch_add(&g_handled, 1);
 }
 
-static void *victim(void *arg) {
-  (void)arg;
-  CHECK_EQ(mbx_event_loop_attach(), MBX_OK);
-  atomic_store(&g_ready, 1);
-  emscripten_exit_with_live_runtime();
-  return NULL;
-}
-
 static void *sender(void *arg) {
   (void)arg;
   while (atomic_load(&g_flooding)) {
@@ -123,7 +115,7 @@ static void *coordinator(void *arg) {
     atomic_store(&g_accepted, 0);
     atomic_store(&g_handled, 0);
     pthread_t v, s[SENDERS];
-    CHECK_EQ(pthread_create(&v, NULL, victim, NULL), 0);
+    CHECK_EQ(pthread_create(&v, NULL, test_event_loop_thread, &g_ready), 0);
     g_victim = mbx_thread_handle(v);
     CHECK_EQ(mbx_hold(g_victim), MBX_OK);
     CHECK_EQ(mbx_set_capacity(g_victim, 4096), MBX_OK);

@@ -17,6 +17,7 @@
  * Natively the C form returns MBX_EPERM.
  */
 #include "proxy_util.h"
+#include "test_support.h"
 
 #include <mbx/promise.h>
 #include <stdint.h>
@@ -47,13 +48,6 @@ EMSCRIPTEN_KEEPALIVE void *exit_inside(void *arg) {
 /* Targets, as (lo, hi) for JS. */
 static mbx_handle g_loop, g_server, g_doomed, g_stale, g_closed;
 static pthread_t g_server_t, g_doomed_t, g_loop_t;
-
-static void *loop_main(void *ready) {
-  CHECK_EQ(mbx_event_loop_attach(), MBX_OK);
-  atomic_store((_Atomic int *)ready, 1);
-  emscripten_exit_with_live_runtime();
-  return NULL;
-}
 
 /* g_doomed runs block, then exits: work queued behind is canceled. */
 EMSCRIPTEN_KEEPALIVE void test_doom(void) {
@@ -164,7 +158,9 @@ EMSCRIPTEN_KEEPALIVE void test_exit_with_pending(void) {
   pthread_t slow_t, w2;
   g_slow = start_server(&slow_t);
   CHECK_EQ(mbx_proxy_async(g_slow, block2, NULL, NULL), MBX_OK);
-  CHECK_EQ(pthread_create(&w2, NULL, loop_main, (void *)&g_w2_ready), 0);
+  CHECK_EQ(
+      pthread_create(&w2, NULL, test_event_loop_thread, (void *)&g_w2_ready),
+      0);
   mbx_handle h = mbx_thread_handle(w2);
   while (!atomic_load(&g_w2_ready))
     sched_yield();
@@ -317,7 +313,8 @@ int main(void) {
 
   g_server = start_server(&g_server_t);
   g_doomed = start_server(&g_doomed_t);
-  CHECK_EQ(pthread_create(&g_loop_t, NULL, loop_main, (void *)&g_loop_ready),
+  CHECK_EQ(pthread_create(&g_loop_t, NULL, test_event_loop_thread,
+                          (void *)&g_loop_ready),
            0);
   g_loop = mbx_thread_handle(g_loop_t);
   CHECK_EQ(pthread_detach(g_loop_t), 0);
