@@ -25,7 +25,9 @@ async function verify(defines, { live = false, quick = false } = {}) {
     copyFileSync(MODEL, path.join(dir, 'mbx.pml'));
     await run('spin', [...defines.map((d) => `-D${d}`), '-a', 'mbx.pml'], { cwd: dir });
     // Counterexample searches are short: -O0 compiles pan.c 5x faster.
-    const cflags = [quick ? '-O0' : '-O2', '-w', '-DCOLLAPSE', '-DMEMLIM=2048'];
+    // The deep bounds need more than 2 GB (close from outside, all: 2.24).
+    const memlim = process.env.MBX_MODEL_DEEP ? 4096 : 2048;
+    const cflags = [quick ? '-O0' : '-O2', '-w', '-DCOLLAPSE', `-DMEMLIM=${memlim}`];
     cflags.push(...(live ? ['-DNFAIR=3'] : ['-DSAFETY', '-DNOCLAIM']));
     await run('gcc', [...cflags, '-o', 'pan', 'pan.c'], { cwd: dir });
     const args = ['-m400000', ...(live ? ['-a', '-f'] : [])];
