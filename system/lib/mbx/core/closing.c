@@ -44,14 +44,19 @@ static void closing_drain(mbx__closing *c) {
   pthread_cleanup_pop(0);
 }
 
+/* Step E: unbind h's life and drop its OWNER hold. Returns the gate's
+ * answer (refused if that hold was released already). */
+static int release_owner_hold(mbx__record *r, mbx_handle h) {
+  // Relaxed: only the owner reads bound; reset at reuse anyway.
+  atomic_store_explicit(&r->bound, 0, memory_order_relaxed);
+  return mbx__gate_release_owner(r, mbx__handle_gen(h));
+}
+
 /* Step E for a dead owner (or an unbound mailbox): refused if the owner
  * released its hold itself, having been alive after all (misuse): then
  * MBX_EINVAL, else rc. The closer holds the life meanwhile. */
 int mbx__orphan_release(mbx__record *r, mbx_handle h, int rc) {
-  // Relaxed: only the owner reads bound; reset at reuse anyway.
-  atomic_store_explicit(&r->bound, 0, memory_order_relaxed);
-  return mbx__gate_release_owner(r, mbx__handle_gen(h)) == MBX_OK ? rc
-                                                                  : MBX_EINVAL;
+  return release_owner_hold(r, h) == MBX_OK ? rc : MBX_EINVAL;
 }
 
 /* The owner's part of its exit after the queue: its layers' state, unbind,
@@ -72,9 +77,7 @@ void mbx__owner_unbind(mbx__closing *c, int pinned) {
     return;
   }
   mbx__layers_exit(r);
-  // Relaxed: only the owner reads bound; reset at reuse anyway.
-  atomic_store_explicit(&r->bound, 0, memory_order_relaxed);
-  if (mbx__gate_release_owner(r, mbx__handle_gen(c->h)) != MBX_OK) /* E */
+  if (release_owner_hold(r, c->h) != MBX_OK)
     c->rc = MBX_ECLOSED;
 }
 
@@ -97,8 +100,8 @@ static void closing_finish(mbx__closing *c) {
     mbx__layers_closed(c->h, c->reason);
   switch (c->kind) {
   case MBX__CLOSE_OWNER:
-    mbx__owner_unbind(c,
-                      1); /* OWNER (or our pin) keeps the life until step E */
+    /* OWNER (or our pin) keeps the life until step E. */
+    mbx__owner_unbind(c, 1);
     if (c->pinned)
       mbx_release(c->h); /* a take-over's pin; may retire the life */
     break;
