@@ -103,6 +103,9 @@ const MUTANTS = [
   // Issue 18 item 22a: the owner's exit does not drain what a closer from
   // outside that gave up on it (MBX_EBUSY) left queued.
   { name: 'MUTANT_EXIT_NO_TAKEOVER', defines: ['OUTSIDE=1', 'NASYNC=2', 'NSYNC=0', 'HOLDER=0'] },
+  // Issue 17: mbx_wait's spin on the queue's head link without the consumer
+  // token; a closer from outside releases the head node under its loads.
+  { name: 'MUTANT_SPIN_NO_TOKEN', defines: ['OUTSIDE=1', 'NASYNC=2', 'NSYNC=0', 'HOLDER=0'] },
 ];
 
 describe('spin model', { concurrency: 2 }, () => {

@@ -7,6 +7,10 @@
  * accepts the switch to B (it returns MBX_OK, with every documented
  * precondition met: no message in flight, the other thread keeps no
  * nodes, it made no sync call), no block of A may ever reach B's free.
+ * Issue 17: a mailbox keeps the node of the last message it took as its
+ * queue's dummy, so a node block of A may outlive the switch in any mailbox
+ * that received something (here the server's and main's): it must be freed
+ * with A.
  */
 #include "check.h"
 
@@ -52,9 +56,35 @@ static void *server(void *arg) {
   return NULL;
 }
 
+static _Atomic int g_ran;
+static void ran(void *arg) {
+  (void)arg;
+  atomic_fetch_add(&g_ran, 1);
+}
+
+/* Main takes a message sent with A, so its dummy is a node of A; after the
+ * switch it takes one sent with B, which releases that dummy. */
+static void check_dummy_outlives_switch(void) {
+  mbx_handle self = mbx_self();
+  CHECK_EQ(mbx_send(self, ran, NULL, NULL), MBX_OK);
+  CHECK_EQ(mbx_poll(), 1);
+  mbx_memory_stats m;
+  mbx_memory_stats_get(&m);
+  CHECK(m.nodes_cached >= 1); /* at least the dummy */
+  CHECK_EQ(mbx_set_allocator(alloc_tagged, free_tagged, (void *)'B'), MBX_OK);
+  mbx_memory_stats_get(&m);
+  CHECK_EQ(m.nodes_cached, 32); /* the dummy's block of A, nothing else */
+  CHECK_EQ(mbx_send(self, ran, NULL, NULL), MBX_OK);
+  CHECK_EQ(mbx_poll(), 1); /* releases A's block: parked, or freed */
+  CHECK_EQ(atomic_load(&g_ran), 2);
+  CHECK_EQ(atomic_load(&g_foreign_frees), 0);
+  CHECK_EQ(mbx_set_allocator(alloc_tagged, free_tagged, (void *)'A'), MBX_OK);
+}
+
 int main(void) {
   CHECK_EQ(mbx_set_allocator(alloc_tagged, free_tagged, (void *)'A'), MBX_OK);
   CHECK_EQ(mbx_thread_attach(NULL), MBX_OK);
+  check_dummy_outlives_switch();
   pthread_t t;
   CHECK_EQ(pthread_create(&t, NULL, server, NULL), 0);
   wait_for_count(&g_ready, 1);

@@ -111,6 +111,7 @@ byte head;           /* mbx__record.head, owner only */
 byte consumed_unflushed; /* owner-private, or the consumer's */
 byte consumer;       /* mbx__record.consumer: MBX__CONSUMER_* */
 byte node_next[NNODES];  /* mbx__node.next */
+bit node_freed[NNODES];  /* ghost: released (retired dummy); never read again */
 byte run_count;      /* mbx__record.run, current life */
 byte canceled_count; /* mbx__record.canceled, current life */
 byte folded_run;     /* core/stats.c g_folded */
@@ -188,48 +189,50 @@ inline queue_push(n, prev, g) {
   /* mbx__queue_push link prev->next = n, release. */
   atomic {
     assert(LIFE_OK(g));
+    assert(!node_freed[prev]);     /* the consumer retires prev only after */
     node_next[prev] = n;
     prev = 0
   }
 }
 
-/* queue_pop (mbx__queue_pop), owner (or closer) only; out = node or NIL. */
+/* queue_pop (mbx__queue_pop), owner (or closer) only, with the consumer
+ * token; out = node or NIL. The head is a dummy (the stub, then the node
+ * of the message popped last); a pop moves the head to the next node and
+ * releases the old dummy (mbx__node_release, ghost node_freed: conservative,
+ * as the C code frees it with its block, later). */
 inline queue_pop(out, hd, nx, prev, g) {
-  do
-  :: true ->
-     /* mbx__queue_pop: head (owner-private), load head->next acquire */
-     atomic { assert(LIFE_OK(g)); hd = head; nx = node_next[hd] }
-     if
-     :: hd == STUB ->
-        if
-        :: nx == NIL -> out = NIL; break              /* mbx__queue_pop */
-        :: else
-        fi;
-        /* mbx__queue_pop */
-        atomic { assert(LIFE_OK(g)); head = nx; hd = nx; nx = node_next[hd] }
-     :: else
-     fi;
-     if
-     :: nx != NIL -> head = nx; out = hd; break       /* mbx__queue_pop */
-     :: else
-     fi;
-     /* mbx__queue_pop load tail acquire */
-     atomic { assert(LIFE_OK(g)); nx = tail }
-     if
-     :: nx != hd -> out = NIL; break
-     :: else
-     fi;
-     queue_push(STUB, prev, g);                       /* mbx__queue_pop */
-     /* mbx__queue_pop */
-     atomic { assert(LIFE_OK(g)); nx = node_next[hd] }
-     if
-     :: nx != NIL -> head = nx; out = hd
-     :: else -> out = NIL
-     fi;
-     break
-  od;
+  /* mbx__queue_pop: head (owner-private), load head->next acquire */
+  atomic {
+    assert(LIFE_OK(g));
+    hd = head;
+    assert(!node_freed[hd]);
+    nx = node_next[hd];
+    if
+    :: nx == NIL -> out = NIL
+    :: else ->
+       head = nx; out = nx;
+       if
+       :: hd != STUB -> node_freed[hd] = 1     /* run_pending: release */
+       :: else
+       fi
+    fi
+  }
   hd = 0;
   nx = 0
+}
+
+/* The closer after step C (mbx__queue_take_dummy, closing_drain): every
+ * producer linked, everything popped: release the last dummy, reset. */
+inline queue_take_dummy(g) {
+  atomic {
+    assert(LIFE_OK(g));
+    assert(tail == head);
+    if
+    :: head != STUB -> assert(!node_freed[head]); node_freed[head] = 1
+    :: else
+    fi;
+    node_next[STUB] = NIL; tail = STUB; head = STUB
+  }
 }
 
 /* flush_consumed (mbx__flush_consumed): one seq_cst fetch_sub. */
@@ -350,7 +353,7 @@ inline owner_unclaim(g) {
 /* run_pending (core/drain.c): pops and runs at most budget messages,
  * holding the consumer token only around each pop. count = -1 stands for
  * MBX_ECLOSED (taken over by a closer before anything ran). */
-inline run_pending(budget, count, n, hd, nx, prev, ok, g) {
+inline run_pending(budget, count, n, hd, nx, prev, ok, g, linger) {
   count = 0;
   do
   :: count < budget ->
@@ -360,6 +363,12 @@ inline run_pending(budget, count, n, hd, nx, prev, ok, g) {
      :: else
      fi;
      queue_pop(n, hd, nx, prev, g);                    /* run_pending */
+     if
+     :: n == NIL && linger && count > 0 ->
+        /* run_pending: a waiter's brief spin on the link, then pop again */
+        queue_pop(n, hd, nx, prev, g)
+     :: else
+     fi;
      if
      :: n != NIL -> consumed_unflushed++               /* run_pending */
      :: else
@@ -587,6 +596,7 @@ inline close_and_cancel(g, n, hd, nx, prev, closed, notify, owner, pinned) {
      :: else
      fi
   od;
+  queue_take_dummy(g);                         /* close_and_cancel, step C */
   flush_consumed(g);                           /* close_and_cancel, step D */
 #ifndef MUTANT_NO_CLOSE_WAKE
   /* close_and_cancel: pending = PENDING_CLOSED (seq_cst), so an owner about
@@ -701,7 +711,7 @@ inline thread_bind(g) {
 proctype Target() {
   byte n, hd, nx, prev, count, budget, rounds;
   short p;
-  bit ok, timed, slept, retirable, taken, pinned, retirable_tmp;
+  bit ok, timed, slept, spun, retirable, taken, pinned, retirable_tmp;
   thread_bind(1);
   do
   :: rounds < ROUNDS ->
@@ -711,7 +721,7 @@ proctype Target() {
         /* mbx_poll (core/drain.c): budget = pending, relaxed */
         atomic { assert(LIFE_OK(1)); p = pending }
         if
-        :: p > 0 -> budget = p; run_pending(budget, count, n, hd, nx, prev, ok, 1)
+        :: p > 0 -> budget = p; run_pending(budget, count, n, hd, nx, prev, ok, 1, 0)
         :: else
         fi
      :: true ->
@@ -722,6 +732,7 @@ proctype Target() {
         :: timed = 0
         fi;
         slept = 0;
+        spun = 0;
         do
         :: /* mbx__wait: relaxed load, taken over from outside? */
            atomic { assert(LIFE_OK(1)); taken = (consumer == CONS_CLOSER) }
@@ -733,13 +744,52 @@ proctype Target() {
            if
            :: p > 0 ->
               budget = p;
-              run_pending(budget, count, n, hd, nx, prev, ok, 1);
+              run_pending(budget, count, n, hd, nx, prev, ok, 1, 1);
               if
               :: count != 0 -> break                           /* mbx__wait */
               :: else                                          /* yield */
               fi
            :: p < 0                                            /* yield */
-           :: p == 0 ->
+           :: p == 0 && !spun ->
+              /* wait_loop's spin before the first sleep (spin_on_queue):
+               * on the head's link, under the consumer token; one poll
+               * stands for the spin (a poll that sees nothing changes
+               * nothing). Then a pop at once, maybe before the sender
+               * counted the message (pending dips to -1). */
+              spun = 1;
+#ifndef MUTANT_SPIN_NO_TOKEN
+              owner_claim(ok, 1);                              /* spin_on_queue */
+#else
+              /* Mutant: spin without the token; a closer from outside
+               * may release the head node under the loads. */
+              ok = 1;
+#endif
+              if
+              :: ok ->
+                 atomic { assert(LIFE_OK(1)); hd = head }       /* spin_on_queue */
+                 atomic {                                       /* spin_on_queue */
+                   assert(!node_freed[hd]);
+                   nx = node_next[hd]
+                 }
+#ifndef MUTANT_SPIN_NO_TOKEN
+                 owner_unclaim(1);                              /* spin_on_queue */
+#endif
+                 hd = 0;
+                 if
+                 :: nx != NIL ->
+                    nx = 0;
+                    budget = NMSG;                              /* SPIN_RUN_BUDGET */
+                    run_pending(budget, count, n, hd, nx, prev, ok, 1, 1);
+                    if
+                    :: count != 0 -> break                      /* mbx__wait */
+                    :: else
+                    fi
+                 :: else
+                 fi
+              :: else                        /* taken over: seen at the top */
+              fi
+           :: p == 0 && !spun -> spun = 1     /* MBX__WAIT_NO_SPIN, spinning off */
+           :: p == 0 && spun ->
               if
               :: timed && slept -> break                       /* ETIMEDOUT */
               :: else
@@ -1011,7 +1061,7 @@ end_wait_reuse:
   /* mbx_poll */
   atomic { assert(LIFE_OK(2)); p = pending }
   if
-  :: p > 0 -> budget = p; run_pending(budget, count, n, hd, nx, prev, ok, 2)
+  :: p > 0 -> budget = p; run_pending(budget, count, n, hd, nx, prev, ok, 2, 0)
   :: else
   fi;
   thread_exit(2, n, hd, nx, prev, retirable, pinned)

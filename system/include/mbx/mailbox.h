@@ -341,7 +341,11 @@ typedef struct mbx_memory_stats {
                                   retired for good after 2^32 - 1 lives */
   uint64_t records_quarantine; /* retired, waiting for reuse */
   uint64_t record_bytes;       /* bytes per record */
-  uint64_t nodes_live;         /* message nodes holding a message */
+  uint64_t nodes_live;         /* message nodes holding a message: sent,
+                                  not yet run, canceled or dropped (derived
+                                  from mbx_stats_global's counters; includes
+                                  mbx_stats.abandoned, whose nodes a killed
+                                  thread may have leaked) */
   uint64_t bytes_live;         /* bytes the library holds now: record chunks
                                   plus node blocks */
   uint64_t nodes_cached;       /* node slots held but holding no message:
@@ -349,7 +353,11 @@ typedef struct mbx_memory_stats {
                                   sending thread keeps the unused rest of its
                                   current block (given back when it exits or
                                   closes its mailbox), and a block is freed
-                                  when its last node is consumed */
+                                  when its last node is consumed. A mailbox
+                                  that has received a message keeps the node
+                                  of the last one it took (its queue's dummy)
+                                  until it takes the next or closes: at most
+                                  one block per open mailbox */
 } mbx_memory_stats;
 
 /* Memory figures. Any thread. */
@@ -372,13 +380,17 @@ typedef void (*mbx_free_fn)(void *ptr, void *ctx);
  * Replace the allocator used for message nodes, record chunks, proxy state
  * and the bookkeeping of queues of one's own (<mbx/queue.h>) (e.g. to
  * inject failures in tests). Call before any other mbx function, or while no
- * message is in flight, no record is being created and no other thread keeps
- * cached nodes (mbx_memory_stats.nodes_cached; the calling thread's are freed
- * here with the previous allocator). Proxy call records and per-thread proxy
- * state remember the allocator that made them and are freed with it,
- * whenever that is: keep a replaced allocator working until every thread
- * that used the proxy layer before the switch has exited. NULL functions
- * restore malloc/free. Returns MBX_OK, MBX_EINVAL (only one of the two NULL).
+ * record and no thread's first queue of one's own is being created. What the
+ * library frees later remembers the allocator that made it and is freed with
+ * it, whenever that is: message node blocks, proxy call records and
+ * per-thread proxy state (record chunks and queue bookkeeping are never
+ * freed). So keep a replaced allocator working until every thread that sent
+ * a message or used the proxy layer before the switch has exited, and every
+ * mailbox that received a message before it has received another or closed
+ * (mbx_memory_stats.nodes_cached). The calling thread's cached nodes and
+ * the blocks parked for reuse are freed here. NULL functions restore
+ * malloc/free. Returns MBX_OK, MBX_EINVAL (only one of the two NULL). Any
+ * thread.
  */
 int mbx_set_allocator(mbx_alloc_fn alloc, mbx_free_fn free_fn, void *ctx);
 

@@ -22,11 +22,12 @@ static void closing_resume(void *p);
 static void closing_drain(mbx__closing *c) {
   mbx__record *r = c->r;
   pthread_cleanup_push(closing_resume, c);
-  mbx__node *n;
-  while ((n = mbx__queue_pop(mbx__queue_of(r))) != NULL) {
+  mbx__node *n, *retired = NULL;
+  while ((n = mbx__queue_pop(mbx__queue_of(r), &retired)) != NULL) {
     mbx_cancel_fn cancel = n->cancel;
     void *arg = n->arg;
-    mbx__node_release(r, n);
+    if (retired)
+      mbx__node_release(r, retired);
     r->consumed_unflushed++;
     c->count++;
     if (cancel) {
@@ -36,6 +37,11 @@ static void closing_drain(mbx__closing *c) {
       mbx__counter_bump(&r->dropped, 1);
     }
   }
+  /* The last message's node, left in the queue as its dummy (a resumed
+   * drain finds the stub there, and nothing to release). */
+  mbx__node *dummy = mbx__queue_take_dummy(mbx__queue_of(r));
+  if (dummy)
+    mbx__node_release(r, dummy);
   /* Then the queues the owner owns (core/owned.c), each closed as below,
    * on the thread that closes the owner's mailbox: inside this step, so
    * that a resumed close finishes them too. */
@@ -203,9 +209,7 @@ int mbx__closing_begin(mbx__closing *c, mbx__record *r, mbx_handle h, int kind,
                                : dead ? ORPHAN_CLAIM_GRACE_MS
                                       : 0,
                                dead);
-  if (rc == MBX__TOKEN_FORCED) { /* the owner died inside a pop */
-    mbx__queue_repair(mbx__queue_of(r));
-  } else if (rc != MBX_OK) {
+  if (rc != MBX_OK) {
     if (c->pinned)
       mbx_release(h);
     return rc;

@@ -265,13 +265,14 @@ int mbx__token_closer_claim(mbx__record *r, double timeout_ms, int force) {
           return MBX_EBUSY;
         expected = MBX__CONSUMER_OWNER;
         // OWNER -> CLOSER from the dead owner. Acquire: whatever of its
-        // pop reached memory is what we repair (a killed thread publishes
-        // nothing; its plain writes are all there is). Relaxed on failure:
-        // another closer won; the loop sees CLOSER.
+        // pop reached memory is what we drain on from (a killed thread
+        // publishes nothing; its plain writes are all there is, and a pop
+        // is a single head store). Relaxed on failure: another closer won;
+        // the loop sees CLOSER.
         if (atomic_compare_exchange_strong_explicit(
                 &r->consumer, &expected, MBX__CONSUMER_CLOSER,
                 memory_order_acquire, memory_order_relaxed))
-          return MBX__TOKEN_FORCED;
+          return MBX_OK;
         continue;
       }
       mbx__platform_yield();

@@ -104,7 +104,7 @@ static mbx__node_block *block_unpark(void) {
 static void block_release(mbx__node_block *b) {
   mbx__counter_add(MBX__STAT_NODE_SLOTS_FREE, b->slots);
   mbx__counter_add(MBX__STAT_NODE_BYTES_FREE, block_bytes(b->slots));
-  mbx__free(b);
+  mbx__free_kept(b);
 }
 
 static void block_free(mbx__node_block *b) {
@@ -144,7 +144,7 @@ mbx__node *mbx__node_alloc(void) {
     uint32_t slots = may_keep_block() ? NODE_BLOCK : 1;
     b = slots == NODE_BLOCK ? block_unpark() : NULL;
     if (!b) {
-      b = mbx__alloc(block_bytes(slots));
+      b = mbx__alloc_kept(block_bytes(slots));
       if (!b)
         return NULL;
       b->slots = slots;
@@ -189,6 +189,5 @@ void mbx__node_release_flush(mbx__record *r) {
    * leaks one block, instead of its orphan's closer dropping it twice. */
   r->release_block = NULL;
   r->release_count = 0;
-  mbx__counter_add(MBX__STAT_NODE_FREE, count);
   block_drop(b, count);
 }

@@ -1,8 +1,15 @@
-/* Vyukov's intrusive multi-producer single-consumer queue, the mailbox's
- * message list. Producers exchange the tail and then link the previous
- * node; the single consumer pops from the head. Between a producer's
- * exchange and its link the queue looks empty from that node on, and pop
- * says so instead of spinning (see mbx__queue_pop). Private to the core. */
+/* Vyukov's multi-producer single-consumer queue with a rotating dummy, the
+ * mailbox's message list. Producers exchange the tail and then link the
+ * previous node; the single consumer pops from the head. The head is always
+ * a dummy: first the record's stub, then the node of the message popped
+ * last, whose payload the consumer has taken. So a pop is one plain head
+ * store and the consumer never writes the tail, the line every producer
+ * exchanges on (re-pushing the stub there when the queue emptied put that
+ * line in the consumer's cache once per message: issue 17). The cost: the
+ * last popped node stays in the queue until the next pop or the close
+ * (mbx__queue_take_dummy), and keeps its node block allocated. Between a
+ * producer's exchange and its link the queue looks empty from that node
+ * on, and pop says so instead of spinning. Private to the core. */
 #ifndef MBX__QUEUE_H
 #define MBX__QUEUE_H
 
@@ -13,7 +20,7 @@
 typedef struct mbx__queue_ends {
   _Atomic(mbx__node *) *tail; /* producers exchange here */
   mbx__node **head;           /* consumer only */
-  mbx__node *stub;            /* sentinel, re-pushed when the queue empties */
+  mbx__node *stub;            /* the first dummy, never released */
 } mbx__queue_ends;
 
 /* Any producer, first half of a push: n is private to the caller until
@@ -38,53 +45,26 @@ static inline void mbx__queue_push(_Atomic(mbx__node *) *tail, mbx__node *n) {
   mbx__queue_link(mbx__queue_exchange(tail, n), n);
 }
 
-/* The consumer only. Returns NULL when empty, or when a producer is between
- * its exchange and its link (that producer is still inside the gate and has
- * not counted the message in pending yet, so nothing is lost by stopping:
- * docs/design.md, "The queue"). */
-static inline mbx__node *mbx__queue_pop(mbx__queue_ends q) {
+/* The consumer only (the consumer token's holder). Returns the node of the
+ * next message, or NULL when empty or when a producer is between its
+ * exchange and its link (that producer is still inside the gate and has not
+ * counted the message in pending yet, so nothing is lost by stopping:
+ * docs/design.md, "The queue"). The returned node becomes the head: its
+ * payload is the caller's to read, and it stays valid until the next pop or
+ * mbx__queue_take_dummy. *retired: the head it replaced, whose message was
+ * popped before and which nobody will read again (NULL for the stub), for
+ * the caller to release. A consumer that dies anywhere in here leaves a
+ * valid queue: its only write is the head. */
+static inline mbx__node *mbx__queue_pop(mbx__queue_ends q,
+                                        mbx__node **retired) {
   mbx__node *head = *q.head;
-  // Acquire (all loads of next): pairs with the release link in push.
+  // Acquire: pairs with the release link in push; the payload is visible.
   mbx__node *next = atomic_load_explicit(&head->next, memory_order_acquire);
-  if (head == q.stub) {
-    if (!next)
-      return NULL;
-    *q.head = head = next;
-    next = atomic_load_explicit(&head->next, memory_order_acquire);
-  }
-  if (next) {
-    *q.head = next;
-    return head;
-  }
-  // Acquire: pairs with push's exchange.
-  if (atomic_load_explicit(q.tail, memory_order_acquire) != head)
+  if (!next)
     return NULL;
-  mbx__queue_push(q.tail, q.stub);
-  next = atomic_load_explicit(&head->next, memory_order_acquire);
-  if (next) {
-    *q.head = next;
-    return head;
-  }
-  return NULL;
-}
-
-/* The closer that took the queue from an owner that died inside a pop
- * (mbx__token_closer_claim's MBX__TOKEN_FORCED), once no producer is
- * active (close step B). Every state a pop leaves between its plain head
- * writes is a valid queue, but for one: the owner died re-pushing the stub
- * between its exchange and its link, which leaves the end of the chain
- * from head short of the tail. That missing link can only be the stub's
- * (every producer completed its own): restore it. */
-static inline void mbx__queue_repair(mbx__queue_ends q) {
-  mbx__node *n = *q.head;
-  mbx__node *next;
-  // Acquire (loads of next and of the tail): pairs with the producers'
-  // release link and exchange.
-  while ((next = atomic_load_explicit(&n->next, memory_order_acquire)) != NULL)
-    n = next;
-  if (n != atomic_load_explicit(q.tail, memory_order_acquire))
-    // Relaxed: we are now the queue's only consumer and only reader.
-    atomic_store_explicit(&n->next, q.stub, memory_order_relaxed);
+  *q.head = next;
+  *retired = head == q.stub ? NULL : head;
+  return next;
 }
 
 /* Empty the queue (no producer or consumer may be active). */
@@ -94,6 +74,20 @@ static inline void mbx__queue_reset(mbx__queue_ends q) {
   atomic_store_explicit(q.tail, q.stub, memory_order_relaxed); // see above
   *q.head = q.stub;
   q.stub->arg = NULL; /* no message popped (core/record.h MBX__POPPED) */
+}
+
+/* The closer, once it popped everything and no producer is active (close
+ * step C): returns the last dummy to release (NULL if it is the stub) and
+ * empties the queue (mbx__queue_reset), so that no closed life keeps a
+ * node. */
+static inline mbx__node *mbx__queue_take_dummy(mbx__queue_ends q) {
+  mbx__node *head = *q.head;
+  /* Every producer linked its node (step B), and the closer popped them
+   * all: the queue ends at the head. */
+  // Relaxed: the closer is the queue's only user now.
+  MBX_ASSERT(atomic_load_explicit(q.tail, memory_order_relaxed) == head);
+  mbx__queue_reset(q);
+  return head == q.stub ? NULL : head;
 }
 
 #endif

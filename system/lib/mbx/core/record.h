@@ -191,9 +191,8 @@ void mbx__token_owner_unclaim(mbx__record *r);
 /* The closer takes the queue for good: MBX_OK; MBX_ECLOSED if another
  * closer of this life has it; MBX_EBUSY if the owner stayed inside a pop
  * for timeout_ms. With force (the owner is dead: an orphan's closer) it
- * then takes the queue from the dead owner and returns MBX__TOKEN_FORCED:
- * the caller must repair the pop the owner died in (mbx__queue_repair). */
-enum { MBX__TOKEN_FORCED = 1 };
+ * then takes the queue from the dead owner: MBX_OK (a pop leaves a valid
+ * queue wherever its thread dies, core/queue.h). */
 int mbx__token_closer_claim(mbx__record *r, double timeout_ms, int force);
 /* Close step B alone: wait until no sender is inside the gate. */
 void mbx__gate_wait_senders(mbx__record *r);
@@ -367,8 +366,6 @@ enum {
   MBX__STAT_REJ_INVALID,
   MBX__STAT_REJ_NOMEM,
   MBX__STAT_REJ_FULL,
-  MBX__STAT_NODE_FREE,        /* nodes whose message was consumed (nodes
-                                 given to messages are MBX__STAT_SENT) */
   MBX__STAT_NODE_SLOTS_ALLOC, /* node slots in blocks obtained */
   MBX__STAT_NODE_SLOTS_FREE,  /* node slots in blocks returned */
   MBX__STAT_NODE_BYTES_ALLOC, /* bytes of blocks obtained */

@@ -26,6 +26,9 @@
 #endif
 #define MBX_SPIN_MIN_US 1.0
 #define POLLS_PER_CLOCK_READ 128 /* reading the clock is a JS call in wasm */
+/* A brief spin: about a microsecond natively, a few instructions' worth of
+ * another thread's progress (mbx__spin_briefly_while_equal). */
+#define BRIEF_POLLS 256
 
 static _Thread_local double tls_spin_us = MBX_SPIN_MAX_US;
 static _Thread_local double tls_spin_started_ms; /* of a spin that failed */
@@ -44,13 +47,11 @@ static void budget_grow(void) {
       tls_spin_us * 2 > MBX_SPIN_MAX_US ? MBX_SPIN_MAX_US : tls_spin_us * 2;
 }
 
-int mbx__spin_while_equal(_Atomic int32_t *word, int32_t value,
-                          double remaining_ms) {
-  return mbx__spin_while_between(word, value, value, remaining_ms);
-}
-
-int mbx__spin_while_between(_Atomic int32_t *word, int32_t low, int32_t high,
-                            double remaining_ms) {
+/* The spin loop. ready is a constant at each call site below, so the
+ * compiler inlines it: a poll is one load. */
+static inline __attribute__((always_inline)) int
+spin_until(int (*ready)(const void *, int32_t, int32_t), const void *word,
+           int32_t low, int32_t high, double remaining_ms) {
   tls_spin_started_ms = 0;
   if (tls_spin_off)
     return 0;
@@ -64,10 +65,7 @@ int mbx__spin_while_between(_Atomic int32_t *word, int32_t low, int32_t high,
    * the budget then runs from there, a fraction of a microsecond late. */
   double start = 0, end = 0;
   for (unsigned polls = 1;; polls++) {
-    // Relaxed: only a hint to stop spinning; callers re-read the word with
-    // the order their protocol needs.
-    int32_t seen = atomic_load_explicit(word, memory_order_relaxed);
-    if (seen < low || seen > high) {
+    if (ready(word, low, high)) {
       budget_grow();
       return 1;
     }
@@ -83,6 +81,56 @@ int mbx__spin_while_between(_Atomic int32_t *word, int32_t low, int32_t high,
       }
     }
   }
+}
+
+static inline int outside(const void *word, int32_t low, int32_t high) {
+  // Relaxed: only a hint to stop spinning; callers re-read the word with
+  // the order their protocol needs.
+  int32_t seen =
+      atomic_load_explicit((_Atomic int32_t *)word, memory_order_relaxed);
+  return seen < low || seen > high;
+}
+
+static inline int linked(const void *link, int32_t unused_low,
+                         int32_t unused_high) {
+  (void)unused_low;
+  (void)unused_high;
+  // Relaxed: a hint, as above; the pop that follows acquires.
+  return atomic_load_explicit((_Atomic(mbx__node *) *)link,
+                              memory_order_relaxed) != NULL;
+}
+
+int mbx__spin_while_equal(_Atomic int32_t *word, int32_t value,
+                          double remaining_ms) {
+  return spin_until(outside, (const void *)word, value, value, remaining_ms);
+}
+
+int mbx__spin_while_between(_Atomic int32_t *word, int32_t low, int32_t high,
+                            double remaining_ms) {
+  return spin_until(outside, (const void *)word, low, high, remaining_ms);
+}
+
+int mbx__spin_while_null(_Atomic(mbx__node *) *link, double remaining_ms) {
+  return spin_until(linked, (const void *)link, 0, 0, remaining_ms);
+}
+
+static inline __attribute__((always_inline)) int
+spin_briefly(int (*ready)(const void *, int32_t, int32_t), const void *word,
+             int32_t low, int32_t high) {
+  for (int polls = 0; polls < BRIEF_POLLS; polls++) {
+    if (ready(word, low, high))
+      return 1;
+    cpu_relax();
+  }
+  return 0;
+}
+
+int mbx__spin_briefly_while_equal(_Atomic int32_t *word, int32_t value) {
+  return spin_briefly(outside, (const void *)word, value, value);
+}
+
+int mbx__spin_briefly_while_null(_Atomic(mbx__node *) *link) {
+  return spin_briefly(linked, (const void *)link, 0, 0);
 }
 
 void mbx__spin_slept(void) {

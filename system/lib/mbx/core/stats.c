@@ -166,9 +166,16 @@ void mbx_memory_stats_get(mbx_memory_stats *out) {
   out->records_quarantine = quarantined;
   out->records_live = out->records_total - out->records_quarantine;
   out->record_bytes = sizeof(mbx__record);
-  uint64_t allocs = mbx__counter_sum(MBX__STAT_SENT);
-  uint64_t frees = mbx__counter_sum(MBX__STAT_NODE_FREE);
-  out->nodes_live = allocs > frees ? allocs - frees : 0;
+  /* A node holds a message from its send until the drainer counts it
+   * consumed (run, canceled or dropped); a node a dead owner popped and
+   * never counted (abandoned) may be leaked, so it stays counted. Derived
+   * from the message counters, not counted at each release: a popped node
+   * may stay allocated as its queue's dummy (core/queue.h), and the drain
+   * saves an RMW. */
+  mbx_stats s;
+  mbx_stats_global(&s);
+  uint64_t consumed = s.run + s.canceled + s.dropped;
+  out->nodes_live = s.sent > consumed ? s.sent - consumed : 0;
   uint64_t slots = mbx__counter_sum(MBX__STAT_NODE_SLOTS_ALLOC) -
                    mbx__counter_sum(MBX__STAT_NODE_SLOTS_FREE);
   out->nodes_cached = slots > out->nodes_live ? slots - out->nodes_live : 0;
