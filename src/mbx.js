@@ -9,14 +9,11 @@
 mergeInto(LibraryManager.library, {
   // Arm one wait: returns 1 if armed, 0 if the word is already non-zero (the
   // caller drains again).
-  mbx_js_arm__deps: ['$mbxRun', '$mbxLoop'],
+  mbx_js_arm__deps: ['$mbxWake'],
   mbx_js_arm: function(addr, epoch) {
     var r = Atomics.waitAsync(HEAP32, addr >> 2, 0);
     if (!r.async) return 0;
-    r.value.then(function() {
-      mbxLoop.fromLoop = true;
-      mbxRun(function() { _mbx__event_loop_wake(epoch); });
-    });
+    r.value.then(function() { mbxWake(epoch); });
     return 1;
   },
   // Run fn (a drain, a death report) from an event-loop task the way
@@ -42,6 +39,19 @@ mergeInto(LibraryManager.library, {
       handleException(e);
     }
   },
+  // Drain from an event-loop task, for the attachment `epoch` only. A wait,
+  // a deferred drain or the watch timer of an attachment that has ended
+  // (detached, or its thread exited and the worker went back to the pool,
+  // maybe to host another thread) does nothing: entering the runtime there
+  // would run Emscripten's exit check on a worker with no thread, which
+  // 3.1.6 asserts on (found by event_loop's flood part: a drain deferred by
+  // a flood outlived its thread).
+  $mbxWake__deps: ['$mbxRun', '$mbxLoop'],
+  $mbxWake: function(epoch) {
+    if (epoch !== mbxLoop.epoch) return;
+    mbxLoop.fromLoop = true;
+    mbxRun(function() { _mbx__event_loop_wake(epoch); });
+  },
   // Run the drain again from a later task (a flood that keeps the word
   // non-zero, or a wakeup posted in the fallback mode), as soon as the
   // tasks already queued have run: setTimeout(0) would idle the thread for
@@ -57,12 +67,9 @@ mergeInto(LibraryManager.library, {
     mbxSoon.queue.push(fn);
     mbxSoon.port.postMessage(0);
   },
-  mbx_js_defer__deps: ['$mbxRun', '$mbxSoon', '$mbxLoop'],
+  mbx_js_defer__deps: ['$mbxWake', '$mbxSoon'],
   mbx_js_defer: function(epoch) {
-    mbxSoon(function() {
-      mbxLoop.fromLoop = true;
-      mbxRun(function() { _mbx__event_loop_wake(epoch); });
-    });
+    mbxSoon(function() { mbxWake(epoch); });
   },
   // Posted wakeups can be lost without anyone knowing: 3.1.6 drops a call
   // to a pthread whose call queue (127 entries) is full and returns 0 as
@@ -71,14 +78,11 @@ mergeInto(LibraryManager.library, {
   // leave the mailbox undrained for good (issue 18 item 7). So in the
   // fallback mode the thread also looks at pending from a slow timer (every
   // 100 ms, only while attached): a lost wakeup costs at most that delay.
-  mbx_js_post_watch__deps: ['$mbxRun', '$mbxLoop'],
+  mbx_js_post_watch__deps: ['$mbxWake', '$mbxLoop'],
   mbx_js_post_watch: function(addr, epoch) {
     if (mbxLoop.watch) clearInterval(mbxLoop.watch);
     mbxLoop.watch = setInterval(function() {
-      if (Atomics.load(HEAP32, addr >> 2) > 0) {
-        mbxLoop.fromLoop = true;
-        mbxRun(function() { _mbx__event_loop_wake(epoch); });
-      }
+      if (Atomics.load(HEAP32, addr >> 2) > 0) mbxWake(epoch);
     }, 100);
   },
   // Only a native waitAsync: newer Emscripten releases may install a
@@ -90,9 +94,11 @@ mergeInto(LibraryManager.library, {
   // Keep the thread (a pthread: runtime keepalive) or the process (the Node
   // main thread, whose pending waitAsync does not keep Node alive, and whose
   // workers are unref'd by newer releases) alive while attached.
-  $mbxLoop: {nodeRef: null, fromLoop: false, watch: null},
+  // epoch: the current attachment's (0: none), see mbxWake.
+  $mbxLoop: {nodeRef: null, fromLoop: false, watch: null, epoch: 0},
   mbx_js_loop_hold__deps: ['$runtimeKeepalivePush', '$mbxLoop'],
-  mbx_js_loop_hold: function() {
+  mbx_js_loop_hold: function(epoch) {
+    mbxLoop.epoch = epoch;
     if (ENVIRONMENT_IS_PTHREAD) {
       runtimeKeepalivePush();
     } else if (ENVIRONMENT_IS_NODE && !mbxLoop.nodeRef) {
@@ -101,6 +107,7 @@ mergeInto(LibraryManager.library, {
   },
   mbx_js_loop_release__deps: ['$runtimeKeepalivePop', '$mbxLoop'],
   mbx_js_loop_release: function() {
+    mbxLoop.epoch = 0;
     if (mbxLoop.watch) {
       clearInterval(mbxLoop.watch);
       mbxLoop.watch = null;

@@ -12,6 +12,7 @@
  * attach reports MBX_EINVAL.
  */
 #include "check.h"
+#include "proxy_util.h"
 #include "test_support.h"
 #include "test_threads.h"
 
@@ -22,6 +23,7 @@
 #include <time.h>
 #ifdef __EMSCRIPTEN__
 #include <emscripten/emscripten.h>
+#include <emscripten/eventloop.h>
 #endif
 
 #ifdef __EMSCRIPTEN__
@@ -49,6 +51,63 @@ static void *receiver_main(void *hide_wait_async) {
   atomic_store(&g_attached, 1);
   emscripten_exit_with_live_runtime(); /* from here on: the event loop */
   return NULL;
+}
+
+/* The flood part: each message takes about 20 us, so a sender that keeps
+ * a backlog keeps the receiver's drain busy without a break. */
+static _Atomic int g_flood_sent, g_flood_runs, g_timer_fired;
+static _Atomic int g_backlog_at_timer = -1, g_runs_at_set;
+static void on_flood(void *arg) {
+  (void)arg;
+  double until = emscripten_get_now() + 0.02;
+  while (emscripten_get_now() < until) {
+  }
+  atomic_fetch_add(&g_flood_runs, 1);
+}
+static void timer_fired(void *arg) {
+  (void)arg;
+  atomic_store(&g_backlog_at_timer,
+               atomic_load(&g_flood_sent) - atomic_load(&g_flood_runs));
+  atomic_store(&g_timer_fired, 1);
+}
+static void set_timer(void *arg) {
+  (void)arg;
+  atomic_store(&g_runs_at_set, atomic_load(&g_flood_runs));
+  emscripten_set_timeout(timer_fired, 1, NULL);
+}
+static void flood_send(mbx_handle to, int n) {
+  for (int i = 0; i < n; i++) {
+    atomic_fetch_add(&g_flood_sent, 1);
+    CHECK_EQ(mbx_send(to, on_flood, NULL, NULL), MBX_OK);
+  }
+}
+
+/* A flood does not starve the receiver's event loop: a drain hands the
+ * event loop back every 2 ms (pthread/event_loop.c, DRAIN_SLICE_MS) and a
+ * round runs at most 64 messages, so a 1 ms timer the receiver set fires
+ * while messages are still queued (about 10 to 20 ms of them), and within
+ * 300 messages (6 ms of handlers). Before issue 17 a drain ended after 16
+ * rounds, each running all that was pending: thousands of messages. Returns
+ * the messages run between setting the timer and its firing. */
+static long flood_until_timer(mbx_handle to) {
+  atomic_store(&g_flood_sent, 0);
+  atomic_store(&g_flood_runs, 0);
+  atomic_store(&g_timer_fired, 0);
+  atomic_store(&g_backlog_at_timer, -1);
+  flood_send(to, 500);
+  CHECK_EQ(mbx_send(to, set_timer, NULL, NULL), MBX_OK);
+  double t0 = now_ms();
+  while (!atomic_load(&g_timer_fired)) {
+    CHECK(now_ms() - t0 < 10000); /* starved */
+    if (atomic_load(&g_flood_sent) - atomic_load(&g_flood_runs) < 500)
+      flood_send(to, 500);
+    sched_yield();
+  }
+  long before_timer = atomic_load(&g_flood_runs) - atomic_load(&g_runs_at_set);
+  CHECK(atomic_load(&g_backlog_at_timer) > 0);
+  CHECK(before_timer <= 300);
+  wait_for_count(&g_flood_runs, atomic_load(&g_flood_sent));
+  return before_timer;
 }
 
 static void *plain_thread(void *arg) {
@@ -107,6 +166,8 @@ static void run_scenario(long rounds, int hide_wait_async) {
    * (seen once on a 5.0.7 page: 19 of 20). */
   CHECK(single_wakeups >= rounds / 2 && single_wakeups <= rounds);
 
+  long flood_before_timer = flood_until_timer(to);
+
   /* Exit from a handler with messages queued behind it: keep the receiver
    * busy while they are queued, so quit cannot run before they are in. */
   atomic_store(&g_hold_busy, 1);
@@ -133,9 +194,10 @@ static void run_scenario(long rounds, int hide_wait_async) {
   }
   printf("%s: free burst: 1000 messages, %ld wakeups; burst into a busy "
          "thread: 1000 messages, %ld wakeup; single messages: %ld, wakeups "
-         "%ld\n",
+         "%ld; a 1 ms timer set during a flood fired after %ld more messages\n",
          hide_wait_async ? "posted wakeups (no waitAsync)" : "waitAsync",
-         burst_wakeups, busy_burst_wakeups, rounds, single_wakeups);
+         burst_wakeups, busy_burst_wakeups, rounds, single_wakeups,
+         flood_before_timer);
 }
 #endif
 

@@ -145,13 +145,17 @@ static void end_drain(const drain_saved *saved) {
   mbx__self.drain_frame = saved->frame;
 }
 
-static int poll_drain(mbx__record *r, int nested_ok, uintptr_t here) {
+/* max: at most this many messages (0: all pending at entry). */
+static int poll_drain(mbx__record *r, int nested_ok, int32_t max,
+                      uintptr_t here) {
   drain_saved saved;
   int rc = begin_drain(r, nested_ok, here, &saved);
   if (rc != MBX_OK)
     return rc;
   // Relaxed: pending is only a budget here; the pops synchronise.
   int32_t budget = atomic_load_explicit(&r->pending, memory_order_relaxed);
+  if (max > 0 && budget > max)
+    budget = max;
   int count = budget > 0 ? run_pending(r, budget, 0) : 0;
   if (count == 0 && mbx__token_closed(r))
     count = MBX_ECLOSED;
@@ -333,33 +337,41 @@ static int wait_drain(mbx__record *r, double timeout_ms, int flags,
 /* One frame layout for every drain entry (never inlined), so that drains
  * entered one after the other from the same caller record the same stack
  * address, and a nested one a lower address. */
-__attribute__((noinline)) static int drain_entry(mbx__record *r, int poll,
-                                                 double timeout_ms, int flags) {
+/* poll_max: a poll of at most that many messages (0: all pending at
+ * entry); WAIT: a wait. */
+#define WAIT (-1)
+__attribute__((noinline)) static int
+drain_entry(mbx__record *r, int32_t poll_max, double timeout_ms, int flags) {
   char marker;
   uintptr_t here = (uintptr_t)&marker;
-  return poll ? poll_drain(r, flags & MBX__WAIT_NESTED_OK, here)
-              : wait_drain(r, timeout_ms, flags, here);
+  return poll_max != WAIT
+             ? poll_drain(r, flags & MBX__WAIT_NESTED_OK, poll_max, here)
+             : wait_drain(r, timeout_ms, flags, here);
 }
 
-int mbx_poll(void) { return drain_entry(mbx__self.record, 1, 0, 0); }
+int mbx_poll(void) { return drain_entry(mbx__self.record, 0, 0, 0); }
+
+int mbx__poll_at_most(int32_t max) {
+  return drain_entry(mbx__self.record, max, 0, 0);
+}
 
 int mbx__wait(double timeout_ms, int flags) {
-  return drain_entry(mbx__self.record, 0, timeout_ms, flags);
+  return drain_entry(mbx__self.record, WAIT, timeout_ms, flags);
 }
 
 /* r: the calling thread's mailbox, or a queue it owns (core/owned.c). */
 int mbx__poll_record(mbx__record *r, int nested_ok) {
-  return drain_entry(r, 1, 0, nested_ok ? MBX__WAIT_NESTED_OK : 0);
+  return drain_entry(r, 0, 0, nested_ok ? MBX__WAIT_NESTED_OK : 0);
 }
 
 int mbx__wait_record(mbx__record *r, double timeout_ms, int flags) {
-  return drain_entry(r, 0, timeout_ms, flags);
+  return drain_entry(r, WAIT, timeout_ms, flags);
 }
 
 /* A cancellation point: at entry, and while asleep (issue 18 item 5). */
 int mbx_wait(double timeout_ms) {
   pthread_testcancel();
-  return drain_entry(mbx__self.record, 0, timeout_ms, MBX__WAIT_CANCELABLE);
+  return drain_entry(mbx__self.record, WAIT, timeout_ms, MBX__WAIT_CANCELABLE);
 }
 
 int mbx__self_open(void) {

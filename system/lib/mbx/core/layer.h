@@ -96,6 +96,9 @@ enum {
   MBX__WAITING_POST = 2, /* event loop without waitAsync: post_wake_hook */
 };
 _Atomic int32_t *mbx__self_pending_word(void);
+/* mbx_poll, but at most max (> 0) messages: an event-loop drain that gives
+ * the event loop back at a time budget (pthread/event_loop.c). */
+int mbx__poll_at_most(int32_t max);
 void mbx__self_set_waiting(int32_t mode);
 /* Called by a sender, inside the gate (the owner cannot finish closing
  * meanwhile), when it makes pending leave 0 and the owner is in

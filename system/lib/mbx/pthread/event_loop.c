@@ -40,18 +40,43 @@ static _Thread_local uint32_t tls_epoch;
 static _Thread_local int32_t tls_mode;
 static _Atomic uint32_t g_next_epoch = 1;
 
-#define MAX_DRAINS_PER_TASK 16
+/* How long one event-loop task keeps draining while senders keep the
+ * mailbox busy, before it lets the event loop run its other tasks (and
+ * timers) and goes on in a fresh task. A round runs at most
+ * DRAIN_ROUND_MESSAGES, so that a backlog of slow handlers cannot hold the
+ * event loop much past the slice; the clock is read after every
+ * DRAIN_ROUNDS_PER_CLOCK rounds or messages: it is a JS call. A count of
+ * 16 rounds, each running all that was pending, used to end the task: under
+ * a flood of quick messages that cost a setImmediate every few dozen
+ * messages, under a backlog of slow ones it held the event loop for as long
+ * as 16 backlogs took (issue 17). */
+#define DRAIN_SLICE_MS 2.0
+#define DRAIN_ROUND_MESSAGES 64
+#define DRAIN_ROUNDS_PER_CLOCK 16
 
 static void drain_and_arm(void) {
-  for (int round = 0; round < MAX_DRAINS_PER_TASK; round++) {
-    if (mbx_poll() ==
-        MBX_ECLOSED) { /* closed from outside: nothing to wait for */
+  double start = emscripten_get_now();
+  int since_clock = 0;
+  for (;;) {
+    int ran = mbx__poll_at_most(DRAIN_ROUND_MESSAGES);
+    if (ran == MBX_ECLOSED) { /* closed from outside: nothing to wait for */
       mbx_event_loop_detach();
       return;
     }
     _Atomic int32_t *word = mbx__self_pending_word();
     if (!word || !tls_epoch)
       return; /* a handler detached or the mailbox closed */
+    since_clock += 1 + (ran > 0 ? ran : 0);
+    if (since_clock >= DRAIN_ROUNDS_PER_CLOCK) {
+      since_clock = 0;
+      if (emscripten_get_now() - start >= DRAIN_SLICE_MS)
+        break;
+    }
+    // Relaxed: a look only. More has arrived since the poll: drain again,
+    // without arming (setting waiting and calling waitAsync would only see
+    // pending != 0 and return).
+    if (atomic_load_explicit(word, memory_order_relaxed) > 0)
+      continue;
     mbx__self_set_waiting(tls_mode);
     if (tls_mode == MBX__WAITING_WAKE) {
       if (mbx_js_arm(word, tls_epoch) == 1)
@@ -63,7 +88,7 @@ static void drain_and_arm(void) {
         return; /* the next sender posts wake_task */
     }
   }
-  /* Still busy after many rounds: yield to the event loop, then go on. */
+  /* Still busy after a slice: yield to the event loop, then go on. */
   mbx_js_defer(tls_epoch);
 }
 
@@ -101,7 +126,7 @@ int mbx_event_loop_attach(void) {
   uint32_t epoch =
       atomic_fetch_add_explicit(&g_next_epoch, 1, memory_order_relaxed);
   tls_epoch = epoch ? epoch : 1;
-  mbx_js_loop_hold();
+  mbx_js_loop_hold(tls_epoch);
   if (tls_mode == MBX__WAITING_POST) /* posts can be lost: see src/mbx.js */
     mbx_js_post_watch(mbx__self_pending_word(), tls_epoch);
   drain_and_arm();

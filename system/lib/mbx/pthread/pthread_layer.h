@@ -27,7 +27,7 @@ int mbx_js_arm(_Atomic int32_t *word, uint32_t epoch);
 void mbx_js_defer(uint32_t epoch);
 void mbx_js_post_watch(_Atomic int32_t *word, uint32_t epoch);
 int mbx_js_has_wait_async(void);
-void mbx_js_loop_hold(void);
+void mbx_js_loop_hold(uint32_t epoch);
 void mbx_js_loop_release(void);
 void mbx_js_thread_exiting(int returned);
 void mbx_js_watch_workers(void);
