@@ -112,7 +112,10 @@ mbx_handle mbx_main_thread(void);
  * or on the main thread returning from main without exiting); each time
  * senders notify the mailbox, its messages run from a fresh event-loop task,
  * with no polling. Notifications are coalesced: a burst wakes the thread
- * once per drain. Owner only; works on pthreads and on the main thread.
+ * once per drain. A drain that senders keep busy gives the event loop back
+ * after about 2 ms (plus the message running then, and at most 63 more), so
+ * the thread's timers and other tasks still run during a flood; it goes on
+ * in a fresh task. Owner only; works on pthreads and on the main thread.
  *
  * Wakeups use Atomics.waitAsync on the mailbox's notification word. Where
  * the JS engine has no native waitAsync, a sender that finds the mailbox
