@@ -14,6 +14,14 @@
  * flood then still returns to the caller (the top of the loop's budget is
  * pending, as for mbx_poll). */
 #define SPIN_RUN_BUDGET 64
+/* How long a receiver that has run a message polls its queue's link before
+ * it ends the drain (run_pending's linger): a few of a busy sender's sends,
+ * and short enough that a caller of mbx_wait gets control back at once. */
+#define LINGER_POLLS 64
+/* How long a wait that popped a message before its sender counted it polls
+ * pending for that count before it yields (a store away, unless the sender
+ * was preempted). */
+#define BRIEF_POLLS 256
 
 int32_t mbx__flush_consumed(mbx__record *r) {
   mbx__node_release_flush(r);
@@ -67,7 +75,7 @@ static int run_pending(mbx__record *r, int32_t budget, int linger) {
     mbx__node *retired = NULL;
     mbx__node *n = mbx__queue_pop(mbx__queue_of(r), &retired);
     if (!n && linger && count > 0 &&
-        mbx__spin_briefly_while_null(&r->head->next))
+        mbx__spin_briefly_while_null(&r->head->next, LINGER_POLLS))
       n = mbx__queue_pop(mbx__queue_of(r), &retired);
     mbx_run_fn run = NULL;
     void *arg = NULL;
@@ -257,7 +265,7 @@ static int wait_loop(wait_state *w, double timeout_ms, int flags) {
     // Seq_cst: see mbx__flush_consumed.
     int32_t pending = atomic_load_explicit(&r->pending, memory_order_seq_cst);
     if (pending > 0) {
-      count = run_pending(r, pending, !(flags & MBX__WAIT_NO_SPIN));
+      count = run_pending(r, pending, flags & MBX__WAIT_LINGER);
       if (count != 0)
         break;
     }
@@ -276,7 +284,7 @@ static int wait_loop(wait_state *w, double timeout_ms, int flags) {
       /* Yield only if it takes longer than a brief spin: a wait that
        * popped a message before its sender counted it (spin_on_queue)
        * comes here next, and its sender is a store away. */
-      if (!mbx__spin_briefly_while_equal(&r->pending, pending))
+      if (!mbx__spin_briefly_while_equal(&r->pending, pending, BRIEF_POLLS))
         mbx__platform_yield();
       continue;
     }
@@ -301,7 +309,7 @@ static int wait_loop(wait_state *w, double timeout_ms, int flags) {
          * then reads -1 for a moment; see the pending != 0 case above). A
          * fixed budget: reading pending here would pull its line away from
          * the sender about to add to it. */
-        count = run_pending(r, SPIN_RUN_BUDGET, 1);
+        count = run_pending(r, SPIN_RUN_BUDGET, flags & MBX__WAIT_LINGER);
         if (count != 0)
           break;
         continue;
@@ -371,7 +379,8 @@ int mbx__wait_record(mbx__record *r, double timeout_ms, int flags) {
 /* A cancellation point: at entry, and while asleep (issue 18 item 5). */
 int mbx_wait(double timeout_ms) {
   pthread_testcancel();
-  return drain_entry(mbx__self.record, WAIT, timeout_ms, MBX__WAIT_CANCELABLE);
+  return drain_entry(mbx__self.record, WAIT, timeout_ms,
+                     MBX__WAIT_CANCELABLE | MBX__WAIT_LINGER);
 }
 
 int mbx__self_open(void) {

@@ -72,7 +72,10 @@ void mbx__self_popped_clear(void);
  * MBX__WAIT_NO_SPIN skips the spin before sleeping, for a caller that has
  * just spun (its spin's verdict then covers this sleep, mbx__spin_slept);
  * MBX__WAIT_CANCELABLE acts on a pending pthread_cancel while asleep
- * (mbx_wait), restoring the thread's drain state as it unwinds. */
+ * (mbx_wait), restoring the thread's drain state as it unwinds;
+ * MBX__WAIT_LINGER (mbx_wait, mbx_queue_wait: a receiver of a stream, not a
+ * caller waiting for its reply) spins briefly for the next message before
+ * it ends a drain (core/drain.c, run_pending). */
 /* How long a blocking call that is a cancellation point may sleep before
  * it calls pthread_testcancel: remaining_ms (< 0: forever), capped at
  * 100 ms while the calling thread has cancellation enabled. */
@@ -80,7 +83,8 @@ double mbx__cancel_slice_ms(double remaining_ms);
 enum {
   MBX__WAIT_NESTED_OK = 1,
   MBX__WAIT_NO_SPIN = 2,
-  MBX__WAIT_CANCELABLE = 4
+  MBX__WAIT_CANCELABLE = 4,
+  MBX__WAIT_LINGER = 8
 };
 int mbx__wait(double timeout_ms, int flags);
 /* mbx_thread_exit, but also allowed from inside a handler (nested_ok), for
@@ -200,11 +204,12 @@ int mbx__spin_while_between(_Atomic int32_t *word, int32_t low, int32_t high,
                             double remaining_ms);
 /* The same while *link is NULL (a queue's head link, core/drain.c). */
 int mbx__spin_while_null(_Atomic(mbx__node *) *link, double remaining_ms);
-/* Poll *word while it equals value, a few hundred times at most, outside
- * the adaptive budget: for a partner a few instructions from its next
- * store. Returns 1 if it changed. */
-int mbx__spin_briefly_while_equal(_Atomic int32_t *word, int32_t value);
-int mbx__spin_briefly_while_null(_Atomic(mbx__node *) *link);
+/* Poll *word while it equals value, at most polls times, outside the
+ * adaptive budget: for a partner a few instructions from its next store.
+ * Returns 1 if it changed. */
+int mbx__spin_briefly_while_equal(_Atomic int32_t *word, int32_t value,
+                                  int polls);
+int mbx__spin_briefly_while_null(_Atomic(mbx__node *) *link, int polls);
 /* Call after the sleep that followed a spin returning 0: adapts the budget
  * to how long the answer actually took. */
 void mbx__spin_slept(void);

@@ -304,7 +304,8 @@ __attribute__((noinline)) static int queue_drain_entry(mbx_handle q, int poll,
   } else {
     pthread_cleanup_push(drain_leave, &d);
     count = mbx__wait_record(d.r, timeout_ms,
-                             MBX__WAIT_NESTED_OK | MBX__WAIT_CANCELABLE);
+                             MBX__WAIT_NESTED_OK | MBX__WAIT_CANCELABLE |
+                                 MBX__WAIT_LINGER);
     pthread_cleanup_pop(0);
   }
   drain_leave(&d);

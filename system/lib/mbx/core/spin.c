@@ -26,9 +26,6 @@
 #endif
 #define MBX_SPIN_MIN_US 1.0
 #define POLLS_PER_CLOCK_READ 128 /* reading the clock is a JS call in wasm */
-/* A brief spin: about a microsecond natively, a few instructions' worth of
- * another thread's progress (mbx__spin_briefly_while_equal). */
-#define BRIEF_POLLS 256
 
 static _Thread_local double tls_spin_us = MBX_SPIN_MAX_US;
 static _Thread_local double tls_spin_started_ms; /* of a spin that failed */
@@ -116,8 +113,8 @@ int mbx__spin_while_null(_Atomic(mbx__node *) *link, double remaining_ms) {
 
 static inline __attribute__((always_inline)) int
 spin_briefly(int (*ready)(const void *, int32_t, int32_t), const void *word,
-             int32_t low, int32_t high) {
-  for (int polls = 0; polls < BRIEF_POLLS; polls++) {
+             int32_t low, int32_t high, int polls_max) {
+  for (int polls = 0; polls < polls_max; polls++) {
     if (ready(word, low, high))
       return 1;
     cpu_relax();
@@ -125,12 +122,13 @@ spin_briefly(int (*ready)(const void *, int32_t, int32_t), const void *word,
   return 0;
 }
 
-int mbx__spin_briefly_while_equal(_Atomic int32_t *word, int32_t value) {
-  return spin_briefly(outside, (const void *)word, value, value);
+int mbx__spin_briefly_while_equal(_Atomic int32_t *word, int32_t value,
+                                  int polls) {
+  return spin_briefly(outside, (const void *)word, value, value, polls);
 }
 
-int mbx__spin_briefly_while_null(_Atomic(mbx__node *) *link) {
-  return spin_briefly(linked, (const void *)link, 0, 0);
+int mbx__spin_briefly_while_null(_Atomic(mbx__node *) *link, int polls) {
+  return spin_briefly(linked, (const void *)link, 0, 0, polls);
 }
 
 void mbx__spin_slept(void) {
