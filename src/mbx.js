@@ -67,9 +67,20 @@ mergeInto(LibraryManager.library, {
     mbxSoon.queue.push(fn);
     mbxSoon.port.postMessage(0);
   },
-  mbx_js_defer__deps: ['$mbxWake', '$mbxSoon'],
+  // One deferred drain at a time: it drains everything (or a slice), so a
+  // second one queued behind it would only run another slice in the same
+  // turn of the event loop, ahead of its timers. Node runs every immediate
+  // queued before its check phase in one go: posted wakeups that each
+  // deferred a drain held timers back for several slices (event_loop's
+  // flood part under ASan on 3.1.6).
+  mbx_js_defer__deps: ['$mbxWake', '$mbxSoon', '$mbxLoop'],
   mbx_js_defer: function(epoch) {
-    mbxSoon(function() { mbxWake(epoch); });
+    if (mbxLoop.deferred === epoch) return;
+    mbxLoop.deferred = epoch;
+    mbxSoon(function() {
+      if (mbxLoop.deferred === epoch) mbxLoop.deferred = 0;
+      mbxWake(epoch);
+    });
   },
   // Posted wakeups can be lost without anyone knowing: 3.1.6 drops a call
   // to a pthread whose call queue (127 entries) is full and returns 0 as
@@ -95,7 +106,7 @@ mergeInto(LibraryManager.library, {
   // main thread, whose pending waitAsync does not keep Node alive, and whose
   // workers are unref'd by newer releases) alive while attached.
   // epoch: the current attachment's (0: none), see mbxWake.
-  $mbxLoop: {nodeRef: null, fromLoop: false, watch: null, epoch: 0},
+  $mbxLoop: {nodeRef: null, fromLoop: false, watch: null, epoch: 0, deferred: 0},
   mbx_js_loop_hold__deps: ['$runtimeKeepalivePush', '$mbxLoop'],
   mbx_js_loop_hold: function(epoch) {
     mbxLoop.epoch = epoch;

@@ -86,9 +86,11 @@ static void flood_send(mbx_handle to, int n) {
  * event loop back every 2 ms (pthread/event_loop.c, DRAIN_SLICE_MS) and a
  * round runs at most 64 messages, so a 1 ms timer the receiver set fires
  * while messages are still queued (about 10 to 20 ms of them), and within
- * 300 messages (6 ms of handlers). Before issue 17 a drain ended after 16
- * rounds, each running all that was pending: thousands of messages. Returns
- * the messages run between setting the timer and its firing. */
+ * 500 messages (10 ms of handlers: a timer set late in a slice is not due
+ * when that slice ends, so it may take the next one, 100 messages each plus
+ * a round of 64). Before issue 17 a drain ended after 16 rounds, each
+ * running all that was pending: 1,700 to 3,300 messages. Returns the
+ * messages run between setting the timer and its firing. */
 static long flood_until_timer(mbx_handle to) {
   atomic_store(&g_flood_sent, 0);
   atomic_store(&g_flood_runs, 0);
@@ -105,7 +107,7 @@ static long flood_until_timer(mbx_handle to) {
   }
   long before_timer = atomic_load(&g_flood_runs) - atomic_load(&g_runs_at_set);
   CHECK(atomic_load(&g_backlog_at_timer) > 0);
-  CHECK(before_timer <= 300);
+  CHECK(before_timer <= 500);
   wait_for_count(&g_flood_runs, atomic_load(&g_flood_sent));
   return before_timer;
 }
