@@ -1,6 +1,6 @@
 /*
  * Promela model of the mbx protocol (system/lib/mbx/core/: gate.c, send.c,
- * drain.c, lifecycle.c, closing.c, table.c, queue.h, record.h; and the sync call of
+ * drain.c, wait.c, lifecycle.c, closing.c, table.c, queue.h, record.h; and the sync call of
  * proxy/), checked by test/model.test.mjs. Comments cite C function names. See docs/model.md for the properties, bounds, state
  * counts and what each mutant shows.
  *
@@ -212,7 +212,7 @@ inline queue_pop(out, hd, nx, prev, g) {
     :: else ->
        head = nx; out = nx;
        if
-       :: hd != STUB -> node_freed[hd] = 1     /* run_pending: release */
+       :: hd != STUB -> node_freed[hd] = 1     /* mbx__run_pending: release */
        :: else
        fi
     fi
@@ -350,35 +350,35 @@ inline owner_unclaim(g) {
 #endif
 }
 
-/* run_pending (core/drain.c): pops and runs at most budget messages,
+/* mbx__run_pending (core/drain.c): pops and runs at most budget messages,
  * holding the consumer token only around each pop. count = -1 stands for
  * MBX_ECLOSED (taken over by a closer before anything ran). */
 inline run_pending(budget, count, n, hd, nx, prev, ok, g, linger) {
   count = 0;
   do
   :: count < budget ->
-     owner_claim(ok, g);                               /* run_pending */
+     owner_claim(ok, g);                               /* mbx__run_pending */
      if
      :: !ok -> count = (count > 0 -> count : -1); break
      :: else
      fi;
-     queue_pop(n, hd, nx, prev, g);                    /* run_pending */
+     queue_pop(n, hd, nx, prev, g);                    /* mbx__run_pending */
      if
      :: n == NIL && linger && count > 0 ->
-        /* run_pending: a waiter's brief spin on the link, then pop again */
+        /* mbx__run_pending: a waiter's brief spin on the link, then pop again */
         queue_pop(n, hd, nx, prev, g)
      :: else
      fi;
      if
-     :: n != NIL -> consumed_unflushed++               /* run_pending */
+     :: n != NIL -> consumed_unflushed++               /* mbx__run_pending */
      :: else
      fi;
-     owner_unclaim(g);                                 /* run_pending */
+     owner_unclaim(g);                                 /* mbx__run_pending */
      if
      :: n == NIL -> break
      :: else
      fi;
-     /* run_pending: read the node, free it, count it (single-writer
+     /* mbx__run_pending: read the node, free it, count it (single-writer
       * relaxed counter) */
      atomic {
        assert(LIFE_OK(g));
@@ -393,7 +393,7 @@ inline run_pending(budget, count, n, hd, nx, prev, ok, g, linger) {
        :: else -> n = 0; ok = 0
        fi
      }
-     /* run_pending run(arg) */
+     /* mbx__run_pending run(arg) */
      if
      :: ok -> sync_run(ok)
      :: else
@@ -402,11 +402,11 @@ inline run_pending(budget, count, n, hd, nx, prev, ok, g, linger) {
   od;
   if
   :: count >= 0 ->
-     owner_claim(ok, g);                               /* run_pending */
+     owner_claim(ok, g);                               /* mbx__run_pending */
      if
      :: ok ->
-        flush_consumed(g);                             /* run_pending */
-        owner_unclaim(g)                               /* run_pending */
+        flush_consumed(g);                             /* mbx__run_pending */
+        owner_unclaim(g)                               /* mbx__run_pending */
      :: else -> count = (count > 0 -> count : -1)
      fi
   :: else
@@ -725,7 +725,7 @@ proctype Target() {
         :: else
         fi
      :: true ->
-        /* mbx_wait (mbx__wait, core/drain.c), timed (at most one sleep, then the
+        /* mbx_wait (mbx__wait, core/wait.c), timed (at most one sleep, then the
          * deadline has passed) or untimed */
         if
         :: timed = 1

@@ -75,7 +75,7 @@ void mbx__self_popped_clear(void);
  * (mbx_wait), restoring the thread's drain state as it unwinds;
  * MBX__WAIT_LINGER (mbx_wait, mbx_queue_wait: a receiver of a stream, not a
  * caller waiting for its reply) spins briefly for the next message before
- * it ends a drain (core/drain.c, run_pending). */
+ * it ends a drain (core/drain.c, mbx__run_pending). */
 /* How long a blocking call that is a cancellation point may sleep before
  * it calls pthread_testcancel: remaining_ms (< 0: forever), capped at
  * 100 ms while the calling thread has cancellation enabled. */
@@ -100,10 +100,10 @@ enum {
   MBX__WAITING_POST = 2, /* event loop without waitAsync: post_wake_hook */
 };
 _Atomic int32_t *mbx__self_pending_word(void);
+void mbx__self_set_waiting(int32_t mode);
 /* mbx_poll, but at most max (> 0) messages: an event-loop drain that gives
  * the event loop back at a time budget (pthread/event_loop.c). */
 int mbx__poll_at_most(int32_t max);
-void mbx__self_set_waiting(int32_t mode);
 /* Called by a sender, inside the gate (the owner cannot finish closing
  * meanwhile), when it makes pending leave 0 and the owner is in
  * MBX__WAITING_POST mode. Set once, before any owner enters that mode. */
@@ -202,7 +202,7 @@ int mbx__spin_while_equal(_Atomic int32_t *word, int32_t value,
 /* The same while low <= *word <= high. */
 int mbx__spin_while_between(_Atomic int32_t *word, int32_t low, int32_t high,
                             double remaining_ms);
-/* The same while *link is NULL (a queue's head link, core/drain.c). */
+/* The same while *link is NULL (a queue's head link, core/wait.c). */
 int mbx__spin_while_null(_Atomic(mbx__node *) *link, double remaining_ms);
 /* Poll *word while it equals value, at most polls times, outside the
  * adaptive budget: for a partner a few instructions from its next store.

@@ -224,6 +224,26 @@ void mbx__table_usage(uint32_t *total, uint32_t *quarantined,
 /* ---- core/drain.c */
 /* Token holder: subtract what was popped from pending; returns the rest. */
 int32_t mbx__flush_consumed(mbx__record *r);
+/* Owner only, inside a drain: run at most budget messages, claiming the
+ * consumer token around each pop. linger: MBX__WAIT_LINGER's brief spin for
+ * the next message. Returns the number run, or MBX_ECLOSED if a closer took
+ * the queue before anything ran. */
+int mbx__run_pending(mbx__record *r, int32_t budget, int linger);
+/* What a drain replaces for its duration, restored at its end. */
+typedef struct mbx__drain_saved {
+  int draining;
+  uintptr_t frame;
+} mbx__drain_saved;
+/* Mark the calling thread draining r from the frame at here (MBX_OK), or
+ * refuse: MBX_EPERM (no mailbox), MBX_EBUSY (nested, without nested_ok). */
+int mbx__drain_begin(mbx__record *r, int nested_ok, uintptr_t here,
+                     mbx__drain_saved *saved);
+void mbx__drain_end(const mbx__drain_saved *saved);
+
+/* ---- core/wait.c, entered by core/drain.c's drain entry */
+/* mbx__wait's body: drain r, else spin and sleep on pending. */
+int mbx__wait_drain(mbx__record *r, double timeout_ms, int flags,
+                    uintptr_t here);
 /* Deliver the notification a sender would have sent to r's owner in mode. */
 void mbx__wake_owner(mbx__record *r, int32_t mode);
 
