@@ -1,4 +1,5 @@
-// Model checking of the mailbox protocol (test/model/mbx.pml, docs/model.md):
+// Model checking of the mailbox protocol (test/model/mbx.pml, docs/model.md)
+// and of the proxy layer's reply handshake (test/model/reply.pml):
 // Spin explores every interleaving at small bounds. The real model must have
 // no error; each mutant (a known bug class switched on with -DMUTANT_x) must
 // give a counterexample, or the model would not be a check. Needs `spin`
@@ -13,17 +14,17 @@ import { promisify } from 'node:util';
 import { ROOT } from '../js/build.mjs';
 
 const run = promisify(execFile);
-const MODEL = path.join(ROOT, 'test', 'model', 'mbx.pml');
+const MODELS = path.join(ROOT, 'test', 'model');
 
 // One verification: spin -a with defines, gcc pan.c, run pan. `live` checks
 // the ltl property (acceptance cycles under weak fairness); otherwise safety
 // (assertions and invalid end states, no claim). Memory is capped so a bound
 // that explodes fails the test instead of the machine.
-async function verify(defines, { live = false, quick = false } = {}) {
+async function verify(defines, { live = false, quick = false, model = 'mbx.pml' } = {}) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'mbx-model-'));
   try {
-    copyFileSync(MODEL, path.join(dir, 'mbx.pml'));
-    await run('spin', [...defines.map((d) => `-D${d}`), '-a', 'mbx.pml'], { cwd: dir });
+    copyFileSync(path.join(MODELS, model), path.join(dir, model));
+    await run('spin', [...defines.map((d) => `-D${d}`), '-a', model], { cwd: dir });
     // Counterexample searches are short: -O0 compiles pan.c 5x faster.
     // The deep bounds need more than 2 GB (close from outside, all: 2.24).
     const memlim = process.env.MBX_MODEL_DEEP ? 4096 : 2048;
@@ -69,6 +70,8 @@ const CHECKS = [
   { name: 'safety capacity setter vs reuse', defines: ['CAPSET=1', 'NSYNC=0', 'HOLDER=0'] },
   // An orphan closer racing the owner's exit path (issue 18 item 6).
   { name: 'safety orphan closer vs exit', defines: ['ORPHAN=1', 'NASYNC=2', 'NSYNC=0', 'HOLDER=0'] },
+  // The serving sync caller's reply handshake (one call: a small model).
+  { name: 'reply handshake', defines: [], model: 'reply.pml', minStates: 100 },
 ];
 if (process.env.MBX_MODEL_DEEP) {
   CHECKS.push({ name: 'safety close from outside, all', defines: ['OUTSIDE=1', 'HOLDER=0'] });
@@ -106,6 +109,11 @@ const MUTANTS = [
   // Issue 17: mbx_wait's spin on the queue's head link without the consumer
   // token; a closer from outside releases the head node under its loads.
   { name: 'MUTANT_SPIN_NO_TOKEN', defines: ['OUTSIDE=1', 'NASYNC=2', 'NSYNC=0', 'HOLDER=0'] },
+  // Issue 17, reply.pml: the old caller that handed a seen outcome back to
+  // the reporter (which then sent a reply), and a caller that would skip
+  // the reply without having seen the outcome (it would sleep for ever).
+  { name: 'MUTANT_SPIN_HANDS_BACK', defines: [], model: 'reply.pml' },
+  { name: 'MUTANT_SKIP_WITHOUT_OUTCOME', defines: [], model: 'reply.pml' },
 ];
 
 describe('spin model', { concurrency: 2 }, () => {
@@ -115,7 +123,7 @@ describe('spin model', { concurrency: 2 }, () => {
       show(c.name, r);
       assert.equal(r.errors, 0, r.stdout);
       assert.ok(r.complete, r.stdout);
-      assert.ok(r.stored > 1000, 'suspiciously small state space');
+      assert.ok(r.stored > (c.minStates ?? 1000), 'suspiciously small state space');
     });
   }
   for (const m of MUTANTS) {

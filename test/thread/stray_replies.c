@@ -8,6 +8,15 @@
  * nothing to itself, so after every mbx_proxy_sync its mailbox must be
  * empty: mbx_poll() runs nothing and its pending count is 0 (today stray
  * replies pile up: 175-525 per 2,000 calls).
+ *
+ * Issue 17: a caller whose spin saw the outcome gets no reply message at
+ * all, even if the reporter has not decided on one yet when the spin ends.
+ * The caller used to hand the decision back (reply_state WATCHING ->
+ * ARMED), and a reporter that came next sent the reply, which the caller
+ * then had to wait for: about half of all quick calls natively. Pinned
+ * with test hooks that order the two: the reporter pauses between writing
+ * the outcome and deciding on a reply, the caller right after its spin;
+ * replies_skipped must count such calls (before the fix: 0 of 20).
  */
 #include "watchdog.h"
 
@@ -29,7 +38,68 @@ static void stop(void *arg) {
   atomic_store(&g_stop, 1);
 }
 
+/* Test-only hooks (proxy/ctx.c). */
+void mbx__test_proxy_pause_after_spin_ms(double ms);
+void mbx__test_proxy_pause_before_reply_ms(double ms);
+long mbx__test_proxy_spins_settled(void);
+
+/* On the target: its report of this call writes the final state, then
+ * waits 1 ms before it decides on a reply, so the caller's spin sees the
+ * outcome and ends first. */
+static void quick_slow_report(void *arg) {
+  (void)arg;
+  mbx__test_proxy_pause_before_reply_ms(1);
+}
+
 static long g_calls, g_strays;
+
+/* A target that never sleeps, so that each answer comes within the
+ * caller's spin even after the caller's pause (a sleeping target's wake-up
+ * can take longer than a spin; then a reply is rightly sent). */
+static _Atomic int g_poller_stop;
+static void *poller(void *arg) {
+  (void)arg;
+  while (!atomic_load(&g_poller_stop))
+    CHECK(mbx_poll() >= 0);
+  return NULL;
+}
+
+/* Rounds of 20 calls until some spin saw its outcome (on a loaded machine
+ * a spin may run out before the answer: then a reply is rightly sent, and
+ * the adaptive budget shrinks). Every call whose spin saw the outcome must
+ * be one without a reply. */
+#define PAUSED_CALLS 20
+#define PAUSED_ROUNDS 10
+static void check_skipped_after_pause(void) {
+  pthread_t p;
+  CHECK_EQ(pthread_create(&p, NULL, poller, NULL), 0);
+  mbx_handle to = mbx_thread_handle(p);
+  long settled = 0, skipped = 0, calls = 0;
+  for (int round = 0; round < PAUSED_ROUNDS && settled == 0; round++) {
+    mbx_proxy_stats before, after;
+    mbx_proxy_stats_get(&before);
+    long settled_before = mbx__test_proxy_spins_settled();
+    for (int i = 0; i < PAUSED_CALLS; i++) {
+      /* The caller then pauses past the report's decision. */
+      mbx__test_proxy_pause_after_spin_ms(3);
+      CHECK_EQ(mbx_proxy_sync(to, quick_slow_report, NULL), MBX_OK);
+    }
+    mbx_proxy_stats_get(&after);
+    settled += mbx__test_proxy_spins_settled() - settled_before;
+    skipped += (long)(after.replies_skipped - before.replies_skipped);
+    calls += PAUSED_CALLS;
+  }
+  printf("paused after the spin: %ld of %ld calls saw the outcome, %ld "
+         "without a reply\n",
+         settled, calls, skipped);
+  fflush(stdout);
+  atomic_store(&g_poller_stop, 1);
+  pthread_join(p, NULL);
+  CHECK(skipped >= settled);
+  if (settled == 0)
+    printf("no spin saw its outcome (a loaded machine): not checked\n");
+}
+
 static void *caller(void *arg) {
   mbx_handle to = *(mbx_handle *)arg;
   for (long i = 0; i < g_calls; i++) {
@@ -38,6 +108,8 @@ static void *caller(void *arg) {
     CHECK(n >= 0);
     g_strays += n;
   }
+  check_skipped_after_pause();
+  CHECK(mbx_poll() == 0);
   mbx_stats s;
   CHECK_EQ(mbx_stats_get(mbx_self(), &s), MBX_OK);
   g_strays += (long)s.pending;

@@ -149,15 +149,25 @@ static int32_t wait_for_outcome(mbx_proxy_ctx *c, double timeout_ms) {
               &c->reply_state, &rs, MBX__REPLY_WATCHING, memory_order_acquire,
               memory_order_acquire))
         continue;
-      mbx__spin_while_between(&c->state, MBX__CALL_PENDING, MBX__CALL_RUNNING,
-                              remaining);
+      int settled = mbx__spin_while_between(&c->state, MBX__CALL_PENDING,
+                                            MBX__CALL_RUNNING, remaining);
+      /* A spin that saw the outcome ends WATCHING with SKIPPED itself: the
+       * reporter, which writes state before it decides on a reply, may not
+       * have moved reply_state yet, and moving it back to ARMED would make
+       * it send a reply we then have to serve (about half of all quick
+       * calls did: issue 17). */
       rs = MBX__REPLY_WATCHING;
       // Acquire on failure: the reporter's SKIPPED (release) was written
       // after the final state, which the loop then reads. Success needs
-      // none (the reporter will send the reply) but may not be weaker.
+      // none (SKIPPED: we saw the final state; ARMED: the reporter will
+      // send the reply) but may not be weaker.
       atomic_compare_exchange_strong_explicit(
-          &c->reply_state, &rs, MBX__REPLY_ARMED, memory_order_acquire,
-          memory_order_acquire);
+          &c->reply_state, &rs, settled ? MBX__REPLY_SKIPPED : MBX__REPLY_ARMED,
+          memory_order_acquire, memory_order_acquire);
+      if (mbx__proxy_test_armed()) {
+        mbx__proxy_test_spins_settled += settled;
+        mbx__proxy_test_pause(&mbx__proxy_test_after_spin_ms);
+      }
       continue;
     }
     if (serving) {

@@ -28,6 +28,44 @@
  * allocations contend for. Freed at the mailbox's exit. */
 static _Thread_local mbx_proxy_ctx *tls_spare;
 
+/* ---- test-only pauses (tests declare the setters; see core/test_hooks.c) */
+
+_Atomic int mbx__proxy_test_hooks;
+_Thread_local double mbx__proxy_test_after_spin_ms;
+_Thread_local double mbx__proxy_test_before_reply_ms;
+_Thread_local long mbx__proxy_test_spins_settled;
+
+/* How many of the calling thread's spins on a call's state ended on the
+ * outcome, counted once a test armed a pause. */
+long mbx__test_proxy_spins_settled(void) {
+  return mbx__proxy_test_spins_settled;
+}
+
+/* The calling thread's next serving sync call pauses ms milliseconds right
+ * after its spin on the call's state, as a caller descheduled there would. */
+void mbx__test_proxy_pause_after_spin_ms(double ms) {
+  mbx__proxy_test_after_spin_ms = ms;
+  // Relaxed: the calling thread arms its own next call.
+  atomic_store_explicit(&mbx__proxy_test_hooks, 1, memory_order_relaxed);
+}
+
+/* The calling thread's next report of a final state pauses ms milliseconds
+ * between writing the state and deciding on the reply message. */
+void mbx__test_proxy_pause_before_reply_ms(double ms) {
+  mbx__proxy_test_before_reply_ms = ms;
+  // Relaxed: as above.
+  atomic_store_explicit(&mbx__proxy_test_hooks, 1, memory_order_relaxed);
+}
+
+void mbx__proxy_test_pause(double *ms) {
+  double left = *ms;
+  *ms = 0;
+  static _Atomic int32_t never_set;
+  for (double end = mbx__platform_now_ms() + left; left > 0;
+       left = end - mbx__platform_now_ms())
+    mbx__platform_wait(&never_set, 0, left);
+}
+
 void mbx__proxy_cache_flush(void) {
   mbx__free_kept(tls_spare);
   tls_spare = NULL;
@@ -194,6 +232,8 @@ int mbx__call_settle(mbx_proxy_ctx *c, int32_t from, int32_t to) {
     mbx__platform_wake_all(&c->state);
   if (!reply)
     return 1;
+  if (mbx__proxy_test_armed())
+    mbx__proxy_test_pause(&mbx__proxy_test_before_reply_ms);
   /* A serving caller: send the reply unless the caller saw the outcome
    * first (SKIPPED) or is spinning on state and will see it (WATCHING). */
   int32_t rs = MBX__REPLY_ARMED;

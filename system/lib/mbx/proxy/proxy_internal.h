@@ -34,7 +34,8 @@ enum { MBX__KIND_SYNC, MBX__KIND_CTX, MBX__KIND_CALLBACK };
  * caller that already returned sat in its mailbox as a stray message):
  *   ARMED -> WATCHING     the caller spins on state itself
  *   WATCHING -> ARMED     the caller's spin ended
- *   WATCHING -> SKIPPED   the reporter settled during the spin: no reply
+ *   WATCHING -> SKIPPED   the reporter settled during the spin, or the
+ *                         caller's spin saw the outcome: no reply
  *   ARMED -> SENT         the reporter sends the reply (one reference)
  *   ARMED -> SKIPPED      the caller saw the outcome first: no reply
  *   SENT -> ARRIVED       the reply ran or was canceled (or not sendable)
@@ -127,6 +128,20 @@ int mbx__call_settle(mbx_proxy_ctx *c, int32_t from, int32_t to);
 void mbx__call_wait_running(mbx_proxy_ctx *c);
 /* Free the calling thread's spare call record (its exit, a new allocator). */
 void mbx__proxy_cache_flush(void);
+
+/* Test-only pauses (proxy/ctx.c): armed once a test set one, so that
+ * other runs pay one relaxed load. */
+extern _Atomic int mbx__proxy_test_hooks;
+extern _Thread_local double mbx__proxy_test_after_spin_ms;
+extern _Thread_local double mbx__proxy_test_before_reply_ms;
+extern _Thread_local long mbx__proxy_test_spins_settled;
+static inline int mbx__proxy_test_armed(void) {
+  // Relaxed: a thread arms its own pauses, before its own next call.
+  return __builtin_expect(
+      atomic_load_explicit(&mbx__proxy_test_hooks, memory_order_relaxed), 0);
+}
+/* Sleep *ms milliseconds (if any) and clear it. */
+void mbx__proxy_test_pause(double *ms);
 
 /* ---- proxy/target.c */
 /* The calling thread's block (allocated on first use). */
