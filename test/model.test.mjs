@@ -86,6 +86,9 @@ if (process.env.MBX_MODEL_DEEP) {
 const MUTANTS = [
   { name: 'MUTANT_NO_GATE_COUNT', defines: [] },
   { name: 'MUTANT_NO_INFLIGHT_WAIT', defines: [] },
+  // Issue 17: a send counts itself in pending before it reads the gate; the
+  // other order lets a closer miss a sender that then pushes.
+  { name: 'MUTANT_CHECK_BEFORE_COUNT', defines: [] },
   { name: 'MUTANT_RETIRE_IGNORES_HOLDS', defines: [] },
   { name: 'MUTANT_NO_GEN_CHECK', defines: [] },
   { name: 'MUTANT_NO_CONSUMER_TOKEN', defines: ['OUTSIDE=1', 'HOLDER=0'] },

@@ -100,9 +100,9 @@ byte gate_gen;       /* bits 63..32 */
 bit gate_open;       /* bit 31 */
 bit gate_owner;      /* bit 30 */
 byte gate_holds;     /* bits 29..16 */
-byte gate_inflight;  /* bits 15..0 */
+byte gate_inflight;  /* bits 15..0: mbx_set_capacity callers inside */
 
-short pending;       /* mbx__record.pending, may dip to -1 */
+short pending;       /* mbx__record.pending: counted before the push */
 bit waiting;         /* mbx__record.waiting */
 byte capacity;       /* mbx__record.capacity */
 bit bound;           /* mbx__record.bound */
@@ -163,7 +163,9 @@ inline retire() {
   atomic {
     assert(rstate == R_LIVE);      /* exactly once per life */
     assert(!gate_open && !gate_owner && gate_holds == 0);
-    assert((pending == 0 || pending == PENDING_CLOSED) &&
+    /* closed and drained: refused senders' counts may still come and go */
+    assert((pending == 0 ||
+            (pending >= PENDING_CLOSED && pending <= PENDING_CLOSED + NMSG)) &&
            consumed_unflushed == 0);
     rstate = R_QUAR;
     qlen++;
@@ -458,36 +460,52 @@ inline mbx_send(m, hg, rc, sg, so, before, w, prev) {
 #endif
      msg_state[m] = M_REJECTED
   :: else ->
-     /* mbx_send, step 2 allocate the node outside the gate (private) */
+     /* mbx_send, step 2 allocate the node before counting (private) */
      atomic { msg_state[m] = M_GATE; nodes_live++; node_gen[m + 1] = hg }
-     /* mbx__gate_enter, step 3 fetch_add(gate, 1 in flight), acquire */
-     atomic { sg = gate_gen; so = gate_open; gate_inflight++ }
+#ifdef MUTANT_CHECK_BEFORE_COUNT
+     /* Mutant: the gate check before the count (the Dekker pair with the
+      * closer's step A and its read of pending broken). */
+     atomic { sg = gate_gen; so = gate_open }
+#endif
+#ifdef MUTANT_LOST_WAKEUP
+     /* Mutant: read waiting before counting the message (the Dekker
+      * pair's order reversed on the sender side). */
+     atomic { w = waiting }
+#endif
+     /* send_to_record, step 3 fetch_add(pending), seq_cst: counts the
+      * message, and tells a closer that we are inside. pending may be a
+      * closed or a later life's: it allows counts that come and go. */
+     atomic { before = pending; pending++ }
+#ifndef MUTANT_CHECK_BEFORE_COUNT
+     /* send_to_record, step 4 the gate, seq_cst load */
+     atomic { sg = gate_gen; so = gate_open }
+#endif
      gate_refusal(sg, so, hg, rc);
-     /* mbx__send_node capacity (relaxed) and pending (relaxed) */
+     /* send_to_record capacity (relaxed): full if the count we saw is */
      if
-     :: rc == OK -> atomic { if :: capacity > 0 && pending >= capacity -> rc = EFULL :: else fi }
+     :: rc == OK -> atomic { if :: capacity > 0 && before >= capacity -> rc = EFULL :: else fi }
      :: else
      fi;
+#ifndef MUTANT_LOST_WAKEUP
+     /* send_to_record load waiting, seq_cst, if we took pending from 0 */
+     if
+     :: before == 0 -> atomic { w = waiting }
+     :: else -> w = 0
+     fi;
+#endif
      if
      :: rc != OK ->
-        /* mbx__gate_enter refuses: fetch_sub(gate), release; mbx_send frees the node */
-        atomic { gate_inflight--; nodes_live--; msg_state[m] = M_REJECTED }
+        /* send_to_record refuses: fetch_sub(pending), release; mbx_send
+         * frees the node. Having taken pending from 0, it wakes (a later
+         * sender's count saw 1): at worst a spurious wake. */
+        atomic { pending--; nodes_live--; msg_state[m] = M_REJECTED }
+        if
+        :: before == 0 && w -> owner_asleep = 0
+        :: else
+        fi
      :: else ->
-        queue_push(m + 1, prev, hg);                 /* mbx__send_node, step 4 */
-        /* mbx__send_node, step 5 fetch_add(pending), seq_cst */
-#ifdef MUTANT_LOST_WAKEUP
-        /* Mutant: read waiting before counting the message (the Dekker
-         * pair's order reversed on the sender side). */
-        atomic { assert(LIFE_OK(hg)); w = waiting }
-        atomic { assert(LIFE_OK(hg)); before = pending; pending++ }
-#else
-        atomic { assert(LIFE_OK(hg)); before = pending; pending++ }
-        /* mbx__send_node load waiting, seq_cst */
-        atomic { assert(LIFE_OK(hg)); w = waiting }
-#endif
-        /* mbx__gate_leave, step 6 fetch_sub(gate), release */
-        atomic { gate_inflight-- }
-        /* mbx__send_node, step 7 wake after leaving the gate: the record may
+        queue_push(m + 1, prev, hg);                 /* send_to_record, step 5 */
+        /* send_to_record, step 6 wake after the push: the record may
          * already serve a later life; a wake there is only spurious. */
         if
         :: before == 0 && w -> owner_asleep = 0
@@ -547,9 +565,9 @@ inline close_and_cancel(g, n, hd, nx, prev, closed, notify, owner, pinned) {
   if
   :: closed ->
 #ifndef MUTANT_NO_INFLIGHT_WAIT
-  /* mbx__gate_close / mbx__gate_wait_senders, step B wait for senders
-   * inside the gate (acquire load loop; modelled as a blocking guard: it
-   * only yields) */
+  /* mbx__gate_close / mbx__gate_wait_senders, step B wait for capacity
+   * setters inside the gate (acquire load loop; modelled as a blocking
+   * guard: it only yields); senders are waited for in step C */
   (gate_inflight == 0);
 #endif
   /* mbx__token_closer_claim take the queue for good: CAS consumer FREE ->
@@ -575,34 +593,54 @@ inline close_and_cancel(g, n, hd, nx, prev, closed, notify, owner, pinned) {
   fi;
   if
   :: closed ->
-  /* close_and_cancel, step C cancel everything queued, in order */
+  /* close_and_cancel, step C cancel everything queued, in order, until
+   * pending counts nothing more than was consumed (closing_drain,
+   * closing_left: a seq_cst load of pending); modelled as a blocking guard
+   * that also lets a newly linked node be popped (the C loop yields). */
   do
   :: queue_pop(n, hd, nx, prev, g);
      if
-     :: n == NIL -> break
-     :: else
-     fi;
-     atomic {
-       assert(LIFE_OK(g));
-       assert(node_gen[n] == g);
-       assert(msg_state[n - 1] == M_QUEUED);
-       msg_state[n - 1] = M_CANCELED;
-       nodes_live--;
-       consumed_unflushed++;
-       canceled_count++
-     }
-     if
-     :: n - 1 == SYNC_MSG -> sync_cancel()
-     :: else
+     :: n == NIL ->
+#ifdef MUTANT_NO_INFLIGHT_WAIT
+        /* Mutant: stop at the first empty pop, not waiting for senders
+         * that counted their message and have not pushed it yet. */
+        break
+#else
+        if
+        :: atomic { pending - consumed_unflushed == 0 -> assert(LIFE_OK(g)) } -> break
+        :: atomic { node_next[head] != NIL -> assert(LIFE_OK(g)) }
+        fi
+#endif
+     :: else ->
+        atomic {
+          assert(LIFE_OK(g));
+          assert(node_gen[n] == g);
+          assert(msg_state[n - 1] == M_QUEUED);
+          msg_state[n - 1] = M_CANCELED;
+          nodes_live--;
+          consumed_unflushed++;
+          canceled_count++
+        }
+        if
+        :: n - 1 == SYNC_MSG -> sync_cancel()
+        :: else
+        fi
      fi
   od;
   queue_take_dummy(g);                         /* close_and_cancel, step C */
+#ifdef MUTANT_NO_CLOSE_WAKE
   flush_consumed(g);                           /* close_and_cancel, step D */
-#ifndef MUTANT_NO_CLOSE_WAKE
-  /* close_and_cancel: pending = PENDING_CLOSED (seq_cst), so an owner about
-   * to sleep on pending == 0 does not; then, for a live owner closed from
-   * outside, read waiting (seq_cst) and wake it. */
-  atomic { assert(LIFE_OK(g)); pending = PENDING_CLOSED }
+#else
+  /* closing_finish, step D: pending += PENDING_CLOSED - consumed (seq_cst),
+   * so an owner about to sleep on pending == 0 does not, and refused
+   * senders still on their way out take their counts back after us; then,
+   * for a live owner closed from outside, read waiting (seq_cst) and wake
+   * it. */
+  atomic {
+    assert(LIFE_OK(g));
+    pending = pending - consumed_unflushed + PENDING_CLOSED;
+    consumed_unflushed = 0
+  }
   if
   :: notify -> atomic { assert(LIFE_OK(g)); if :: waiting -> owner_asleep = 0 :: else fi }
   :: else
@@ -749,13 +787,13 @@ proctype Target() {
               :: count != 0 -> break                           /* mbx__wait */
               :: else                                          /* yield */
               fi
-           :: p < 0                                            /* yield */
+           :: p < 0             /* MBX__PENDING_CLOSED: seen at the top */
            :: p == 0 && !spun ->
               /* wait_loop's spin before the first sleep (spin_on_queue):
                * on the head's link, under the consumer token; one poll
                * stands for the spin (a poll that sees nothing changes
-               * nothing). Then a pop at once, maybe before the sender
-               * counted the message (pending dips to -1). */
+               * nothing). Then a pop at once (its sender counted the
+               * message before it linked it). */
               spun = 1;
 #ifndef MUTANT_SPIN_NO_TOKEN
               owner_claim(ok, 1);                              /* spin_on_queue */
@@ -1045,7 +1083,13 @@ end_wait_reuse:
     rejected_closed = 0;
     rej_tag = gate_gen + 1;    /* record_open: tag stored before the gate CAS */
     node_next[STUB] = NIL; tail = STUB; head = STUB;
-    consumed_unflushed = 0; pending = 0; waiting = 0; consumer = CONS_FREE;
+    /* reset_life: take MBX__PENDING_CLOSED away, keep refused senders'
+     * counts (they take them back themselves) */
+    if
+    :: pending < 0 -> pending = pending - PENDING_CLOSED
+    :: else
+    fi;
+    consumed_unflushed = 0; waiting = 0; consumer = CONS_FREE;
     capacity = 0; bound = 0;
     close_done = 0
   }

@@ -11,7 +11,10 @@
 // mbx-test-wasm-link: -sINITIAL_MEMORY=256MB
 // (Under a loaded machine 3.1.6 frees exited threads' memory late, on the
 //  main thread's event loop: 128MB ran out once; the leak checks below
-//  compare heap samples and the library's own bytes, not the heap size.)
+//  compare heap samples and the library's own bytes, not the heap size.
+//  Each target's mailbox has a capacity: with unbounded ones, a target that
+//  a loaded machine kept from starting for a second or two let the two
+//  senders queue 256MB of messages once sends got faster (issue 17).)
 /*
  * Thread churn with sends in flight: senders hammer the current target
  * thread while the main thread creates targets that serve a random number
@@ -30,6 +33,7 @@
 #include <stdatomic.h>
 
 #define SENDERS 2
+#define TARGET_CAPACITY 65536
 
 static _Atomic uint64_t g_target_bits; /* handle of the current target */
 static _Atomic int g_stop;
@@ -53,7 +57,8 @@ static void *sender_main(void *arg) {
     int rc = mbx_send(to, on_run, on_cancel, NULL);
     if (rc == MBX_OK)
       ok++;
-    else if (rc == MBX_ECLOSED || rc == MBX_ESTALE || rc == MBX_EINVAL)
+    else if (rc == MBX_ECLOSED || rc == MBX_ESTALE || rc == MBX_EINVAL ||
+             rc == MBX_EFULL)
       refused++; /* EINVAL: before the first target exists */
     else
       CHECK(!"unexpected send result");
@@ -104,7 +109,13 @@ int main(int argc, char **argv) {
     target_plan plan = {(int)rng_below(&r, 4), (int)rng_below(&r, 3)};
     pthread_t t;
     CHECK_EQ(pthread_create(&t, &small_stack, target_main, &plan), 0);
-    atomic_store(&g_target_bits, mbx_thread_handle(t).bits);
+    mbx_handle h = mbx_thread_handle(t);
+    /* Bounded backlog (see the top). The target may have exited already
+     * (then h is null: MBX_EINVAL) or be exiting. */
+    int cap = mbx_set_capacity(h, TARGET_CAPACITY);
+    CHECK(cap == MBX_OK || cap == MBX_ECLOSED || cap == MBX_ESTALE ||
+          (cap == MBX_EINVAL && mbx_handle_is_null(h)));
+    atomic_store(&g_target_bits, h.bits);
     if (plan.how == END_BY_CANCEL)
       CHECK_EQ(pthread_cancel(t), 0);
     CHECK_EQ(pthread_join(t, NULL), 0);

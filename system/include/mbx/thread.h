@@ -48,7 +48,14 @@
  *   the thread had popped or was running when it died (at most one per
  *   death) counts as run, or, if it died between popping and counting it,
  *   as mbx_stats.abandoned; the closer never blocks the main thread for
- *   more than about 20 ms, even when the thread died inside a pop. Memory
+ *   more than about 20 ms (twice, at most), even when the thread died
+ *   inside a pop. A thread that died inside a pop may not have counted
+ *   what it consumed, so that closer cannot tell its count from a sender's
+ *   that counted its message and has not pushed it yet: it waits until no
+ *   message arrived for 20 ms, then counts the rest abandoned. A sender
+ *   preempted longer than that between counting and pushing (a few
+ *   instructions) would push into the closed mailbox, and its message would
+ *   be neither run nor canceled. Memory
  *   a killed worker may leave allocated for good: the node block (32
  *   nodes, about 650 bytes on wasm32) of an abandoned message, and one of
  *   nodes it was releasing when it died; a worker killed before its start

@@ -15,27 +15,69 @@
 
 static void closing_resume(void *p);
 
+/* How long an orphan's closer gives an owner it was told is dead to leave a
+ * pop before taking the queue from it, and then its counted senders to
+ * push: short, since it runs on the main thread's event loop (issue 18
+ * item 16). */
+#define ORPHAN_CLAIM_GRACE_MS 20.0
+
+/* What pending still counts besides what was consumed: messages counted
+ * and not yet pushed, refused sends about to take their count back, and
+ * (only from an owner dead inside a pop or a flush) what it consumed and
+ * never counted. */
+static int32_t closing_left(mbx__record *r) {
+  // Seq_cst: the closer's half of the Dekker pair with step 3 (core/send.c):
+  // a sender whose count we do not see here sees OPEN clear (step A).
+  return atomic_load_explicit(&r->pending, memory_order_seq_cst) -
+         r->consumed_unflushed;
+}
+
 /* Step C: pop and cancel everything queued, with the consumer token taken
- * for good. Each node is counted before its cancel function runs, so a
- * cancel function that never returns leaves the counts right for the
- * resume. */
+ * for good, until pending counts nothing more: every sender counted before
+ * step A has pushed (a few instructions after its count) and every refused
+ * one has taken its count back. Each node is counted before its cancel
+ * function runs, so a cancel function that never returns leaves the counts
+ * right for the resume. An owner killed inside a pop or a flush may have
+ * consumed messages it never counted (c->lost): then pending never comes
+ * down to our count, so we stop once nothing more arrived for
+ * ORPHAN_CLAIM_GRACE_MS (a sender preempted longer than that between its
+ * count and its push would find the queue closed under it: <mbx/thread.h>,
+ * "Abnormal death"). */
 static void closing_drain(mbx__closing *c) {
   mbx__record *r = c->r;
   pthread_cleanup_push(closing_resume, c);
   mbx__node *n, *retired = NULL;
-  while ((n = mbx__queue_pop(mbx__queue_of(r), &retired)) != NULL) {
-    mbx_cancel_fn cancel = n->cancel;
-    void *arg = n->arg;
-    if (retired)
-      mbx__node_release(r, retired);
-    r->consumed_unflushed++;
-    c->count++;
-    if (cancel) {
-      mbx__counter_bump(&r->canceled, 1);
-      cancel(arg, c->reason);
-    } else {
-      mbx__counter_bump(&r->dropped, 1);
+  double quiet_since = 0;
+  for (;;) {
+    while ((n = mbx__queue_pop(mbx__queue_of(r), &retired)) != NULL) {
+      quiet_since = 0;
+      mbx_cancel_fn cancel = n->cancel;
+      void *arg = n->arg;
+      if (retired)
+        mbx__node_release(r, retired);
+      r->consumed_unflushed++;
+      c->count++;
+      if (cancel) {
+        mbx__counter_bump(&r->canceled, 1);
+        cancel(arg, c->reason);
+      } else {
+        mbx__counter_bump(&r->dropped, 1);
+      }
     }
+    int32_t left = closing_left(r);
+    MBX_ASSERT(left >= 0);
+    if (left <= 0)
+      break;
+    if (c->from_dead) {
+      double now = mbx__platform_now_ms();
+      if (!quiet_since)
+        quiet_since = now;
+      else if (now - quiet_since > ORPHAN_CLAIM_GRACE_MS) {
+        c->lost = left;
+        break;
+      }
+    }
+    mbx__platform_yield();
   }
   /* The last message's node, left in the queue as its dummy (a resumed
    * drain finds the stub there, and nothing to release). */
@@ -91,14 +133,21 @@ void mbx__owner_unbind(mbx__closing *c, int pinned) {
  * once per close, after the drain. */
 static void closing_finish(mbx__closing *c) {
   mbx__record *r = c->r;
-  /* Step D. Every sender is done (step B) and we popped everything, so
-   * what is left counted is what a dead owner popped and never counted. */
-  int32_t lost = mbx__flush_consumed(r);
-  MBX_ASSERT(lost >= 0);
-  mbx__stats_abandon(r, lost);
+  /* Step D: what was consumed (and what a dead owner consumed and never
+   * counted) leaves pending, which becomes MBX__PENDING_CLOSED plus the
+   * counts of refused senders still on their way out, as an add: those
+   * take their counts back after us. */
+  mbx__stats_abandon(r, c->lost);
+  mbx__node_release_flush(r);
+  mbx__counter_bump(&r->run, (uint64_t)r->run_unflushed);
+  r->run_unflushed = 0;
+  int32_t consumed = r->consumed_unflushed + c->lost;
+  r->consumed_unflushed = 0;
   // Seq_cst: Dekker pair with an owner going to sleep (it sets waiting,
   // then reads pending): it sees MBX__PENDING_CLOSED, or we see it waiting.
-  atomic_store_explicit(&r->pending, MBX__PENDING_CLOSED, memory_order_seq_cst);
+  int32_t before = atomic_fetch_add_explicit(
+      &r->pending, MBX__PENDING_CLOSED - consumed, memory_order_seq_cst);
+  mbx__high_water_note(r, before);
   c->rc = c->count;
   /* Close hooks (lifecycle/: hooks, watches), once per life: the close
    * that won step A reports it, on its thread, after the queue. */
@@ -151,10 +200,6 @@ static void closing_resume(void *p) { mbx__closing_complete(p); }
  * few instructions, unless it is descheduled there); then it gives up and
  * the owner's exit drains (issue 18 item 22a). */
 #define OUTSIDE_CLAIM_TIMEOUT_MS 1000.0
-/* How long an orphan's closer gives an owner it was told is dead to leave a
- * pop before taking the queue from it: short, since it runs on the main
- * thread's event loop (issue 18 item 16). */
-#define ORPHAN_CLAIM_GRACE_MS 20.0
 
 /* The owner's exit found its mailbox closed by someone else: drain it
  * anyway if that closer left the queue undrained (a closer from outside
@@ -192,6 +237,7 @@ int mbx__closing_begin(mbx__closing *c, mbx__record *r, mbx_handle h, int kind,
   c->reason = reason;
   c->phase = MBX__CLOSING_DRAIN;
   c->count = 0;
+  c->lost = 0;
   c->rc = 0;
   int rc = mbx__gate_close(r, mbx__handle_gen(h)); /* steps A and B */
   c->won_a = rc == MBX_OK;
@@ -209,6 +255,9 @@ int mbx__closing_begin(mbx__closing *c, mbx__record *r, mbx_handle h, int kind,
                                : dead ? ORPHAN_CLAIM_GRACE_MS
                                       : 0,
                                dead);
+  c->from_dead = rc == MBX__TOKEN_FROM_DEAD;
+  if (c->from_dead)
+    rc = MBX_OK;
   if (rc != MBX_OK) {
     if (c->pinned)
       mbx_release(h);

@@ -24,16 +24,21 @@ int32_t mbx__flush_consumed(mbx__record *r) {
   // senders' increments (see mbx__wait).
   int32_t before =
       atomic_fetch_sub_explicit(&r->pending, n, memory_order_seq_cst);
-  /* Never below what senders inside may still count (step 5). */
-  MBX_ASSERT(before - n >= -(int32_t)MBX__GATE_INFLIGHT_MASK);
-  /* pending only grows between our subtractions: its peak is here. */
+  /* Senders count before they push: never below zero. */
+  MBX_ASSERT(before - n >= 0);
+  mbx__high_water_note(r, before);
+  return before - n;
+}
+
+/* pending only grows between the drainer's subtractions: its peak is just
+ * before one. */
+void mbx__high_water_note(mbx__record *r, int32_t before) {
   // Relaxed (both): statistics; the drainer is the only writer.
   if (before > 0 &&
       (uint32_t)before >
           atomic_load_explicit(&r->high_water, memory_order_relaxed))
     atomic_store_explicit(&r->high_water, (uint32_t)before,
                           memory_order_relaxed);
-  return before - n;
 }
 
 /* Clears the pop of the thread's mailbox and of its innermost queue drain

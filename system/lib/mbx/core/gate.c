@@ -6,35 +6,41 @@
  *
  *    63            32 31   30    29         16 15            0
  *   +----------------+----+-----+-------------+---------------+
- *   |   generation   |OPEN|OWNER| mbx_hold()s | senders inside|
+ *   |   generation   |OPEN|OWNER| mbx_hold()s |  inside (cap)  |
  *   +----------------+----+-----+-------------+---------------+
  *
  * OPEN: the mailbox accepts messages. OWNER: the hold of the thread (or
  * creator) that will close the mailbox, apart from the counted holds so a
- * stray mbx_release cannot drop it. Senders inside: senders between their
- * enter and leave RMWs (at most 65535 at once).
+ * stray mbx_release cannot drop it. Inside: callers of mbx_set_capacity
+ * between their enter and leave RMWs (at most 65535 at once). A send does
+ * not write this word at all (issue 17: its two RMWs here were half of a
+ * send's cost); it reads it.
  *
  * The send/close race (docs/design.md, "Mailbox state machine"):
  *
  *   mbx_send (core/send.c)                  close (core/closing.c)
  *   1 gate snapshot, refuse early           A mbx__gate_close: CAS clears
- *   2 allocate the node                       OPEN [acq_rel]
- *   3 mbx__gate_enter: fetch_add one        B wait for zero senders inside
- *     sender [acquire], refuse if the         [acquire]
- *     generation differs or OPEN is clear   C take the consumer token, pop
- *   4 push the node (core/queue.h)            and cancel every node
- *   5 fetch_add pending [seq_cst]           D subtract them from pending
- *   6 mbx__gate_leave: fetch_sub one        E mbx__gate_release_owner:
- *     sender [release]                        clear OWNER; maybe retire
- *   7 wake the owner if pending was 0
+ *   2 allocate the node                       OPEN [seq_cst]
+ *   3 fetch_add pending [seq_cst]           B wait for capacity setters
+ *   4 load the gate [seq_cst]; refused        inside [acquire]
+ *     (other generation, OPEN clear,        C take the consumer token, pop
+ *     full): fetch_sub pending, return        and cancel until pending
+ *   5 push the node (core/queue.h)            counts no more than was
+ *   6 wake the owner if pending was 0         consumed [seq_cst loads]
+ *                                           D pending += CLOSED - consumed
+ *                                           E mbx__gate_release_owner:
+ *                                             clear OWNER; maybe retire
  *
- * Steps 3 and A are RMWs on this word, so they are totally ordered. If 3
- * comes first the sender is counted, and B waits until its 6, whose release
- * makes its push visible to C: the message is canceled, never stranded. If
- * A comes first, 3 sees OPEN clear and the send fails having called
- * nothing. A stale handle cannot deliver into a later life: 3 reads the
- * generation in the same RMW that counts the sender, and reuse (below)
- * needs the old life retired, which B orders after every sender inside.
+ * Steps 3-4 and A-C are a Dekker pair, every access seq_cst: either C's
+ * load of pending sees the sender's count, and C waits until its message
+ * is pushed (a few instructions) and cancels it, or the count comes after
+ * that load in the single total order, so 4 comes after A and sees OPEN
+ * clear: the send fails having called nothing, and takes its count back.
+ * A stale handle cannot deliver into a later life: 4 reads the generation
+ * after the count, and reuse needs the old life closed, which C orders
+ * after every sender counted in it. Counts of refused senders come and go
+ * on whatever life the record serves: C waits for them, D and reuse
+ * (core/table.c) add and subtract instead of storing, so they cancel out.
  *
  * A life ends in exactly one retirement: when OPEN, OWNER and the hold count
  * are all clear. Holds are taken only while OPEN, so once the word reaches
@@ -50,7 +56,7 @@
 #include "record.h"
 
 int mbx__gate_enter(mbx__record *r, uint32_t gen) {
-  // Step 3. Acquire: if we see gen's life open, we see the queue that
+  // Acquire: if we see gen's life open, we see the record that
   // mbx__gate_open's release published.
   uint64_t gate = atomic_fetch_add_explicit(&r->gate, MBX__GATE_INFLIGHT_ONE,
                                             memory_order_acquire);
@@ -62,11 +68,11 @@ int mbx__gate_enter(mbx__record *r, uint32_t gen) {
 }
 
 void mbx__gate_leave(mbx__record *r) {
-  // Step 6. Release: the closer's acquire load of a zero count (step B)
-  // sees everything we did inside (push, pending increment, capacity).
+  // Release: the closer's acquire load of a zero count (step B) sees
+  // everything we did inside (the capacity).
   uint64_t old = atomic_fetch_sub_explicit(&r->gate, MBX__GATE_INFLIGHT_ONE,
                                            memory_order_release);
-  MBX_ASSERT((old & MBX__GATE_INFLIGHT_MASK) != 0); /* senders inside >= 0 */
+  MBX_ASSERT((old & MBX__GATE_INFLIGHT_MASK) != 0); /* never below 0 */
   (void)old;
 }
 
@@ -103,20 +109,20 @@ int mbx__gate_close(mbx__record *r, uint32_t gen) {
     int refusal = mbx__gate_refusal(gate, gen);
     if (refusal != MBX_OK)
       return refusal;
-    // Step A, the linearisation point of close: clear OPEN. Acq_rel:
-    // after it every sender's step 3 sees OPEN clear; release orders our
-    // earlier consumption. Relaxed on failure: we re-check and retry.
+    // Step A, the linearisation point of close: clear OPEN. Seq_cst: the
+    // Dekker pair with a sender's steps 3 and 4 (see above); it also
+    // releases our earlier consumption. Relaxed on failure: we re-check
+    // and retry.
   } while (!atomic_compare_exchange_weak_explicit(
-      &r->gate, &gate, gate & ~MBX__GATE_OPEN, memory_order_acq_rel,
+      &r->gate, &gate, gate & ~MBX__GATE_OPEN, memory_order_seq_cst,
       memory_order_relaxed));
   mbx__gate_wait_senders(r);
   return MBX_OK;
 }
 
 void mbx__gate_wait_senders(mbx__record *r) {
-  // Step B: wait for senders that passed step 3 before A; each is a few
-  // instructions from its step 6. Acquire: pairs with their release, so
-  // their pushes are visible to the drain (step C).
+  // Step B: wait for capacity setters that entered before A; each is a few
+  // instructions from its leave. Acquire: pairs with their release.
   while (atomic_load_explicit(&r->gate, memory_order_acquire) &
          MBX__GATE_INFLIGHT_MASK)
     mbx__platform_yield();
@@ -272,7 +278,7 @@ int mbx__token_closer_claim(mbx__record *r, double timeout_ms, int force) {
         if (atomic_compare_exchange_strong_explicit(
                 &r->consumer, &expected, MBX__CONSUMER_CLOSER,
                 memory_order_acquire, memory_order_relaxed))
-          return MBX_OK;
+          return MBX__TOKEN_FROM_DEAD;
         continue;
       }
       mbx__platform_yield();

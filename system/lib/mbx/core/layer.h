@@ -204,11 +204,9 @@ int mbx__spin_while_between(_Atomic int32_t *word, int32_t low, int32_t high,
                             double remaining_ms);
 /* The same while *link is NULL (a queue's head link, core/wait.c). */
 int mbx__spin_while_null(_Atomic(mbx__node *) *link, double remaining_ms);
-/* Poll *word while it equals value, at most polls times, outside the
- * adaptive budget: for a partner a few instructions from its next store.
- * Returns 1 if it changed. */
-int mbx__spin_briefly_while_equal(_Atomic int32_t *word, int32_t value,
-                                  int polls);
+/* Poll *link while it is NULL, at most polls times, outside the adaptive
+ * budget: for a partner a few instructions from its store. Returns 1 if a
+ * node is linked. */
 int mbx__spin_briefly_while_null(_Atomic(mbx__node *) *link, int polls);
 /* Call after the sleep that followed a spin returning 0: adapts the budget
  * to how long the answer actually took. */

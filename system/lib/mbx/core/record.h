@@ -14,7 +14,8 @@
  *   bit  31      OPEN
  *   bit  30      OWNER: the owner's hold, released by its exit
  *   bits 29..16  mbx_hold() holds
- *   bits 15..0   senders past the gate check and not yet done */
+ *   bits 15..0   mbx_set_capacity callers inside (a send counts in
+ *                pending instead: core/send.c) */
 #define MBX__GATE_INFLIGHT_ONE 1ull
 #define MBX__GATE_INFLIGHT_MASK 0xffffull
 #define MBX__GATE_HOLD_ONE (1ull << 16)
@@ -49,9 +50,10 @@ static inline uint32_t mbx__gate_holds(uint64_t gate) {
 typedef struct mbx__record {
   /* ---- written by senders */
   _Atomic uint64_t gate;
-  /* Accepted and not yet consumed; also the futex word owners sleep on and
-   * the JS event loop waits on. May dip to -1 briefly (a message popped
-   * before its sender counted it); MBX__PENDING_CLOSED once closed. */
+  /* Counted by senders (before they look at the gate and push: core/send.c)
+   * and not yet consumed, plus for a moment the counts of refused senders;
+   * also the futex word owners sleep on and the JS event loop waits on.
+   * MBX__PENDING_CLOSED once closed (give or take refused senders). */
   _Atomic int32_t pending;
   /* How a sender that takes pending from 0 must notify the owner: one of
    * MBX__WAITING_* (the owner sleeps on pending, or its JS loop waits). */
@@ -134,7 +136,8 @@ enum {
 /* What pending holds once a life is closed and drained: non-zero, so that
  * an owner about to sleep on pending == 0 (mbx__wait, Atomics.waitAsync)
  * returns at once and sees the close; negative, so that nobody counts it
- * as messages. Reuse resets it to 0. */
+ * as messages; far from both ends, so that refused senders' counts come
+ * and go around it. Reuse subtracts it again, keeping those counts. */
 #define MBX__PENDING_CLOSED (INT32_MIN / 2)
 
 /* ---- handles */
@@ -166,15 +169,17 @@ static inline int mbx__gate_refusal(uint64_t gate, uint32_t gen) {
 }
 
 /* ---- core/gate.c: every RMW on the gate word, and the consumer token */
-/* Send steps 3 and 6 (docs/design.md): count a sender inside the gate of
- * gen's life, or refuse (then nothing is left counted). */
+/* mbx_set_capacity's enter and leave: count the caller inside the gate of
+ * gen's life, or refuse (then nothing is left counted). A send does not:
+ * it counts in pending (core/send.c). */
 int mbx__gate_enter(mbx__record *r, uint32_t gen);
 void mbx__gate_leave(mbx__record *r);
 /* Reuse: bump the generation and open with the owner's hold. Registry lock
  * held. Returns the new generation. */
 uint32_t mbx__gate_open(mbx__record *r);
 /* Close steps A and B: clear OPEN for gen's life, then wait until no
- * sender is inside. Returns MBX_OK or the refusal (already closed, stale). */
+ * capacity setter is inside. Returns MBX_OK or the refusal (already closed,
+ * stale). Senders are waited for by step C (core/closing.c). */
 int mbx__gate_close(mbx__record *r, uint32_t gen);
 /* Close step E: drop the owner's hold of gen's life (closed only), once:
  * MBX_OK, or MBX_EINVAL/MBX_ESTALE if it is not there (already released
@@ -191,10 +196,12 @@ void mbx__token_owner_unclaim(mbx__record *r);
 /* The closer takes the queue for good: MBX_OK; MBX_ECLOSED if another
  * closer of this life has it; MBX_EBUSY if the owner stayed inside a pop
  * for timeout_ms. With force (the owner is dead: an orphan's closer) it
- * then takes the queue from the dead owner: MBX_OK (a pop leaves a valid
- * queue wherever its thread dies, core/queue.h). */
+ * then takes the queue from the dead owner: MBX__TOKEN_FROM_DEAD (a pop
+ * leaves a valid queue wherever its thread dies, core/queue.h, but the
+ * owner's count of what it consumed may be short: core/closing.c). */
+#define MBX__TOKEN_FROM_DEAD 1
 int mbx__token_closer_claim(mbx__record *r, double timeout_ms, int force);
-/* Close step B alone: wait until no sender is inside the gate. */
+/* Close step B alone: wait until no capacity setter is inside the gate. */
 void mbx__gate_wait_senders(mbx__record *r);
 /* 1 once a closer owns the queue of r's current life. */
 int mbx__token_closed(mbx__record *r);
@@ -224,6 +231,8 @@ void mbx__table_usage(uint32_t *total, uint32_t *quarantined,
 /* ---- core/drain.c */
 /* Token holder: subtract what was popped from pending; returns the rest. */
 int32_t mbx__flush_consumed(mbx__record *r);
+/* The drainer: pending read just before a subtraction (its peak). */
+void mbx__high_water_note(mbx__record *r, int32_t before);
 /* Owner only, inside a drain: run at most budget messages, claiming the
  * consumer token around each pop. linger: MBX__WAIT_LINGER's brief spin for
  * the next message. Returns the number run, or MBX_ECLOSED if a closer took
@@ -264,6 +273,8 @@ void mbx__test_park_forever(void);
 void mbx__test_pop_delay(void);
 extern _Thread_local double mbx__tls_test_link_delay_ms;
 void mbx__test_link_delay(void);
+extern _Thread_local double mbx__tls_test_push_delay_ms;
+void mbx__test_push_delay(void);
 
 /* ---- core/lifecycle.c: the calling thread's mailbox */
 struct mbx__closing; /* core/closing.c, below */
@@ -304,14 +315,16 @@ enum { MBX__CLOSING_DRAIN, MBX__CLOSING_FINISH, MBX__CLOSING_DONE };
  * thread has in progress are chained through `outer`, innermost first). */
 typedef struct mbx__closing {
   mbx__record *r;
-  mbx_handle h; /* the life being closed */
-  int kind;     /* MBX__CLOSE_* */
-  int reason;   /* MBX_CANCEL_* for the cancel functions */
-  int phase;    /* MBX__CLOSING_*: how far it got, for a resume */
-  int count;    /* canceled or dropped so far */
-  int rc;       /* what the close returns */
-  int won_a;    /* cleared OPEN itself: reports the close (layers_closed) */
-  int pinned;   /* an owner's take-over pins its life (closing_take_over) */
+  mbx_handle h;  /* the life being closed */
+  int kind;      /* MBX__CLOSE_* */
+  int reason;    /* MBX_CANCEL_* for the cancel functions */
+  int phase;     /* MBX__CLOSING_*: how far it got, for a resume */
+  int count;     /* canceled or dropped so far */
+  int rc;        /* what the close returns */
+  int from_dead; /* took the queue from an owner dead inside a pop */
+  int lost;      /* consumed by that owner and never counted */
+  int won_a;     /* cleared OPEN itself: reports the close (layers_closed) */
+  int pinned;    /* an owner's take-over pins its life (closing_take_over) */
   struct mbx__closing *outer;
 } mbx__closing;
 

@@ -1,5 +1,5 @@
 /*
- * Sending: mbx_send and mbx__send_node (steps 1 to 7 of the send/close race,
+ * Sending: mbx_send and mbx__send_node (steps 1 to 6 of the send/close race,
  * core/gate.c), refusal counting, the soft capacity and notifying owners.
  */
 #include "record.h"
@@ -66,54 +66,72 @@ void mbx__set_post_wake_hook(mbx__post_wake_fn hook) {
   atomic_store_explicit(&g_post_wake_hook, hook, memory_order_release);
 }
 
-/* Steps 3 to 7 for a record already looked up (r serves gen's life or a
- * later one: step 3 decides). */
+/* Steps 3 to 6 for a record already looked up (r serves gen's life or a
+ * later one: step 4 decides). A send counts its message in pending before
+ * it looks at the gate, so that counting is also how it tells a closer
+ * that it is inside (core/gate.c): one RMW on the senders' line per send,
+ * where entering and leaving the gate took two more (issue 17). */
 static int send_to_record(mbx__record *r, uint32_t gen, mbx__node *n,
                           int check_capacity) {
-  int rc = mbx__gate_enter(r, gen); /* step 3 */
-  if (rc != MBX_OK) {
-    reject(r, rc, gen);
-    return rc;
-  }
-  // Relaxed (both): a soft bound (documented overshoot).
-  uint32_t capacity = atomic_load_explicit(&r->capacity, memory_order_relaxed);
-  // Relaxed: see capacity. Compared unsigned: a capacity of 2^31 or more
-  // is a bound, not a negative number (issue 18 item 12); pending <= 0
-  // (messages popped before counted) is never full.
-  int32_t queued = atomic_load_explicit(&r->pending, memory_order_relaxed);
-  if (capacity && check_capacity && queued > 0 &&
-      (uint32_t)queued >= capacity) {
-    // Relaxed: a counter; inside the gate it cannot reach a later life.
-    atomic_fetch_add_explicit(&r->rejected_full, 1, memory_order_relaxed);
-    mbx__gate_leave(r);
-    reject(r, MBX_EFULL, gen);
-    return MBX_EFULL;
-  }
-  mbx__node *prev = mbx__queue_exchange(&r->tail, n); /* step 4 */
-  if (mbx__test_hooks_on() && mbx__tls_test_link_delay_ms > 0)
-    mbx__test_link_delay();
-  mbx__queue_link(prev, n);
-  // Step 5. Seq_cst: Dekker pair with the owner, which sets waiting and
-  // then re-reads pending; one of us must see the other's write.
+  // Step 3. Seq_cst: two Dekker pairs. With a closer, which clears OPEN
+  // and then reads pending: it sees this count, or we see OPEN clear. With
+  // the owner, which sets waiting and then re-reads pending.
   int32_t before =
       atomic_fetch_add_explicit(&r->pending, 1, memory_order_seq_cst);
-  /* Inside the gate the life is open: not yet MBX__PENDING_CLOSED, and
-   * below zero only by messages popped before their senders counted them. */
-  MBX_ASSERT(before >= -(int32_t)MBX__GATE_INFLIGHT_MASK);
-  // Seq_cst: the other half of the Dekker pair above.
+  // Step 4. Seq_cst: the other half of the closer's pair. If we see gen's
+  // life open we also see the queue that mbx__gate_open's release
+  // published (a seq_cst load acquires).
+  int rc = mbx__gate_refusal(
+      atomic_load_explicit(&r->gate, memory_order_seq_cst), gen);
+  if (rc == MBX_OK && check_capacity) {
+    // Relaxed: a soft bound (documented overshoot). Compared unsigned: a
+    // capacity of 2^31 or more is a bound, not a negative number (issue 18
+    // item 12).
+    uint32_t capacity =
+        atomic_load_explicit(&r->capacity, memory_order_relaxed);
+    if (capacity && before > 0 && (uint32_t)before >= capacity) {
+      // Relaxed: a counter; while we are counted in an open life it cannot
+      // be reused (its close waits for our count to go).
+      atomic_fetch_add_explicit(&r->rejected_full, 1, memory_order_relaxed);
+      rc = MBX_EFULL;
+    }
+  }
+  // Seq_cst: the other half of the owner's pair.
   int32_t wake = before == 0
                      ? atomic_load_explicit(&r->waiting, memory_order_seq_cst)
                      : MBX__WAITING_NONE;
-  /* Inside the gate: the owner cannot finish closing (and its thread cannot
-   * go away) until we leave, so posting to it is safe. */
+  /* A post goes out while we are counted: the owner's close then waits for
+   * us, so its thread is still there (a message not yet pushed keeps the
+   * owner's drain looking for a moment). */
   if (wake == MBX__WAITING_POST)
     post_wake(r);
-  mbx__gate_leave(r); /* step 6 */
+  if (rc != MBX_OK) {
+    /* Refused: take the count back. pending may be a closed life's or a
+     * later life's; both allow for counts that come and go (a closer waits
+     * for them, a reuse keeps them). We took it from 0, so a sender counted
+     * after us left the wake to us: notified above or below (at worst a
+     * spurious wake). */
+    // Release: nothing to publish but the value; no reader orders on it.
+    atomic_fetch_sub_explicit(&r->pending, 1, memory_order_release);
+    if (wake == MBX__WAITING_WAKE)
+      mbx__platform_wake_all(&r->pending);
+    reject(r, rc, gen);
+    return rc;
+  }
+  /* The life is open: not yet MBX__PENDING_CLOSED; counts come before
+   * their pushes, so never below zero. */
+  MBX_ASSERT(before >= 0);
+  if (mbx__test_hooks_on() && mbx__tls_test_push_delay_ms > 0)
+    mbx__test_push_delay();
+  mbx__node *prev = mbx__queue_exchange(&r->tail, n); /* step 5 */
+  if (mbx__test_hooks_on() && mbx__tls_test_link_delay_ms > 0)
+    mbx__test_link_delay();
+  mbx__queue_link(prev, n);
   mbx__counter_add(MBX__STAT_SENT, 1);
-  // Step 7. Only the sender that made pending leave zero wakes, so a burst
-  // costs one notification. After leaving the gate the record may already
-  // serve a new thread; a wake there is spurious and harmless (records are
-  // never freed).
+  // Step 6. Only the sender that made pending leave zero wakes, so a burst
+  // costs one notification. Once pushed, the record may already serve a
+  // new thread; a wake there is spurious and harmless (records are never
+  // freed).
   if (wake != MBX__WAITING_NONE) {
     mbx__counter_add(MBX__STAT_WAKEUP, 1);
     if (wake == MBX__WAITING_WAKE)
@@ -146,17 +164,17 @@ int mbx_send(mbx_handle to, mbx_run_fn run, mbx_cancel_fn cancel, void *arg) {
    * across the calls below; looked up once per send. */
   mbx__record *r = found;
   uint32_t gen = mbx__handle_gen(to);
-  // Step 1: a fast refusal without touching the senders-inside count, so
-  // that a closer waiting for that count is not held up by senders to a
-  // dead thread. Relaxed: the authoritative check is step 3.
+  // Step 1: a fast refusal without touching pending, so that a closer
+  // waiting for its count to settle is not held up by senders to a dead
+  // thread. Relaxed: the authoritative check is step 4.
   int rc = mbx__gate_refusal(
       atomic_load_explicit(&r->gate, memory_order_relaxed), gen);
   if (rc != MBX_OK) {
     reject(r, rc, gen);
     return rc;
   }
-  // Step 2: allocate before entering the gate: a closer waits for senders
-  // inside it, and must not wait on the allocator.
+  // Step 2: allocate before counting in pending: a closer waits for every
+  // counted message, and must not wait on the allocator.
   mbx__node *n = mbx__node_alloc();
   if (!n) {
     mbx__counter_add(MBX__STAT_REJ_NOMEM, 1);

@@ -122,11 +122,6 @@ spin_briefly(int (*ready)(const void *, int32_t, int32_t), const void *word,
   return 0;
 }
 
-int mbx__spin_briefly_while_equal(_Atomic int32_t *word, int32_t value,
-                                  int polls) {
-  return spin_briefly(outside, (const void *)word, value, value, polls);
-}
-
 int mbx__spin_briefly_while_null(_Atomic(mbx__node *) *link, int polls) {
   return spin_briefly(linked, (const void *)link, 0, 0, polls);
 }

@@ -64,8 +64,15 @@ static void reset_life(mbx__record *r) {
   r->run_unflushed = 0;
   r->release_block = NULL; /* empty, unless an owner died inside a pop */
   r->release_count = 0;
+  /* A closed life leaves MBX__PENDING_CLOSED plus the counts of stale
+   * senders on their way out (core/send.c): take away the first, keep the
+   * second, which those senders take back themselves. A fresh record has
+   * 0. */
+  // Relaxed (both): see above; the RMW keeps concurrent counts.
+  if (atomic_load_explicit(&r->pending, memory_order_relaxed) < 0)
+    atomic_fetch_sub_explicit(&r->pending, MBX__PENDING_CLOSED,
+                              memory_order_relaxed);
   // Relaxed (all): see above.
-  atomic_store_explicit(&r->pending, 0, memory_order_relaxed);
   atomic_store_explicit(&r->waiting, 0, memory_order_relaxed);
   atomic_store_explicit(&r->consumer, 0, memory_order_relaxed);
   atomic_store_explicit(&r->capacity, 0, memory_order_relaxed);
@@ -211,7 +218,8 @@ void mbx__fork_prepare(void) { mbx__registry_lock(); }
 void mbx__fork_parent(void) { mbx__registry_unlock(); }
 
 /* In the child, which has one thread: the forking one. Every record's
- * senders inside the gate are the parent's: forget them. Every mailbox but
+ * senders (counted in pending, or capacity setters inside the gate) are
+ * the parent's: forget them. Every mailbox but
  * the calling thread's is closed, its queue forgotten without running or
  * canceling anything (those messages are the parent's to handle); the
  * calling thread's stays open, emptied the same way. The parent's other

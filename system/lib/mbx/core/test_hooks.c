@@ -65,3 +65,25 @@ void mbx__test_link_delay(void) {
   mbx__tls_test_link_delay_ms = 0;
   sleep_ms(ms);
 }
+
+/* Issue 17: the calling thread's next send, once counted in pending and
+ * accepted by the gate, sets *stalling and sleeps ms milliseconds before it
+ * pushes its message, as a sender descheduled there would: a close meanwhile
+ * must wait for the push and cancel the message. */
+_Thread_local double mbx__tls_test_push_delay_ms;
+static _Thread_local _Atomic int *tls_push_stalling;
+
+void mbx__test_push_delay_ms(double ms, _Atomic int *stalling) {
+  mbx__tls_test_push_delay_ms = ms;
+  tls_push_stalling = stalling;
+  arm();
+}
+
+void mbx__test_push_delay(void) {
+  double ms = mbx__tls_test_push_delay_ms;
+  mbx__tls_test_push_delay_ms = 0;
+  if (tls_push_stalling)
+    // Seq_cst: a test flag; its reader then acts on our stall.
+    atomic_store(tls_push_stalling, 1);
+  sleep_ms(ms);
+}

@@ -16,9 +16,9 @@
  * flood then still returns to the caller (the top of the loop's budget is
  * pending, as for mbx_poll). */
 #define SPIN_RUN_BUDGET 64
-/* How long a wait that popped a message before its sender counted it polls
- * pending for that count before it yields (a store away, unless the sender
- * was preempted). */
+/* How long a wait that finds pending > 0 and nothing linked polls the
+ * queue's link before it yields (a sender counts its message a few
+ * instructions before it links it, unless it was preempted there). */
 #define BRIEF_POLLS 256
 
 /* Sleep on pending == 0 for at most remaining_ms (< 0: forever). A
@@ -102,6 +102,15 @@ static int spin_on_queue(mbx__record *r, double remaining_ms) {
   return linked;
 }
 
+/* The same for at most BRIEF_POLLS polls. */
+static int spin_briefly_on_queue(mbx__record *r) {
+  if (!mbx__token_owner_claim(r))
+    return -1;
+  int linked = mbx__spin_briefly_while_null(&r->head->next, BRIEF_POLLS);
+  mbx__token_owner_unclaim(r);
+  return linked;
+}
+
 static int wait_loop(wait_state *w, double timeout_ms, int flags) {
   mbx__record *r = w->r;
   double deadline = timeout_ms >= 0 ? mbx__platform_now_ms() + timeout_ms : 0;
@@ -120,21 +129,19 @@ static int wait_loop(wait_state *w, double timeout_ms, int flags) {
         break;
     }
     if (pending != 0) {
-      /* Nothing to pop although pending > 0 (a sender is between its
-       * exchange and its link), or pending < 0 (a sender is about to count
-       * a message we popped; MBX__PENDING_CLOSED: a closer took over, which
+      /* Nothing to pop although pending > 0: a sender has counted its
+       * message and not linked it yet, or a refused sender has not taken
+       * its count back yet (MBX__PENDING_CLOSED: a closer took over, which
        * the check above sees next time). A few instructions, unless that
        * sender was preempted: keep the deadline meanwhile (issue 18 item
-       * 9). No sleep here: a sender's count wakes nobody, and sleeping
-       * through a flood let the queue outgrow the heap (churn on wasm). */
+       * 9), and yield only if a brief spin on the link sees nothing. No
+       * sleep here: the count woke nobody, and sleeping through a flood
+       * let the queue outgrow the heap (churn on wasm). */
       if (timeout_ms >= 0 && mbx__platform_now_ms() >= deadline) {
         count = MBX_ETIMEDOUT;
         break;
       }
-      /* Yield only if it takes longer than a brief spin: a wait that
-       * popped a message before its sender counted it (spin_on_queue)
-       * comes here next, and its sender is a store away. */
-      if (!mbx__spin_briefly_while_equal(&r->pending, pending, BRIEF_POLLS))
+      if (pending < 0 || spin_briefly_on_queue(r) == 0)
         mbx__platform_yield();
       continue;
     }
@@ -155,10 +162,8 @@ static int wait_loop(wait_state *w, double timeout_ms, int flags) {
       if (linked < 0)
         continue; /* taken over: the check at the top returns */
       if (linked) {
-        /* Pop at once, maybe before the sender counts the message (pending
-         * then reads -1 for a moment; see the pending != 0 case above). A
-         * fixed budget: reading pending here would pull its line away from
-         * the sender about to add to it. */
+        /* Pop at once, with a fixed budget: reading pending here would
+         * pull its line away from the senders who count in it. */
         count = mbx__run_pending(r, SPIN_RUN_BUDGET, flags & MBX__WAIT_LINGER);
         if (count != 0)
           break;
