@@ -252,8 +252,12 @@ int mbx_mailbox_close_orphan(mbx_handle h);
 /*
  * Set the soft capacity of a mailbox: sends fail with MBX_EFULL while at
  * least `capacity` messages are pending. 0 means unbounded (the default);
- * every other value up to UINT32_MAX is a bound.
- * Concurrent senders may overshoot by at most (number of senders - 1).
+ * every other value up to UINT32_MAX is a bound. Soft: a send may get
+ * MBX_EFULL a little below it, while a receiver has not yet subtracted
+ * what it consumed (it does once per drain) or another send to the same
+ * mailbox is being refused (its count is there for a moment); concurrent
+ * senders never take it above the bound (each send counts its message
+ * before it checks).
  * Any thread. Returns MBX_OK, MBX_EINVAL, MBX_ECLOSED, MBX_ESTALE.
  */
 int mbx_set_capacity(mbx_handle h, uint32_t capacity);

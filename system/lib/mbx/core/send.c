@@ -84,9 +84,9 @@ static int send_to_record(mbx__record *r, uint32_t gen, mbx__node *n,
   int rc = mbx__gate_refusal(
       atomic_load_explicit(&r->gate, memory_order_seq_cst), gen);
   if (rc == MBX_OK && check_capacity) {
-    // Relaxed: a soft bound (documented overshoot). Compared unsigned: a
-    // capacity of 2^31 or more is a bound, not a negative number (issue 18
-    // item 12).
+    // Relaxed: a soft bound (<mbx/mailbox.h>, mbx_set_capacity). Compared
+    // unsigned: a capacity of 2^31 or more is a bound, not a negative
+    // number (issue 18 item 12).
     uint32_t capacity =
         atomic_load_explicit(&r->capacity, memory_order_relaxed);
     if (capacity && before > 0 && (uint32_t)before >= capacity) {
