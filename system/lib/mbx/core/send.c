@@ -108,7 +108,7 @@ static int send_to_record(mbx__record *r, uint32_t gen, mbx__node *n,
   if (rc != MBX_OK) {
     /* Refused: take the count back. pending may be a closed life's or a
      * later life's; both allow for counts that come and go (a closer waits
-     * for them, a reuse keeps them). We took it from 0, so a sender counted
+     * for them, a reuse keeps them). If we took it from 0, a sender counted
      * after us left the wake to us: notified above or below (at worst a
      * spurious wake). */
     // Release: nothing to publish but the value; no reader orders on it.
