@@ -138,16 +138,10 @@ static void closing_finish(mbx__closing *c) {
    * counts of refused senders still on their way out, as an add: those
    * take their counts back after us. */
   mbx__stats_abandon(r, c->lost);
-  mbx__node_release_flush(r);
-  mbx__counter_bump(&r->run, (uint64_t)r->run_unflushed);
-  r->run_unflushed = 0;
-  int32_t consumed = r->consumed_unflushed + c->lost;
-  r->consumed_unflushed = 0;
-  // Seq_cst: Dekker pair with an owner going to sleep (it sets waiting,
-  // then reads pending): it sees MBX__PENDING_CLOSED, or we see it waiting.
-  int32_t before = atomic_fetch_add_explicit(
-      &r->pending, MBX__PENDING_CLOSED - consumed, memory_order_seq_cst);
-  mbx__high_water_note(r, before);
+  /* Its seq_cst RMW is also the Dekker pair with an owner going to sleep
+   * (it sets waiting, then reads pending): it sees MBX__PENDING_CLOSED, or
+   * we see it waiting. */
+  mbx__flush_consumed(r, MBX__PENDING_CLOSED - c->lost);
   c->rc = c->count;
   /* Close hooks (lifecycle/: hooks, watches), once per life: the close
    * that won step A reports it, on its thread, after the queue. */

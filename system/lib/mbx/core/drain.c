@@ -13,7 +13,7 @@
  */
 #define LINGER_POLLS 64
 
-int32_t mbx__flush_consumed(mbx__record *r) {
+void mbx__flush_consumed(mbx__record *r, int32_t then_add) {
   mbx__node_release_flush(r);
   int32_t n = r->consumed_unflushed;
   r->consumed_unflushed = 0;
@@ -22,17 +22,12 @@ int32_t mbx__flush_consumed(mbx__record *r) {
   // Relaxed would do for the count, but seq_cst keeps the owner's
   // "pending == 0 -> set waiting -> re-check" sequence totally ordered with
   // senders' increments (see mbx__wait).
-  int32_t before =
-      atomic_fetch_sub_explicit(&r->pending, n, memory_order_seq_cst);
+  int32_t before = atomic_fetch_add_explicit(&r->pending, then_add - n,
+                                             memory_order_seq_cst);
   /* Senders count before they push: never below zero. */
   MBX_ASSERT(before - n >= 0);
-  mbx__high_water_note(r, before);
-  return before - n;
-}
-
-/* pending only grows between the drainer's subtractions: its peak is just
- * before one. */
-void mbx__high_water_note(mbx__record *r, int32_t before) {
+  /* pending only grows between the drainer's subtractions: its peak is just
+   * before one. */
   // Relaxed (both): statistics; the drainer is the only writer.
   if (before > 0 &&
       (uint32_t)before >
@@ -100,7 +95,7 @@ int mbx__run_pending(mbx__record *r, int32_t budget, int linger) {
   if (!mbx__token_owner_claim(r))
     return count ? count : MBX_ECLOSED;
   MBX__POPPED(r) = NULL; /* started, or nothing popped */
-  mbx__flush_consumed(r);
+  mbx__flush_consumed(r, 0);
   mbx__token_owner_unclaim(r);
   return count;
 }

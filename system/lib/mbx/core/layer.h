@@ -211,5 +211,8 @@ int mbx__spin_briefly_while_null(_Atomic(mbx__node *) *link, int polls);
 /* Call after the sleep that followed a spin returning 0: adapts the budget
  * to how long the answer actually took. */
 void mbx__spin_slept(void);
+/* Test hooks' sleep (core/test_hooks.c, also the proxy layer's): ms
+ * milliseconds on a futex nobody wakes. */
+void mbx__test_sleep_ms(double ms);
 
 #endif

@@ -229,10 +229,10 @@ void mbx__table_usage(uint32_t *total, uint32_t *quarantined,
                       uint64_t *chunk_bytes);
 
 /* ---- core/drain.c */
-/* Token holder: subtract what was popped from pending; returns the rest. */
-int32_t mbx__flush_consumed(mbx__record *r);
-/* The drainer: pending read just before a subtraction (its peak). */
-void mbx__high_water_note(mbx__record *r, int32_t before);
+/* Token holder: fold the run count and release the consumed nodes, then
+ * subtract what was popped from pending, adding then_add in the same RMW
+ * (the closer's step D: MBX__PENDING_CLOSED less what a dead owner lost). */
+void mbx__flush_consumed(mbx__record *r, int32_t then_add);
 /* Owner only, inside a drain: run at most budget messages, claiming the
  * consumer token around each pop. linger: MBX__WAIT_LINGER's brief spin for
  * the next message. Returns the number run, or MBX_ECLOSED if a closer took

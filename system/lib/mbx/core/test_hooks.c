@@ -38,7 +38,7 @@ void mbx__test_pop_delay_ms(double ms) {
   arm();
 }
 
-static void sleep_ms(double ms) {
+void mbx__test_sleep_ms(double ms) {
   _Atomic int32_t never = 0;
   for (double end = mbx__platform_now_ms() + ms, left = ms; left > 0;
        left = end - mbx__platform_now_ms())
@@ -48,7 +48,7 @@ static void sleep_ms(double ms) {
 void mbx__test_pop_delay(void) {
   double ms = mbx__tls_test_pop_delay_ms;
   mbx__tls_test_pop_delay_ms = 0;
-  sleep_ms(ms);
+  mbx__test_sleep_ms(ms);
 }
 
 /* Issue 18 item 9: the calling thread's next send sleeps ms milliseconds
@@ -63,7 +63,7 @@ void mbx__test_link_delay_ms(double ms) {
 void mbx__test_link_delay(void) {
   double ms = mbx__tls_test_link_delay_ms;
   mbx__tls_test_link_delay_ms = 0;
-  sleep_ms(ms);
+  mbx__test_sleep_ms(ms);
 }
 
 /* Issue 17: the calling thread's next send, once counted in pending and
@@ -85,5 +85,5 @@ void mbx__test_push_delay(void) {
   if (tls_push_stalling)
     // Seq_cst: a test flag; its reader then acts on our stall.
     atomic_store(tls_push_stalling, 1);
-  sleep_ms(ms);
+  mbx__test_sleep_ms(ms);
 }

@@ -92,21 +92,14 @@ static void sleep_in_wait(wait_state *w, double remaining_ms, int cancelable) {
  * while every sender RMWs pending's line, which a spinning reader keeps
  * pulling back (issue 17: 1 producer, about 4x faster natively). Under the
  * consumer token, like a pop: else a closer from outside could release the
- * head node under our loads. Returns 1 if a node is linked, 0 if not, -1 if
- * a closer has the queue. */
-static int spin_on_queue(mbx__record *r, double remaining_ms) {
+ * head node under our loads. brief: at most BRIEF_POLLS polls, else the
+ * adaptive budget within remaining_ms. Returns 1 if a node is linked, 0 if
+ * not, -1 if a closer has the queue. */
+static int spin_on_queue(mbx__record *r, double remaining_ms, int brief) {
   if (!mbx__token_owner_claim(r))
     return -1;
-  int linked = mbx__spin_while_null(&r->head->next, remaining_ms);
-  mbx__token_owner_unclaim(r);
-  return linked;
-}
-
-/* The same for at most BRIEF_POLLS polls. */
-static int spin_briefly_on_queue(mbx__record *r) {
-  if (!mbx__token_owner_claim(r))
-    return -1;
-  int linked = mbx__spin_briefly_while_null(&r->head->next, BRIEF_POLLS);
+  int linked = brief ? mbx__spin_briefly_while_null(&r->head->next, BRIEF_POLLS)
+                     : mbx__spin_while_null(&r->head->next, remaining_ms);
   mbx__token_owner_unclaim(r);
   return linked;
 }
@@ -141,7 +134,7 @@ static int wait_loop(wait_state *w, double timeout_ms, int flags) {
         count = MBX_ETIMEDOUT;
         break;
       }
-      if (pending < 0 || spin_briefly_on_queue(r) == 0)
+      if (pending < 0 || spin_on_queue(r, 0, 1) == 0)
         mbx__platform_yield();
       continue;
     }
@@ -158,7 +151,7 @@ static int wait_loop(wait_state *w, double timeout_ms, int flags) {
      * we spin finds waiting cleared and skips its futex wake too. */
     if (!spun) {
       spun = 1;
-      int linked = spin_on_queue(r, remaining);
+      int linked = spin_on_queue(r, remaining, 0);
       if (linked < 0)
         continue; /* taken over: the check at the top returns */
       if (linked) {

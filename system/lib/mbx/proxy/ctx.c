@@ -60,10 +60,7 @@ void mbx__test_proxy_pause_before_reply_ms(double ms) {
 void mbx__proxy_test_pause(double *ms) {
   double left = *ms;
   *ms = 0;
-  static _Atomic int32_t never_set;
-  for (double end = mbx__platform_now_ms() + left; left > 0;
-       left = end - mbx__platform_now_ms())
-    mbx__platform_wait(&never_set, 0, left);
+  mbx__test_sleep_ms(left);
 }
 
 void mbx__proxy_cache_flush(void) {
