@@ -41,12 +41,6 @@ static _Atomic unsigned g_caught_up, g_exited;
 static _Thread_local unsigned char tls_loaded[MAX_LIBS];
 static _Thread_local rng tls_rng;
 
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 static void violation(const char *what, int lib) {
   fprintf(stderr, "violation: %s (library %d)\n", what, lib);
   atomic_fetch_add_explicit(&g_violations, 1, memory_order_relaxed);

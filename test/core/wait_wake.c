@@ -23,12 +23,6 @@ static void on_run(void *arg) {
   atomic_fetch_add(&g_runs, 1);
 }
 
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 static mbx_handle g_receiver;
 static _Atomic int g_burst_go;
 #define BURST 1000

@@ -67,6 +67,13 @@ static inline long arg_long(int argc, char **argv, const char *name,
   return fallback;
 }
 
+/* Milliseconds on the monotonic clock. */
+static inline double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 static inline void sleep_ms(double ms) {
   struct timespec ts = {
       (time_t)(ms / 1000),

@@ -11,12 +11,6 @@
 #include <stdatomic.h>
 #include <time.h>
 
-static inline double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 /* A server thread: runs its mailbox until told to stop (or to exit). */
 static _Thread_local int tls_stop;
 static inline void stop_serving(void *unused) {

@@ -27,12 +27,6 @@ void mbx__test_push_delay_ms(double ms, _Atomic int *stalling)
  * mailbox. */
 int mbx__close_from_outside(mbx_handle h, int reason);
 
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 static _Atomic int g_stalling, g_runs, g_cancels, g_cancel_on_target;
 static _Atomic int g_target_exit;
 static pthread_t g_target;

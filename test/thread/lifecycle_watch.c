@@ -20,12 +20,6 @@
 #include <mbx/thread.h>
 #include <pthread.h>
 
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 static _Thread_local int tls_started;
 static _Atomic int g_start_runs, g_close_runs, g_close_on_owner;
 static void on_start(void *arg) {
