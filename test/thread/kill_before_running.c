@@ -7,15 +7,15 @@
  * Issue 18 item 22 (b): a worker killed after it popped a sync request
  * but before the request is on its "running" list (an allocation and a
  * prune sit in between) must not leave the sync caller waiting forever:
- * killed workers' popped work is canceled (MBX_ECANCELED). Stopping the
- * owner at exactly that point needs a test-only core hook (proposed):
- *
- *   // Test only: after its next pop the calling thread releases the
- *   // consumer claim and then sleeps forever instead of running the
- *   // message (as if its worker were killed right there).
- *   void mbx__test_park_after_pop(void);
- *
- * Until it exists the test fails with "hook missing".
+ * killed workers' popped work is canceled (MBX_ECANCELED). The test-only
+ * core hook mbx__test_park_after_pop stops the owner at exactly that point
+ * and says when it is there; the kill comes only then (a kill inside the
+ * pop is another case: <mbx/thread.h>, "Abnormal death").
+ * The caller is joined before the program exits, so that the ASan flavour's
+ * leak check runs with no caller in its exit: one preempted there with the
+ * only pointer to its node block in a wasm local (not in memory the check
+ * scans) made that block look leaked (CI, stop 22; core/nodes.c now drops
+ * the block before it forgets it).
  */
 #include "test_support.h"
 #include "watchdog.h"
@@ -26,9 +26,9 @@
 #include <mbx/thread.h>
 #include <pthread.h>
 
-void mbx__test_park_after_pop(void) __attribute__((weak));
+void mbx__test_park_after_pop(_Atomic int *parked) __attribute__((weak));
 
-static _Atomic int g_ready, g_caller_done;
+static _Atomic int g_ready, g_parked, g_caller_done;
 static int g_caller_rc;
 static mbx_handle g_target;
 static pthread_t g_victim;
@@ -36,7 +36,7 @@ static pthread_t g_victim;
 static void work(void *arg) { (void)arg; }
 static void *victim(void *arg) {
   (void)arg;
-  mbx__test_park_after_pop();
+  mbx__test_park_after_pop(&g_parked);
   atomic_store(&g_ready, 1);
   mbx_wait(-1); /* pops the request, then parks */
   return NULL;
@@ -72,10 +72,11 @@ static void *coordinator(void *arg) {
     sleep_ms(1);
   pthread_t c;
   CHECK_EQ(pthread_create(&c, NULL, caller, NULL), 0);
-  pthread_detach(c);
-  sleep_ms(100); /* popped and parked */
+  while (!atomic_load(&g_parked)) /* popped the request, then parked */
+    sleep_ms(1);
   CHECK_EQ(mbx_send(mbx_main_thread(), terminate_on_main, NULL, NULL), MBX_OK);
-  wait_flag_ms(&g_caller_done, 3000);
+  if (wait_flag_ms(&g_caller_done, 3000))
+    CHECK_EQ(pthread_join(c, NULL), 0); /* its exit is over: see above */
   CHECK_EQ(mbx_send(mbx_main_thread(), check, NULL, NULL), MBX_OK);
   return NULL;
 }

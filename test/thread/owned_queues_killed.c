@@ -24,9 +24,9 @@
 #include <mbx/thread.h>
 #include <pthread.h>
 
-void mbx__test_park_after_pop(void);
+void mbx__test_park_after_pop(_Atomic int *parked);
 
-static _Atomic int g_ready, g_caller_done, g_in_fn, g_park;
+static _Atomic int g_ready, g_caller_done, g_in_fn, g_park, g_parked;
 static int g_caller_rc;
 static mbx_handle g_q;
 static pthread_t g_victim;
@@ -42,7 +42,7 @@ static void *victim(void *arg) {
   (void)arg;
   CHECK_EQ(mbx_queue_create(&g_q), MBX_OK);
   if (atomic_load(&g_park))
-    mbx__test_park_after_pop();
+    mbx__test_park_after_pop(&g_parked);
   atomic_store(&g_ready, 1);
   mbx_queue_wait(g_q, -1); /* pops the request, then parks or runs it */
   return NULL;
@@ -66,16 +66,15 @@ static void scenario(int park) {
   atomic_store(&g_in_fn, 0);
   atomic_store(&g_terminated, 0);
   atomic_store(&g_park, park);
+  atomic_store(&g_parked, 0);
   CHECK_EQ(pthread_create(&g_victim, NULL, victim, NULL), 0);
   while (!atomic_load(&g_ready))
     sleep_ms(1);
   pthread_t c;
   CHECK_EQ(pthread_create(&c, NULL, caller, NULL), 0);
-  if (park)
-    sleep_ms(100); /* popped and parked */
-  else
-    while (!atomic_load(&g_in_fn))
-      sleep_ms(1);
+  /* popped, then parked; or inside fn */
+  while (!atomic_load(park ? &g_parked : &g_in_fn))
+    sleep_ms(1);
   CHECK_EQ(mbx_send(mbx_main_thread(), terminate_on_main, NULL, NULL), MBX_OK);
   if (!wait_flag_ms(&g_caller_done, 3000)) {
     fprintf(stderr, "FAIL (%s) sync caller still blocked 3 s after the kill\n",

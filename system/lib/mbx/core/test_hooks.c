@@ -17,15 +17,23 @@ _Thread_local double mbx__tls_test_pop_delay_ms;
 _Thread_local double mbx__tls_test_link_delay_ms;
 
 /* Issue 18 item 22b: after its next pop the calling thread releases the
- * consumer claim and then sleeps forever instead of running the message,
- * as if its worker were killed right there. */
-void mbx__test_park_after_pop(void) {
+ * consumer claim, sets *parked (if not NULL) and then sleeps forever instead
+ * of running the message, as if its worker were killed right there. A test
+ * kills it only once *parked is set: a kill earlier, inside the pop, is
+ * another case (the message is abandoned, <mbx/thread.h>). */
+static _Thread_local _Atomic int *tls_parked;
+
+void mbx__test_park_after_pop(_Atomic int *parked) {
   mbx__tls_test_park_after_pop = 1;
+  tls_parked = parked;
   arm();
 }
 
 void mbx__test_park_forever(void) {
   static _Atomic int32_t never_set;
+  if (tls_parked)
+    // Seq_cst: a test flag; its reader then kills us.
+    atomic_store(tls_parked, 1);
   for (;;)
     mbx__platform_wait(&never_set, 0, -1);
 }
