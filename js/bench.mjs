@@ -372,7 +372,7 @@ function rows(tc, series, noisy) {
     baseName: 'none (whole C heap, allocator caches included)',
     target: { text: 'no growth once warm (whole heap: <= 0.05 B/msg)', on: 'ours', op: '<=', value: 0.05, required: true, issue: 17 } });
   add({ key: 'heap-growth-per-message-library', unit: 'B/msg', ours: get('heap-growth-per-message', 'mbx-library'),
-    program: 'bench_proxy', baseName: "none (the library's own bytes, mbx_memory_stats.bytes_live)",
+    program: 'bench_proxy', baseName: "none (the library's own bytes, mbx_memory_stats.bytes_live, sampled at rest with its bounded caches emptied)",
     target: { text: 'no growth once warm (library bytes: 0)', on: 'ours', op: '<=', value: 0, required: true, issue: 17 } });
   // Front doors and broadcast (issues 14 and 15).
   add({ key: 'cpp-call-rt', unit: 'us', ours: get('cpp-call-rt', 'mbx-cpp-call'), base: get('cpp-call-rt', 'mbx-c-sync'),
