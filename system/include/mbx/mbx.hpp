@@ -365,30 +365,47 @@ result<void> post(mbx_handle to, F &&f, C &&on_cancel) {
 /* ------------------------------------------------------------------- call */
 
 namespace detail {
+/* The caller's frame of a call: the target reads f and writes the value
+ * (or the exception) here. A void call writes nothing unless f throws, and
+ * no std::exception_ptr is constructed until then: on wasm, constructing
+ * and destroying an empty one per call cost a fifth of a round trip
+ * (Emscripten 3.1.6: mbx::call 1.53 us against 1.27 us for mbx_proxy_sync;
+ * issue 17). */
 template <class F> struct call_frame {
   using R = std::invoke_result_t<F &&>;
   using V = value_t<R>;
   std::remove_reference_t<F> *f;
   std::conditional_t<std::is_void_v<R>, bool, std::optional<V>> value{};
 #if MBX_HPP_EXCEPTIONS
-  std::exception_ptr thrown{};
+  bool threw = false; /* then `thrown` holds f's exception */
+  alignas(std::exception_ptr) unsigned char thrown[sizeof(std::exception_ptr)];
+  std::exception_ptr &exception() noexcept {
+    return *std::launder(reinterpret_cast<std::exception_ptr *>(thrown));
+  }
 #endif
   explicit call_frame(std::remove_reference_t<F> *fn) noexcept : f(fn) {}
+  call_frame(const call_frame &) = delete;
+  call_frame &operator=(const call_frame &) = delete;
+#if MBX_HPP_EXCEPTIONS
+  ~call_frame() {
+    if (threw)
+      exception().~exception_ptr();
+  }
+#endif
 
   static void run(void *arg) {
     call_frame *self = static_cast<call_frame *>(arg);
     guarded(
         [&] {
-          if constexpr (std::is_void_v<R>) {
+          if constexpr (std::is_void_v<R>)
             std::invoke(static_cast<F &&>(*self->f));
-            self->value = true;
-          } else {
+          else
             self->value.emplace(std::invoke(static_cast<F &&>(*self->f)));
-          }
         },
         [&] {
 #if MBX_HPP_EXCEPTIONS
-          self->thrown = std::current_exception();
+          new (self->thrown) std::exception_ptr(std::current_exception());
+          self->threw = true;
 #endif
         });
   }
@@ -397,8 +414,8 @@ template <class F> struct call_frame {
     if (rc != MBX_OK)
       return decltype(finish(rc))::failure(rc);
 #if MBX_HPP_EXCEPTIONS
-    if (thrown)
-      std::rethrow_exception(thrown);
+    if (threw)
+      std::rethrow_exception(exception());
 #endif
     if constexpr (std::is_void_v<R>)
       return {};
