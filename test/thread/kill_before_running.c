@@ -72,8 +72,7 @@ static void *coordinator(void *arg) {
     sleep_ms(1);
   pthread_t c;
   CHECK_EQ(pthread_create(&c, NULL, caller, NULL), 0);
-  while (!atomic_load(&g_parked)) /* popped the request, then parked */
-    sleep_ms(1);
+  CHECK(wait_flag_ms(&g_parked, 10000)); /* popped the request, parked */
   CHECK_EQ(mbx_send(mbx_main_thread(), terminate_on_main, NULL, NULL), MBX_OK);
   if (wait_flag_ms(&g_caller_done, 3000))
     CHECK_EQ(pthread_join(c, NULL), 0); /* its exit is over: see above */

@@ -73,8 +73,7 @@ static void scenario(int park) {
   pthread_t c;
   CHECK_EQ(pthread_create(&c, NULL, caller, NULL), 0);
   /* popped, then parked; or inside fn */
-  while (!atomic_load(park ? &g_parked : &g_in_fn))
-    sleep_ms(1);
+  CHECK(wait_flag_ms(park ? &g_parked : &g_in_fn, 10000));
   CHECK_EQ(mbx_send(mbx_main_thread(), terminate_on_main, NULL, NULL), MBX_OK);
   if (!wait_flag_ms(&g_caller_done, 3000)) {
     fprintf(stderr, "FAIL (%s) sync caller still blocked 3 s after the kill\n",
