@@ -1,16 +1,17 @@
 /* Test helper: kills a worker only while it is outside the library's
- * allocator. A worker terminated while it holds a lock leaves the lock held
- * for ever (<mbx/thread.h>, "Abnormal death"); the one lock a worker takes
- * while it drains a flood is the allocator's, when it frees a node block,
- * and with Emscripten's dlmalloc (one global mutex) the next malloc
- * anywhere, typically on the main thread, then hangs (flood_kill hung so
- * in CI, 1 run in about 100 under load). Tests that kill workers mid-drain
- * route the library's allocator through a spin lock that the main thread
- * takes before the kill and gives back only once the worker is gone: Node
- * stops a worker asynchronously, after worker.terminate() returns, so the
- * lock is held until the library's orphan close of the victim's mailbox,
- * which runs on the main thread once the worker's 'exit' event arrived.
- * Header-only; Emscripten only; the kills and closes on the main thread. */
+ * allocator and outside the window in which a kill leaks a node block. A worker
+ * terminated while it holds a lock leaves the lock held for ever
+ * (<mbx/thread.h>, "Abnormal death"); the one lock a worker takes while it
+ * drains a flood is the allocator's, when it frees a node block, and with
+ * Emscripten's dlmalloc (one global mutex) the next malloc anywhere, typically
+ * on the main thread, then hangs (flood_kill hung so in CI, 1 run in about 100
+ * under load). Tests that kill workers mid-drain route the library's allocator
+ * through a spin lock that the main thread takes before the kill and gives back
+ * only once the worker is gone: Node stops a worker asynchronously, after
+ * worker.terminate() returns, so the lock is held until the library's orphan
+ * close of the victim's mailbox, which runs on the main thread once the
+ * worker's 'exit' event arrived. Header-only; Emscripten only; the kills and
+ * closes on the main thread. */
 #ifndef MBX_TEST_KILL_GUARD_H
 #define MBX_TEST_KILL_GUARD_H
 #ifdef __EMSCRIPTEN__
@@ -65,6 +66,28 @@ static void kill_guard_free(void *p, void *ctx) {
   kill_guard_give();
 }
 
+/* The library's window in which a killed thread leaks a node block
+ * (core/test_hooks.c, mbx__test_release_window_guard) is held under the
+ * lock too, so the kills of a test that looks for leaks never land there:
+ * that leak is accepted and documented (<mbx/thread.h>, "Abnormal death"),
+ * and LeakSanitizer reported it in about 1 torture run in 10 with floods.
+ * Re-entrant on the thread that holds the lock: the drop may free. */
+static _Thread_local int kill_guard_window_took;
+static void kill_guard_window(int enter) {
+  if (enter) {
+    if (kill_guard_held_here)
+      return; /* main during a kill, or nested: ours already */
+    kill_guard_take();
+    kill_guard_held_here = 1;
+    kill_guard_window_took = 1;
+  } else if (kill_guard_window_took) {
+    kill_guard_window_took = 0;
+    kill_guard_held_here = 0;
+    kill_guard_give();
+  }
+}
+void mbx__test_release_window_guard(void (*guard)(int enter));
+
 /* A killed worker's mailbox closed: it is gone, give the lock back once
  * every killed worker is. */
 static void kill_guard_on_close(mbx_handle closed, int reason, void *arg) {
@@ -86,6 +109,7 @@ static void kill_guard_on_close(mbx_handle closed, int reason, void *arg) {
 static inline void kill_guard_install(void) {
   CHECK_EQ(mbx_set_allocator(kill_guard_alloc, kill_guard_free, NULL), MBX_OK);
   CHECK_EQ(mbx_on_mailbox_close(kill_guard_on_close, NULL, NULL), MBX_OK);
+  mbx__test_release_window_guard(kill_guard_window);
 }
 
 /* mbx_test_terminate_thread once no thread is inside the library's

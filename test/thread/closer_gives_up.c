@@ -15,10 +15,11 @@
 #include <mbx/thread.h>
 #include <pthread.h>
 
-void mbx__test_pop_delay_ms(double ms) __attribute__((weak));
+void mbx__test_pop_delay_ms(double ms, _Atomic int *in_claim)
+    __attribute__((weak));
 
 enum { QUEUED = 5 };
-static _Atomic int g_handled, g_sent, g_in_poll, g_exited;
+static _Atomic int g_handled, g_sent, g_in_poll, g_exited, g_in_claim;
 
 static void on_run(void *arg) {
   (void)arg;
@@ -33,7 +34,7 @@ static void on_cancel(void *arg, int reason) {
 static void *owner(void *arg) {
   (void)arg;
   wait_for_count(&g_sent, 1); /* else the poll finds nothing to pop */
-  mbx__test_pop_delay_ms(1500);
+  mbx__test_pop_delay_ms(1500, &g_in_claim);
   atomic_store(&g_in_poll, 1);
   mbx_poll(); /* the first pop stalls 1.5 s inside the claim */
   atomic_store(&g_exited, 1);
@@ -42,7 +43,10 @@ static void *owner(void *arg) {
 
 static void check_after_library(void) {
   wait_flag_ms(&g_exited, 5000);
-  sleep_ms(100);
+  /* The owner's exit drain cancels the rest after g_exited: wait for it
+   * (a fixed 100 ms was too short under load). */
+  for (int i = 0; i < 10000 && atomic_load(&g_handled) != QUEUED + 1; i++)
+    sleep_ms(1);
   printf("queued=%d handled=%d\n", QUEUED + 1, atomic_load(&g_handled));
   fflush(stdout);
   if (atomic_load(&g_handled) != QUEUED + 1) {
@@ -68,7 +72,8 @@ int main(void) {
   CHECK_EQ(mbx_send(h, on_run, on_cancel, NULL), MBX_OK);
   atomic_store(&g_sent, 1);
   wait_for_count(&g_in_poll, 1);
-  sleep_ms(50); /* its poll's budget is the one message: stalled in its pop */
+  /* its poll's budget is the one message: stalled in its pop */
+  CHECK(wait_flag_ms(&g_in_claim, 10000));
   for (int i = 0; i < QUEUED; i++) /* left for the exit drain */
     CHECK_EQ(mbx_send(h, on_run, on_cancel, NULL), MBX_OK);
   sleep_ms(50);

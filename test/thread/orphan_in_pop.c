@@ -15,10 +15,10 @@
 #include <mbx/thread.h>
 #include <pthread.h>
 
-void mbx__test_pop_delay_ms(double ms);
+void mbx__test_pop_delay_ms(double ms, _Atomic int *in_claim);
 
 enum { QUEUED = 5 };
-static _Atomic int g_run, g_canceled, g_sent, g_parked;
+static _Atomic int g_run, g_canceled, g_sent, g_parked, g_in_claim;
 
 static void on_run(void *arg) {
   (void)arg;
@@ -33,7 +33,7 @@ static void on_cancel(void *arg, int reason) {
 static void *owner(void *arg) {
   (void)arg;
   wait_for_count(&g_sent, 1);
-  mbx__test_pop_delay_ms(1e9); /* "dies" inside its next pop */
+  mbx__test_pop_delay_ms(1e9, &g_in_claim); /* "dies" inside its next pop */
   atomic_store(&g_parked, 1);
   mbx_poll();
   return NULL;
@@ -49,7 +49,7 @@ int main(void) {
     CHECK_EQ(mbx_send(h, on_run, on_cancel, NULL), MBX_OK);
   atomic_store(&g_sent, 1);
   wait_for_count(&g_parked, 1);
-  sleep_ms(50); /* inside the claim by now */
+  CHECK(wait_flag_ms(&g_in_claim, 10000)); /* inside the claim */
   double t0 = now_ms();
   int rc = mbx_mailbox_close_orphan(h);
   double took = now_ms() - t0;

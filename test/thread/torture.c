@@ -455,17 +455,26 @@ static rng g_director_rng;
 static pthread_attr_t g_small_stack;
 static long g_terminations, g_max_terminations, g_flood_kills;
 static long g_flood_queued; /* messages queued at those kills */
-/* --flood-kills 0 (the default in wasm-asan) turns the floods off: there,
- * about 1 run in 10 ends with LeakSanitizer reporting one node block (648
- * bytes, carved by a sender) although nodes_live is 0 and the counters
- * balance. The worker died while it released a batch of consumed nodes:
- * in the window core/nodes.c accepts ("an owner killed in between then
- * leaks one block"). (Kills inside the allocator, which would hang the
- * run, support/kill_guard.h rules out.) A flood keeps it releasing. */
+/* --flood-kills 0 (the default in wasm-asan) turns the floods off: there
+ * they made a killed worker abandon messages in most runs (the node blocks
+ * are then leaked by design, see finish) and hung 1 run in 4 (the watchdog's
+ * "drain that never finished"; not analysed). A worker killed while it
+ * released a batch of consumed nodes leaked one block as well, in the
+ * window core/nodes.c accepts ("an owner killed in between then leaks one
+ * block"): LeakSanitizer reported it in about 1 run in 10 with floods and
+ * in CI runs without (stop 22); support/kill_guard.h now keeps kills out
+ * of that window, as out of the allocator (a kill there hangs the run). */
 static long g_flood_kills_enabled;
 #if defined(__EMSCRIPTEN__) && defined(__has_feature)
 #if __has_feature(address_sanitizer)
 #define FLOOD_KILLS_DEFAULT 0
+/* The leak check is finish's, not the exit's: a run whose killed workers
+ * abandoned messages (killed between a pop and its count) leaks their
+ * blocks by design (<mbx/thread.h>, "Abnormal death"), and only such a run
+ * skips it. */
+#include <sanitizer/lsan_interface.h>
+#define TORTURE_OWN_LEAK_CHECK 1
+const char *__lsan_default_options(void) { return "leak_check_at_exit=0"; }
 #endif
 #endif
 #ifndef FLOOD_KILLS_DEFAULT
@@ -783,6 +792,14 @@ static void finish(void) {
            atomic_load(&g_cpoints) > 0);
   free((void *)g_flags);
   free(g_meta);
+#ifdef TORTURE_OWN_LEAK_CHECK
+  if (lib_abandoned == 0)
+    TCHECK(__lsan_do_recoverable_leak_check() == 0);
+  else
+    printf("leak check skipped: %ld abandoned messages (their node blocks "
+           "are leaked by design)\n",
+           lib_abandoned);
+#endif
   printf("PASS torture lost=%ld\n",
          ok - runs - canceled - work_canceled - dropped - timed_out - killed);
 }

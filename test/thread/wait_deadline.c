@@ -29,12 +29,13 @@ static mbx_handle g_owner;
 
 static void nothing(void *arg) { (void)arg; }
 
-void mbx__test_link_delay_ms(double ms) __attribute__((weak));
-static _Atomic int g_stalled_started, g_stalled_sent;
+void mbx__test_link_delay_ms(double ms, _Atomic int *exchanged)
+    __attribute__((weak));
+static _Atomic int g_stalled_started, g_stalled_exchanged, g_stalled_sent;
 
 static void *stalled_sender(void *arg) {
   (void)arg;
-  mbx__test_link_delay_ms(2000);
+  mbx__test_link_delay_ms(2000, &g_stalled_exchanged);
   atomic_store(&g_stalled_started, 1);
   CHECK_EQ(mbx_send(g_owner, nothing, NULL, NULL), MBX_OK);
   atomic_store(&g_stalled_sent, 1);
@@ -50,7 +51,8 @@ static void sender_between_exchange_and_link(void) {
   CHECK_EQ(pthread_create(&t, NULL, stalled_sender, NULL), 0);
   while (!atomic_load(&g_stalled_started))
     sched_yield();
-  sleep_ms(100); /* well inside its exchange-to-link stall */
+  /* inside its exchange-to-link stall */
+  CHECK(wait_flag_ms(&g_stalled_exchanged, 10000));
   CHECK_EQ(mbx_send(g_owner, nothing, NULL, NULL), MBX_OK);
   int rc = mbx_wait(5);
   int still_stalled = !atomic_load(&g_stalled_sent);

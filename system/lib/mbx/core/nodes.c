@@ -191,7 +191,16 @@ void mbx__node_release_flush(mbx__record *r) {
     return;
   /* Forget the batch before dropping it: an owner killed in between then
    * leaks one block, instead of its orphan's closer dropping it twice. */
+  mbx__test_guard_fn guard =
+      mbx__test_hooks_on()
+          // Relaxed: see mbx__test_release_window_guard.
+          ? atomic_load_explicit(&mbx__test_release_guard, memory_order_relaxed)
+          : NULL;
+  if (guard)
+    guard(1);
   r->release_block = NULL;
   r->release_count = 0;
   block_drop(b, count);
+  if (guard)
+    guard(0);
 }

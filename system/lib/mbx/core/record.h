@@ -275,6 +275,10 @@ extern _Thread_local double mbx__tls_test_link_delay_ms;
 void mbx__test_link_delay(void);
 extern _Thread_local double mbx__tls_test_push_delay_ms;
 void mbx__test_push_delay(void);
+/* A test's guard around the window of mbx__node_release_flush in which a
+ * killed thread leaks a block, or NULL: called with 1 before, 0 after. */
+typedef void (*mbx__test_guard_fn)(int enter);
+extern _Atomic(mbx__test_guard_fn) mbx__test_release_guard;
 
 /* ---- core/lifecycle.c: the calling thread's mailbox */
 struct mbx__closing; /* core/closing.c, below */
