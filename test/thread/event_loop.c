@@ -142,7 +142,14 @@ static void run_scenario(long rounds, int hide_wait_async) {
   CHECK(burst_wakeups >= 1 && burst_wakeups < 1000);
 
   /* Coalescing, deterministically: a burst sent while the receiver is busy
-   * costs no wakeup at all; only the message that made it busy woke it. */
+   * costs no wakeup at all; only the message that made it busy woke it.
+   * Only a send that finds nothing pending wakes: the receiver's drain
+   * takes its count off pending after the handlers ran, so wait for that
+   * (under load the next send came first and woke nobody). */
+  mbx_stats rs;
+  for (int i = 0; i < 10000 && mbx_stats_get(to, &rs) == MBX_OK && rs.pending;
+       i++)
+    sleep_ms(1);
   atomic_store(&g_hold_busy, 1);
   mbx_stats_global(&before);
   CHECK_EQ(mbx_send(to, stay_busy, NULL, (void *)&g_hold_busy), MBX_OK);

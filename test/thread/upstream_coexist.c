@@ -320,6 +320,7 @@ static void *quick_exit_main(void *arg) {
     sched_yield();
   return NULL;
 }
+static void exit_probe(void *arg) { (void)arg; }
 
 static void part3(em_proxying_queue *q) {
   /* Nested execution on the calling thread's own queue. */
@@ -340,7 +341,17 @@ static void part3(em_proxying_queue *q) {
   mbx_handle to = mbx_thread_handle(t);
   CHECK(!mbx_handle_is_null(to));
   atomic_store(&g_go, 1);
-  sleep_ms(200); /* it has returned by now */
+  /* It has returned once both mailboxes refuse: ours closes as its exit
+   * starts, upstream's a little later in it (a fixed 200 ms was a guess a
+   * loaded machine could overrun). A probe upstream accepts runs there or
+   * is dropped at the exit. */
+  for (int i = 0; i < 10000 && mbx_hold(to) == MBX_OK; i++) {
+    CHECK_EQ(mbx_release(to), MBX_OK);
+    sleep_ms(1);
+  }
+  for (int i = 0; i < 10000 && emscripten_proxy_async(q, t, exit_probe, NULL);
+       i++)
+    sleep_ms(1);
   atomic_store(&g_theirs_runs, 0);
   atomic_store(&g_theirs_canceled, 0);
   bool async_to_exited = emscripten_proxy_async(q, t, theirs_run, NULL);
@@ -450,13 +461,16 @@ static void part4(em_proxying_queue *q) {
   CHECK_EQ(pthread_join(ours, NULL), 0); /* returns: canceled by the exit */
   CHECK_EQ(atomic_load(&g_ours_rc), MBX_ECANCELED);
   CHECK_EQ(mbx_proxy_finish(g_our_ctx), MBX_ECANCELED); /* frees it */
-  sleep_ms(500);
+  /* Upstream's caller returns once its exit canceled the context: up to
+   * 10 s (a fixed 500 ms was a guess a loaded machine could overrun). */
+  for (int i = 0; i < 10000 && atomic_load(&g_theirs_rc) < 0; i++)
+    sleep_ms(1);
   int theirs_rc = atomic_load(&g_theirs_rc);
   printf("ours: mbx_proxy_sync_with_ctx -> MBX_ECANCELED when the target "
          "exits with the context unfinished; late finish -> MBX_ECANCELED\n");
   printf("upstream: emscripten_proxy_sync_with_ctx after the target exited "
          "with the context unfinished: %s\n",
-         theirs_rc < 0 ? "still blocked after 500 ms"
+         theirs_rc < 0 ? "still blocked after 10 s"
          : theirs_rc   ? "returned true"
                        : "returned false");
   CHECK_EQ(theirs_rc, 0); /* pinned: 5.0.7 cancels it at the exit too */
