@@ -98,9 +98,9 @@ static void *blocked_in_cond(void *arg) {
   atomic_store(&g_blocked, 1);
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
-  long ns = ts.tv_nsec + (long)(ms * 1e6);
-  ts.tv_sec += ns / 1000000000L;
-  ts.tv_nsec = ns % 1000000000L;
+  long long ns = ts.tv_nsec + (long long)(ms * 1e6); /* long: 32 bits */
+  ts.tv_sec += (time_t)(ns / 1000000000LL);
+  ts.tv_nsec = (long)(ns % 1000000000LL);
   while (!atomic_load(&g_release))
     if (pthread_cond_timedwait(&g_cv, &g_mu, &ts) != 0)
       break;
