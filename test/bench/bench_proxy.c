@@ -350,16 +350,17 @@ static double run_idle(const char *contender, int window_ms) {
   return 100.0 * (c1 - c0) / (t1 - t0);
 }
 
-/* The library at rest for a memory sample: the server has finished its
- * drain and sleeps (its last releases may otherwise land after the sample),
- * and the bounded caches are emptied (mbx_set_allocator frees the calling
- * thread's partly carved node block and the at most four blocks parked for
- * reuse, core/nodes.c). Those caches fill and empty with timing: sampled
- * full, the library's bytes moved by one block (1288 bytes natively)
- * between rounds, so one round of 200000 messages read 0 or 0.0064 B/msg
- * by chance (issue 17). */
+/* The library at rest for a memory sample: the bounded caches emptied
+ * (mbx_set_allocator frees the calling thread's partly carved node block
+ * and the at most four blocks parked for reuse, core/nodes.c). Those caches
+ * fill and empty with timing: sampled full, the library's bytes moved by
+ * one block (1288 bytes natively) between rounds, so one round of 200000
+ * messages read 0 or 0.0064 B/msg by chance (issue 17). No pause for the
+ * server to finish its drain: a 20 ms sleep here left the native round
+ * trips to a thread in mbx_wait 5-20x slower in the later repetitions of
+ * the whole program (1 us against 5-20 us, every run; cause not found),
+ * and without it the figure read 0 in 15 of 15 repetitions. */
 static void at_rest(void) {
-  sleep_ms(20);
   BENCH_CHECK(mbx_set_allocator(NULL, NULL, NULL) == MBX_OK);
 }
 
