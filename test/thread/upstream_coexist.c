@@ -461,16 +461,14 @@ static void part4(em_proxying_queue *q) {
   CHECK_EQ(pthread_join(ours, NULL), 0); /* returns: canceled by the exit */
   CHECK_EQ(atomic_load(&g_ours_rc), MBX_ECANCELED);
   CHECK_EQ(mbx_proxy_finish(g_our_ctx), MBX_ECANCELED); /* frees it */
-  /* Upstream's caller returns once its exit canceled the context: up to
-   * 10 s (a fixed 500 ms was a guess a loaded machine could overrun). */
-  for (int i = 0; i < 10000 && atomic_load(&g_theirs_rc) < 0; i++)
-    sleep_ms(1);
-  int theirs_rc = atomic_load(&g_theirs_rc);
+  /* Upstream's caller returns once its exit canceled the context (a fixed
+   * 500 ms was a guess a loaded machine could overrun). */
+  int theirs_rc = await_count(NULL, &g_theirs_rc, 0);
   printf("ours: mbx_proxy_sync_with_ctx -> MBX_ECANCELED when the target "
          "exits with the context unfinished; late finish -> MBX_ECANCELED\n");
   printf("upstream: emscripten_proxy_sync_with_ctx after the target exited "
          "with the context unfinished: %s\n",
-         theirs_rc < 0 ? "still blocked after 10 s"
+         theirs_rc < 0 ? "still blocked after 5 s"
          : theirs_rc   ? "returned true"
                        : "returned false");
   CHECK_EQ(theirs_rc, 0); /* pinned: 5.0.7 cancels it at the exit too */

@@ -60,8 +60,8 @@ int mbx__run_pending(mbx__record *r, int32_t budget, int linger) {
   while (count < budget) {
     if (!mbx__token_owner_claim(r))
       return count ? count : MBX_ECLOSED; /* the closer flushes for us */
-    if (mbx__test_hooks_on() && mbx__tls_test_pop_delay_ms > 0)
-      mbx__test_pop_delay();
+    if (mbx__test_hooks_on() && mbx__tls_test_pop_stall.ms > 0)
+      mbx__test_stall_run(&mbx__tls_test_pop_stall);
     mbx__node *retired = NULL;
     mbx__node *n = mbx__queue_pop(mbx__queue_of(r), &retired);
     if (!n && linger && count > 0 &&

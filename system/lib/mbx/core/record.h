@@ -268,13 +268,17 @@ static inline int mbx__test_hooks_on(void) {
       atomic_load_explicit(&mbx__test_hooks_armed, memory_order_relaxed), 0);
 }
 extern _Thread_local int mbx__tls_test_park_after_pop;
-extern _Thread_local double mbx__tls_test_pop_delay_ms;
 void mbx__test_park_forever(void);
-void mbx__test_pop_delay(void);
-extern _Thread_local double mbx__tls_test_link_delay_ms;
-void mbx__test_link_delay(void);
-extern _Thread_local double mbx__tls_test_push_delay_ms;
-void mbx__test_push_delay(void);
+/* A stall a test set at one point of the calling thread's next pop or send:
+ * ms to sleep there (0: none), and a flag to set on getting there. */
+typedef struct mbx__test_stall {
+  double ms;
+  _Atomic int *reached;
+} mbx__test_stall;
+extern _Thread_local mbx__test_stall mbx__tls_test_pop_stall,
+    mbx__tls_test_link_stall, mbx__tls_test_push_stall;
+/* Sets s->reached, then sleeps s->ms, once. */
+void mbx__test_stall_run(mbx__test_stall *s);
 /* A test's guard around the window of mbx__node_release_flush in which a
  * killed thread leaks a block, or NULL: called with 1 before, 0 after. */
 typedef void (*mbx__test_guard_fn)(int enter);

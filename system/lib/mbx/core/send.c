@@ -121,11 +121,11 @@ static int send_to_record(mbx__record *r, uint32_t gen, mbx__node *n,
   /* The life is open: not yet MBX__PENDING_CLOSED; counts come before
    * their pushes, so never below zero. */
   MBX_ASSERT(before >= 0);
-  if (mbx__test_hooks_on() && mbx__tls_test_push_delay_ms > 0)
-    mbx__test_push_delay();
+  if (mbx__test_hooks_on() && mbx__tls_test_push_stall.ms > 0)
+    mbx__test_stall_run(&mbx__tls_test_push_stall);
   mbx__node *prev = mbx__queue_exchange(&r->tail, n); /* step 5 */
-  if (mbx__test_hooks_on() && mbx__tls_test_link_delay_ms > 0)
-    mbx__test_link_delay();
+  if (mbx__test_hooks_on() && mbx__tls_test_link_stall.ms > 0)
+    mbx__test_stall_run(&mbx__tls_test_link_stall);
   mbx__queue_link(prev, n);
   mbx__counter_add(MBX__STAT_SENT, 1);
   // Step 6. Only the sender that made pending leave zero wakes, so a burst

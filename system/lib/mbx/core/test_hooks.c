@@ -24,9 +24,6 @@ static void say_stalled(_Atomic int **flag) {
   *flag = NULL;
 }
 
-_Thread_local double mbx__tls_test_pop_delay_ms;
-_Thread_local double mbx__tls_test_link_delay_ms;
-
 /* Issue 18 item 22b: after its next pop the calling thread releases the
  * consumer claim, sets *parked (if not NULL) and then sleeps forever instead
  * of running the message, as if its worker were killed right there. A test
@@ -47,16 +44,6 @@ void mbx__test_park_forever(void) {
     mbx__platform_wait(&never_set, 0, -1);
 }
 
-/* Issue 18 items 16 and 22a: the calling thread's next pop holds the
- * consumer claim for ms milliseconds first, as an owner descheduled (or
- * killed) there would; *in_claim is set when it holds it. */
-static _Thread_local _Atomic int *tls_pop_stalling;
-void mbx__test_pop_delay_ms(double ms, _Atomic int *in_claim) {
-  mbx__tls_test_pop_delay_ms = ms;
-  tls_pop_stalling = in_claim;
-  arm();
-}
-
 void mbx__test_sleep_ms(double ms) {
   _Atomic int32_t never = 0;
   for (double end = mbx__platform_now_ms() + ms, left = ms; left > 0;
@@ -64,11 +51,27 @@ void mbx__test_sleep_ms(double ms) {
     mbx__platform_wait(&never, 0, left);
 }
 
-void mbx__test_pop_delay(void) {
-  double ms = mbx__tls_test_pop_delay_ms;
-  mbx__tls_test_pop_delay_ms = 0;
-  say_stalled(&tls_pop_stalling);
+_Thread_local mbx__test_stall mbx__tls_test_pop_stall, mbx__tls_test_link_stall,
+    mbx__tls_test_push_stall;
+
+static void stall_set(mbx__test_stall *s, double ms, _Atomic int *reached) {
+  s->ms = ms;
+  s->reached = reached;
+  arm();
+}
+
+void mbx__test_stall_run(mbx__test_stall *s) {
+  double ms = s->ms;
+  s->ms = 0;
+  say_stalled(&s->reached);
   mbx__test_sleep_ms(ms);
+}
+
+/* Issue 18 items 16 and 22a: the calling thread's next pop holds the
+ * consumer claim for ms milliseconds first, as an owner descheduled (or
+ * killed) there would; *in_claim is set when it holds it. */
+void mbx__test_pop_delay_ms(double ms, _Atomic int *in_claim) {
+  stall_set(&mbx__tls_test_pop_stall, ms, in_claim);
 }
 
 /* Issue 18 item 9: the calling thread's next send sleeps ms milliseconds
@@ -76,38 +79,16 @@ void mbx__test_pop_delay(void) {
  * there would: until then the owner sees the queue end before its node,
  * while later senders' messages are already counted in pending. *exchanged
  * is set when it has exchanged. */
-static _Thread_local _Atomic int *tls_link_stalling;
 void mbx__test_link_delay_ms(double ms, _Atomic int *exchanged) {
-  mbx__tls_test_link_delay_ms = ms;
-  tls_link_stalling = exchanged;
-  arm();
-}
-
-void mbx__test_link_delay(void) {
-  double ms = mbx__tls_test_link_delay_ms;
-  mbx__tls_test_link_delay_ms = 0;
-  say_stalled(&tls_link_stalling);
-  mbx__test_sleep_ms(ms);
+  stall_set(&mbx__tls_test_link_stall, ms, exchanged);
 }
 
 /* Issue 17: the calling thread's next send, once counted in pending and
  * accepted by the gate, sets *stalling and sleeps ms milliseconds before it
  * pushes its message, as a sender descheduled there would: a close meanwhile
  * must wait for the push and cancel the message. */
-_Thread_local double mbx__tls_test_push_delay_ms;
-static _Thread_local _Atomic int *tls_push_stalling;
-
 void mbx__test_push_delay_ms(double ms, _Atomic int *stalling) {
-  mbx__tls_test_push_delay_ms = ms;
-  tls_push_stalling = stalling;
-  arm();
-}
-
-void mbx__test_push_delay(void) {
-  double ms = mbx__tls_test_push_delay_ms;
-  mbx__tls_test_push_delay_ms = 0;
-  say_stalled(&tls_push_stalling);
-  mbx__test_sleep_ms(ms);
+  stall_set(&mbx__tls_test_push_stall, ms, stalling);
 }
 
 /* A thread killed between forgetting its batch of consumed nodes and
