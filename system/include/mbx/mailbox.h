@@ -392,7 +392,8 @@ typedef void (*mbx_free_fn)(void *ptr, void *ctx);
  * a message or used the proxy layer before the switch has exited, and every
  * mailbox that received a message before it has received another or closed
  * (mbx_memory_stats.nodes_cached). The calling thread's cached nodes and
- * the blocks parked for reuse are freed here. NULL functions restore
+ * call record, and the node blocks and call records kept for reuse by any
+ * thread (a few of each), are freed here. NULL functions restore
  * malloc/free. Returns MBX_OK, MBX_EINVAL (only one of the two NULL). Any
  * thread.
  */

@@ -1,5 +1,6 @@
-/* The allocator hooks: mbx_set_allocator, and mbx__alloc / mbx__free through
- * which the core and the layers above it take all their memory. */
+/* The allocator hooks: mbx_set_allocator, mbx__alloc / mbx__free through
+ * which the core and the layers above it take all their memory, and the
+ * stashes of freed objects kept for reuse. */
 #include "record.h"
 
 #include <stddef.h>
@@ -73,4 +74,30 @@ void mbx__free_kept(void *ptr) {
     kept_header *h = (kept_header *)ptr - 1;
     h->free_fn(h, h->ctx);
   }
+}
+
+int mbx__stash_put(mbx__stash *s, void *p) {
+  for (int i = 0; i < MBX__STASH_SLOTS; i++) {
+    void *empty = NULL;
+    // Release: the taker sees our last uses of p done. Relaxed on failure:
+    // the slot is taken, try the next.
+    if (atomic_compare_exchange_strong_explicit(
+            &s->slot[i], &empty, p, memory_order_release, memory_order_relaxed))
+      return 1;
+  }
+  return 0;
+}
+
+void *mbx__stash_take(mbx__stash *s) {
+  for (int i = 0; i < MBX__STASH_SLOTS; i++) {
+    // Relaxed: a cheap look before the exchange (an RMW even on an empty
+    // slot would pull its line from the putters).
+    if (!atomic_load_explicit(&s->slot[i], memory_order_relaxed))
+      continue;
+    // Acquire: pairs with mbx__stash_put's release.
+    void *p = atomic_exchange_explicit(&s->slot[i], NULL, memory_order_acquire);
+    if (p)
+      return p;
+  }
+  return NULL;
 }

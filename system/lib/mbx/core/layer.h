@@ -27,6 +27,23 @@ void mbx__free(void *ptr);
 void *mbx__alloc_kept(size_t size);
 void mbx__free_kept(void *ptr);
 
+/* A few freed objects of one kind (mbx__alloc_kept blocks), kept for the
+ * next thread that needs one instead of going back to the allocator: a
+ * sender and its receiver that allocate on one side and free on the other
+ * otherwise both take dlmalloc's one lock, and profiles showed them in
+ * futex waits on it (node blocks: a 2-producer flood; call records: a
+ * round trip whose target dropped the last reference). Taking is an
+ * exchange and putting a CAS from empty, so there is no ABA. */
+#define MBX__STASH_SLOTS 4
+typedef struct mbx__stash {
+  _Atomic(void *) slot[MBX__STASH_SLOTS];
+} mbx__stash;
+/* Keep p: returns 1, or 0 if every slot is taken (p is still the
+ * caller's). Any thread. */
+int mbx__stash_put(mbx__stash *s, void *p);
+/* A kept object, or NULL. Any thread. */
+void *mbx__stash_take(mbx__stash *s);
+
 /* One queued message: an intrusive node of the MPSC queue (core/queue.h),
  * carved from a block of nodes (core/nodes.c). Upper layers fill run,
  * cancel and arg of a node they allocated and send it with mbx__send_node. */

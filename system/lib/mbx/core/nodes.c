@@ -60,45 +60,18 @@ static size_t block_bytes(uint32_t slots) {
   return sizeof(mbx__node_block) + slots * sizeof(mbx__node);
 }
 
-/*
- * A few fully consumed blocks wait here for the next sender that needs one,
- * instead of going back to the allocator: when the receiver keeps up it
- * frees a block for every one a sender allocates, and both take dlmalloc's
- * lock (profiles of a 2-producer flood showed the senders and the receiver
- * in futex waits on it). Taking is an exchange and parking a CAS from
- * empty, so there is no ABA. Parked blocks stay counted as allocated
- * (mbx_memory_stats.nodes_cached); mbx_set_allocator frees them.
- */
-#define PARKED_BLOCKS 4
-static _Atomic(mbx__node_block *) g_parked[PARKED_BLOCKS];
+/* Fully consumed blocks wait in a stash for the next sender that needs one
+ * (when the receiver keeps up it frees a block for every one a sender
+ * allocates). Stashed blocks stay counted as allocated
+ * (mbx_memory_stats.nodes_cached); mbx_set_allocator frees them. */
+static mbx__stash g_parked;
 
 static int block_park(mbx__node_block *b) {
-  if (b->slots != NODE_BLOCK)
-    return 0;
-  for (int i = 0; i < PARKED_BLOCKS; i++) {
-    mbx__node_block *empty = NULL;
-    // Release: the taker sees our last reads of the block done. Relaxed on
-    // failure: the slot is taken, try the next.
-    if (atomic_compare_exchange_strong_explicit(&g_parked[i], &empty, b,
-                                                memory_order_release,
-                                                memory_order_relaxed))
-      return 1;
-  }
-  return 0;
+  return b->slots == NODE_BLOCK && mbx__stash_put(&g_parked, b);
 }
 
 static mbx__node_block *block_unpark(void) {
-  for (int i = 0; i < PARKED_BLOCKS; i++) {
-    // Relaxed: a cheap look before the exchange.
-    if (!atomic_load_explicit(&g_parked[i], memory_order_relaxed))
-      continue;
-    // Acquire: pairs with block_park's release.
-    mbx__node_block *b =
-        atomic_exchange_explicit(&g_parked[i], NULL, memory_order_acquire);
-    if (b)
-      return b;
-  }
-  return NULL;
+  return mbx__stash_take(&g_parked);
 }
 
 static void block_release(mbx__node_block *b) {

@@ -25,8 +25,13 @@
 /* One freed call record kept per thread that owns a mailbox (a sync caller
  * usually drops the last reference itself), so that a round trip does not
  * malloc and free: both take the allocator's lock, which the target's own
- * allocations contend for. Freed at the mailbox's exit. */
+ * allocations contend for. Records dropped last elsewhere (by a target
+ * that finished after its caller returned, or a thread that already has a
+ * spare or no mailbox) go to a stash for the next caller: freed there, the
+ * target's free and the caller's malloc met on that lock in about one
+ * round trip in ten (profile of a serving caller, wasm). */
 static _Thread_local mbx_proxy_ctx *tls_spare;
+static mbx__stash g_spares;
 
 /* ---- test-only pauses (tests declare the setters; see core/test_hooks.c) */
 
@@ -63,41 +68,67 @@ void mbx__proxy_test_pause(double *ms) {
   mbx__test_sleep_ms(left);
 }
 
+/* A record nobody references any more. */
+static void record_drop(mbx_proxy_ctx *c) {
+  if (!mbx__stash_put(&g_spares, c))
+    mbx__free_kept(c);
+}
+
 void mbx__proxy_cache_flush(void) {
+  if (tls_spare)
+    record_drop(tls_spare);
+  tls_spare = NULL;
+}
+
+/* Made by the allocator being replaced: give all of it back. */
+static void spares_free(void) {
   mbx__free_kept(tls_spare);
   tls_spare = NULL;
+  for (void *c; (c = mbx__stash_take(&g_spares)) != NULL;)
+    mbx__free_kept(c);
 }
 
 static const mbx__layer_hooks g_hooks = {
     .on_close = mbx__proxy_on_close,
     .on_exit = mbx__proxy_on_exit,
     .on_orphan = mbx__proxy_on_orphan,
-    .on_allocator_change = mbx__proxy_cache_flush,
+    .on_allocator_change = spares_free,
 };
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
-static int g_layer = -1;    /* written once, read after pthread_once */
+/* Set once registration is done: pthread_once's fast path is a CAS in
+ * Emscripten's musl (its barrier), and a round trip took it five times. */
+static _Atomic int g_registered;
+static int g_layer = -1;    /* written once, read after g_registered */
 static int g_counters = -1; /* first of our counters, or < 0: none */
 
 static void layer_register(void) {
   g_layer = mbx__layer_register(&g_hooks);
   g_counters = mbx__counters_claim(MBX__PROXY_COUNTER_COUNT);
+  // Release: a thread that sees the flag sees g_layer and g_counters.
+  atomic_store_explicit(&g_registered, 1, memory_order_release);
+}
+
+static inline void ensure_registered(void) {
+  // Acquire: pairs with layer_register's release.
+  if (!atomic_load_explicit(&g_registered, memory_order_acquire))
+    pthread_once(&g_once, layer_register);
 }
 
 int mbx__proxy_layer(void) {
-  pthread_once(&g_once, layer_register);
+  ensure_registered();
   return g_layer;
 }
 
 /* Counters: sharded by the core, so that a caller and its target do not
  * bounce one cache line per call. */
 void mbx__proxy_count(int which) {
-  pthread_once(&g_once, layer_register);
+  ensure_registered();
   if (g_counters >= 0)
     mbx__counter_add(g_counters + which, 1);
 }
 
 uint64_t mbx__proxy_counter_sum(int which) {
-  pthread_once(&g_once, layer_register);
+  ensure_registered();
   return g_counters >= 0 ? mbx__counter_sum(g_counters + which) : 0;
 }
 
@@ -108,7 +139,8 @@ mbx_proxy_ctx *mbx__call_new(int kind, mbx_handle reply_to) {
   mbx_proxy_ctx *c = tls_spare;
   if (c)
     tls_spare = NULL;
-  else if (!(c = mbx__alloc_kept(sizeof *c)))
+  else if (!(c = mbx__stash_take(&g_spares)) &&
+           !(c = mbx__alloc_kept(sizeof *c)))
     return NULL;
   c->reply = NULL;
   if (!mbx_handle_is_null(reply_to)) {
@@ -155,7 +187,7 @@ void mbx__call_unref(mbx_proxy_ctx *c) {
   if (!tls_spare && mbx__self_pending_word())
     tls_spare = c;
   else
-    mbx__free_kept(c);
+    record_drop(c);
   mbx__proxy_count(MBX__PROXY_CALLS_FREED);
 }
 

@@ -126,7 +126,7 @@ void mbx__call_unref(mbx_proxy_ctx *c);
 int mbx__call_settle(mbx_proxy_ctx *c, int32_t from, int32_t to);
 /* Sleep until c leaves RUNNING (its fn returned or ended its thread). */
 void mbx__call_wait_running(mbx_proxy_ctx *c);
-/* Free the calling thread's spare call record (its exit, a new allocator). */
+/* At the calling thread's exit: give back its spare call record. */
 void mbx__proxy_cache_flush(void);
 
 /* Test-only pauses (proxy/ctx.c): armed once a test set one, so that
