@@ -117,6 +117,10 @@ const MUTANTS = [
   // the reply without having seen the outcome (it would sleep for ever).
   { name: 'MUTANT_SPIN_HANDS_BACK', defines: [], model: 'reply.pml' },
   { name: 'MUTANT_SKIP_WITHOUT_OUTCOME', defines: [], model: 'reply.pml' },
+  // A caller that handed the decision back (its spin ran out) and sleeps
+  // for the reply without re-reading the state: the reporter read WATCHING
+  // before the hand-back and sends nothing.
+  { name: 'MUTANT_NO_RECHECK', defines: [], model: 'reply.pml' },
 ];
 
 describe('spin model', { concurrency: 2 }, () => {

@@ -73,7 +73,15 @@ void mbx__call_wait_running(mbx_proxy_ctx *c) {
 static void collect_reply(mbx_proxy_ctx *c) {
   if (mbx_handle_is_null(c->reply_to))
     return;
-  int32_t rs = MBX__REPLY_ARMED;
+  /* WATCHING: our spin saw the outcome, and the reporter sends no reply
+   * then; SKIPPED and ARRIVED are final. A load, where a failing CAS would
+   * pull the line from a reporter still in its unref. */
+  // Acquire: as the CAS's failure order below.
+  int32_t rs = atomic_load_explicit(&c->reply_state, memory_order_acquire);
+  if (rs == MBX__REPLY_WATCHING || rs == MBX__REPLY_SKIPPED ||
+      rs == MBX__REPLY_ARRIVED)
+    return;
+  rs = MBX__REPLY_ARMED;
   // Acquire on failure: pairs with the reporter's release (SENT or
   // SKIPPED); success needs none (the outcome was acquired through state)
   // but may not be weaker than failure.
@@ -120,8 +128,10 @@ static int32_t wait_for_outcome(mbx_proxy_ctx *c, double timeout_ms) {
   int watched = 0;   /* spun on state once already */
   int just_spun = 0; /* the next mbx__wait must not spin again */
   for (;;) {
-    // Acquire: fn's effects on the target happen before our return.
-    int32_t s = atomic_load_explicit(&c->state, memory_order_acquire);
+    // Seq_cst: after a spin that handed the decision back (ARMED), our half
+    // of the Dekker pair with the reporter (mbx__call_settle); it acquires
+    // fn's effects on the target before our return.
+    int32_t s = atomic_load_explicit(&c->state, memory_order_seq_cst);
     if (s == MBX__CALL_DONE || s == MBX__CALL_CANCELED) {
       collect_reply(c);
       return s;
@@ -138,32 +148,19 @@ static int32_t wait_for_outcome(mbx_proxy_ctx *c, double timeout_ms) {
     if (serving && !watched) {
       /* First poll state itself for a spin budget: a quick answer then
        * costs neither a reply message nor a drain. Our mailbox waits
-       * meanwhile (a spin is microseconds); the reply, if the reporter
-       * found us no longer WATCHING, wakes the mbx__wait below. */
+       * meanwhile (a spin is microseconds); the reply, if we hand the
+       * decision back, wakes the mbx__wait below. The record started
+       * WATCHING (mbx__call_new), and a spin that saw the outcome leaves it
+       * so: the reporter sends nothing to WATCHING. */
       watched = just_spun = 1;
-      int32_t rs = MBX__REPLY_ARMED;
-      // Acquire on failure: SENT (release) was written after the final
-      // state, which the loop then reads. Success needs none (while
-      // WATCHING our spin reads state itself) but may not be weaker.
-      if (!atomic_compare_exchange_strong_explicit(
-              &c->reply_state, &rs, MBX__REPLY_WATCHING, memory_order_acquire,
-              memory_order_acquire))
-        continue;
       int settled = mbx__spin_while_between(&c->state, MBX__CALL_PENDING,
                                             MBX__CALL_RUNNING, remaining);
-      /* A spin that saw the outcome ends WATCHING with SKIPPED itself: the
-       * reporter, which writes state before it decides on a reply, may not
-       * have moved reply_state yet, and moving it back to ARMED would make
-       * it send a reply we then have to serve (about half of all quick
-       * calls did: issue 17). */
-      rs = MBX__REPLY_WATCHING;
-      // Acquire on failure: the reporter's SKIPPED (release) was written
-      // after the final state, which the loop then reads. Success needs
-      // none (SKIPPED: we saw the final state; ARMED: the reporter will
-      // send the reply) but may not be weaker.
-      atomic_compare_exchange_strong_explicit(
-          &c->reply_state, &rs, settled ? MBX__REPLY_SKIPPED : MBX__REPLY_ARMED,
-          memory_order_acquire, memory_order_acquire);
+      if (!settled)
+        /* Only we move WATCHING: a store. The loop then re-reads state.
+         * Seq_cst: our half of the Dekker pair with the reporter (see the
+         * load above). */
+        atomic_store_explicit(&c->reply_state, MBX__REPLY_ARMED,
+                              memory_order_seq_cst);
       if (mbx__proxy_test_armed()) {
         mbx__proxy_test_spins_settled += settled;
         mbx__proxy_test_pause(&mbx__proxy_test_after_spin_ms);

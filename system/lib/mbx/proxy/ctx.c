@@ -154,7 +154,8 @@ mbx_proxy_ctx *mbx__call_new(int kind, mbx_handle reply_to) {
   atomic_store_explicit(&c->state, MBX__CALL_PENDING, memory_order_relaxed);
   atomic_store_explicit(&c->refs, 2, memory_order_relaxed); /* caller, work */
   atomic_store_explicit(&c->sleeper, 0, memory_order_relaxed);
-  atomic_store_explicit(&c->reply_state, MBX__REPLY_ARMED,
+  atomic_store_explicit(&c->reply_state,
+                        c->reply ? MBX__REPLY_WATCHING : MBX__REPLY_ARMED,
                         memory_order_relaxed);
   c->kind = kind;
   c->status = MBX_OK;
@@ -263,23 +264,20 @@ int mbx__call_settle(mbx_proxy_ctx *c, int32_t from, int32_t to) {
     return 1;
   if (mbx__proxy_test_armed())
     mbx__proxy_test_pause(&mbx__proxy_test_before_reply_ms);
-  /* A serving caller: send the reply unless the caller saw the outcome
-   * first (SKIPPED) or is spinning on state and will see it (WATCHING). */
-  int32_t rs = MBX__REPLY_ARMED;
-  for (;;) {
-    int32_t next = rs == MBX__REPLY_ARMED      ? MBX__REPLY_SENT
-                   : rs == MBX__REPLY_WATCHING ? MBX__REPLY_SKIPPED
-                                               : -1;
-    // Release: a caller that reads SENT or SKIPPED from us then reads
-    // state, and must see the final state we wrote above. Relaxed on
-    // failure: we retry with the value the caller left.
-    if (next >= 0 && !atomic_compare_exchange_strong_explicit(
-                         &c->reply_state, &rs, next, memory_order_release,
-                         memory_order_relaxed))
-      continue;
-    if (next == MBX__REPLY_SENT)
-      break;
-    /* SKIPPED: the caller saw the outcome first, or its spin sees it. */
+  /* A serving caller: send the reply only if it handed the decision to us
+   * (ARMED). WATCHING: its spin sees the outcome, or ran out, and then the
+   * caller moves to ARMED and re-reads state, which it finds final (the
+   * Dekker pair: we write state, then load reply_state; it stores ARMED,
+   * then loads state). SKIPPED: it saw the outcome first. */
+  // Seq_cst: our half of that pair, after the seq_cst CAS on state.
+  int32_t rs = atomic_load_explicit(&c->reply_state, memory_order_seq_cst);
+  // Release: a caller that reads SENT then reads state, and must see the
+  // final state we wrote above. Relaxed on failure: the caller moved
+  // ARMED -> SKIPPED (it saw the outcome, or is unwinding).
+  if (rs != MBX__REPLY_ARMED ||
+      !atomic_compare_exchange_strong_explicit(
+          &c->reply_state, &rs, MBX__REPLY_SENT, memory_order_release,
+          memory_order_relaxed)) {
     c->reply = reply; /* unsent: freed with the record */
     mbx__proxy_count(MBX__PROXY_REPLIES_SKIPPED);
     return 1;

@@ -32,14 +32,20 @@ enum { MBX__KIND_SYNC, MBX__KIND_CTX, MBX__KIND_CALLBACK };
 /*
  * reply_state of a serving sync caller (issue 18 item 8: a reply sent to a
  * caller that already returned sat in its mailbox as a stray message):
- *   ARMED -> WATCHING     the caller spins on state itself
- *   WATCHING -> ARMED     the caller's spin ended
- *   WATCHING -> SKIPPED   the reporter settled during the spin, or the
- *                         caller's spin saw the outcome: no reply
+ *   WATCHING              the record starts so: the caller spins on state
+ *                         first, and the reporter sends no reply (final if
+ *                         the spin saw the outcome)
+ *   WATCHING -> ARMED     the caller's spin ran out: it hands the decision
+ *                         to the reporter, then re-reads state
  *   ARMED -> SENT         the reporter sends the reply (one reference)
  *   ARMED -> SKIPPED      the caller saw the outcome first: no reply
  *   SENT -> ARRIVED       the reply ran or was canceled (or not sendable)
- * A caller returns only from SKIPPED or ARRIVED, so no reply outlives it.
+ * Only the caller moves WATCHING, and the reporter writes only from ARMED,
+ * so a quick call writes this word not at all (issue 17: the caller's
+ * ARMED -> WATCHING and the reporter's WATCHING -> SKIPPED were two writes
+ * on the line the other side was reading). A caller returns only from
+ * WATCHING after its spin saw the outcome, SKIPPED or ARRIVED, so no reply
+ * outlives it (test/model/reply.pml).
  */
 enum {
   MBX__REPLY_ARMED,
