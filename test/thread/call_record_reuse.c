@@ -12,11 +12,8 @@
  * outcome, so that the caller returns first: before, 51-53 allocations in
  * 64 calls (native); now 1 (node blocks included).
  */
+#include "proxy_util.h"
 #include "watchdog.h"
-
-#include <mbx/proxy.h>
-#include <mbx/thread.h>
-#include <pthread.h>
 
 static _Atomic long g_allocs;
 static void *counting_alloc(size_t size, void *ctx) {
@@ -27,18 +24,6 @@ static void *counting_alloc(size_t size, void *ctx) {
 static void counting_free(void *ptr, void *ctx) {
   (void)ctx;
   free(ptr);
-}
-
-static _Atomic int g_stop;
-static void *target(void *arg) {
-  (void)arg;
-  while (!atomic_load(&g_stop))
-    mbx_wait(5);
-  return NULL;
-}
-static void stop(void *arg) {
-  (void)arg;
-  atomic_store(&g_stop, 1);
 }
 
 /* Test-only hook (proxy/ctx.c). */
@@ -69,12 +54,10 @@ int main(void) {
   CHECK_EQ(mbx_set_allocator(counting_alloc, counting_free, NULL), MBX_OK);
   watchdog_start(60000, "call_record_reuse");
   pthread_t t, c;
-  CHECK_EQ(pthread_create(&t, NULL, target, NULL), 0);
-  mbx_handle to = mbx_thread_handle(t);
+  mbx_handle to = start_server(&t);
   CHECK_EQ(pthread_create(&c, NULL, caller, &to), 0);
   pthread_join(c, NULL);
-  CHECK_EQ(mbx_send(to, stop, NULL, NULL), MBX_OK);
-  pthread_join(t, NULL);
+  stop_server(t, to);
   printf("calls=%d allocations=%ld\n", CALLS, g_allocated);
   fflush(stdout);
   /* Node blocks: two nodes a call (the work and its preallocated reply),
