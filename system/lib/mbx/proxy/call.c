@@ -68,26 +68,21 @@ void mbx__call_wait_running(mbx_proxy_ctx *c) {
 }
 
 /* A serving caller saw the final state: no reply may outlive its return
- * (issue 18 item 8). Either no reply will be sent (ARMED -> SKIPPED), or it
- * was sent: serve until it arrives. */
+ * (issue 18 item 8). No reply will be sent (WATCHING: our spin saw the
+ * outcome; ARMED, which we move to SKIPPED; SKIPPED), or it was sent:
+ * serve until it arrives. */
 static void collect_reply(mbx_proxy_ctx *c) {
   if (mbx_handle_is_null(c->reply_to))
     return;
-  /* WATCHING: our spin saw the outcome, and the reporter sends no reply
-   * then; SKIPPED and ARRIVED are final. A load, where a failing CAS would
-   * pull the line from a reporter still in its unref. */
-  // Acquire: as the CAS's failure order below.
+  /* A load first: mostly WATCHING, where a CAS would pull the line from a
+   * reporter still in its unref. */
+  // Acquire (load and CAS failure): pairs with the reporter's release of
+  // SENT; the CAS's success needs none (the outcome was acquired through
+  // state) but may not be weaker than failure.
   int32_t rs = atomic_load_explicit(&c->reply_state, memory_order_acquire);
-  if (rs == MBX__REPLY_WATCHING || rs == MBX__REPLY_SKIPPED ||
-      rs == MBX__REPLY_ARRIVED)
-    return;
-  rs = MBX__REPLY_ARMED;
-  // Acquire on failure: pairs with the reporter's release (SENT or
-  // SKIPPED); success needs none (the outcome was acquired through state)
-  // but may not be weaker than failure.
-  if (atomic_compare_exchange_strong_explicit(
-          &c->reply_state, &rs, MBX__REPLY_SKIPPED, memory_order_acquire,
-          memory_order_acquire))
+  if (rs == MBX__REPLY_ARMED && atomic_compare_exchange_strong_explicit(
+                                    &c->reply_state, &rs, MBX__REPLY_SKIPPED,
+                                    memory_order_acquire, memory_order_acquire))
     return;
   int serving = 1;
   while (rs == MBX__REPLY_SENT) {

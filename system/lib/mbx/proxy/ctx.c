@@ -82,8 +82,7 @@ void mbx__proxy_cache_flush(void) {
 
 /* Made by the allocator being replaced: give all of it back. */
 static void spares_free(void) {
-  mbx__free_kept(tls_spare);
-  tls_spare = NULL;
+  mbx__proxy_cache_flush();
   for (void *c; (c = mbx__stash_take(&g_spares)) != NULL;)
     mbx__free_kept(c);
 }
