@@ -131,17 +131,22 @@ mbx__node *mbx__node_alloc(void) {
     // Relaxed: the block is private until its nodes are sent, and sends
     // publish them.
     atomic_store_explicit(&b->unconsumed, slots, memory_order_relaxed);
+    if (slots == 1) {
+      b->nodes[0].block = b;
+      return &b->nodes[0];
+    }
     tls_carved = 0;
     tls_block = b;
   }
-  /* Carve in a stride, not in order: consecutive messages then sit on
-   * different cache lines, so the sender writing the next node does not
-   * steal the line the receiver is reading the previous one from. 7 is
-   * coprime with NODE_BLOCK, so every slot is used once. */
-  uint32_t slot = b->slots == NODE_BLOCK ? (tls_carved * 7) % NODE_BLOCK : 0;
-  tls_carved++;
-  mbx__node *n = &b->nodes[slot];
-  if (tls_carved == b->slots)
+  /* A kept block has NODE_BLOCK nodes, and nothing here reads its header:
+   * receivers' drops write the count beside `slots`, and reading `slots`
+   * per send took that line from the sender (perf, issue 17). Carve in a
+   * stride, not in order: consecutive messages then sit on different cache
+   * lines, so the sender writing the next node does not steal the line the
+   * receiver is reading the previous one from. 7 is coprime with
+   * NODE_BLOCK, so every slot is used once. */
+  mbx__node *n = &b->nodes[(tls_carved * 7) % NODE_BLOCK];
+  if (++tls_carved == NODE_BLOCK)
     tls_block = NULL; /* fully carved: its consumers free it */
   n->block = b;
   return n;
