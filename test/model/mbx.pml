@@ -780,8 +780,8 @@ proctype Target() {
            fi;
            atomic { assert(LIFE_OK(1)); p = pending }         /* mbx__wait */
            if
-           :: p > 0 ->
-              budget = p;
+           :: p > 0 ->       /* max(p, WAIT_RUN_BUDGET): more than NMSG */
+              budget = NMSG;
               run_pending(budget, count, n, hd, nx, prev, ok, 1, 1);
               if
               :: count != 0 -> break                           /* mbx__wait */
@@ -816,7 +816,7 @@ proctype Target() {
                  if
                  :: nx != NIL ->
                     nx = 0;
-                    budget = NMSG;                              /* SPIN_RUN_BUDGET */
+                    budget = NMSG;                              /* WAIT_RUN_BUDGET */
                     run_pending(budget, count, n, hd, nx, prev, ok, 1, 1);
                     if
                     :: count != 0 -> break                      /* mbx__wait */

@@ -97,8 +97,9 @@ int mbx_queue_poll(mbx_handle q);
 
 /*
  * Block until a message is pending on q (or timeout_ms passes; < 0, NaN or
- * INFINITY: forever), then run as mbx_queue_poll does. Messages sent to the
- * thread's other mailboxes meanwhile wait. A cancellation point, as
+ * INFINITY: forever), then run its messages as mbx_wait does (at most the
+ * larger of 256 and the number pending when it found one). Messages sent
+ * to the thread's other mailboxes meanwhile wait. A cancellation point, as
  * mbx_wait (at entry, and while asleep, within 100 ms); canceled there,
  * nothing is taken and the drain state is restored. Owner only.
  * Returns the number run (>= 1), MBX_ETIMEDOUT, or what mbx_queue_poll

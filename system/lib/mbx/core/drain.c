@@ -137,7 +137,11 @@ void mbx__drain_end(const mbx__drain_saved *saved) {
   mbx__self.drain_frame = saved->frame;
 }
 
-/* max: at most this many messages (0: all pending at entry). */
+/* max: 0 for all pending at entry; else up to max messages, as long as
+ * any are linked (lingering briefly when the queue empties), whatever was
+ * pending at entry: a budget of the pending count ended a drain every few
+ * messages when the receiver kept up with a sender, and each end costs both
+ * sides the senders' line (core/wait.c, WAIT_RUN_BUDGET). */
 static int poll_drain(mbx__record *r, int nested_ok, int32_t max,
                       uintptr_t here) {
   mbx__drain_saved saved;
@@ -145,10 +149,10 @@ static int poll_drain(mbx__record *r, int nested_ok, int32_t max,
   if (rc != MBX_OK)
     return rc;
   // Relaxed: pending is only a budget here; the pops synchronise.
-  int32_t budget = atomic_load_explicit(&r->pending, memory_order_relaxed);
-  if (max > 0 && budget > max)
-    budget = max;
-  int count = budget > 0 ? mbx__run_pending(r, budget, 0) : 0;
+  int32_t pending = atomic_load_explicit(&r->pending, memory_order_relaxed);
+  int count = pending <= 0 ? 0
+              : max > 0    ? mbx__run_pending(r, max, 1)
+                           : mbx__run_pending(r, pending, 0);
   if (count == 0 && mbx__token_closed(r))
     count = MBX_ECLOSED;
   mbx__drain_end(&saved);

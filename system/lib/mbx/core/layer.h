@@ -118,8 +118,9 @@ enum {
 };
 _Atomic int32_t *mbx__self_pending_word(void);
 void mbx__self_set_waiting(int32_t mode);
-/* mbx_poll, but at most max (> 0) messages: an event-loop drain that gives
- * the event loop back at a time budget (pthread/event_loop.c). */
+/* mbx_poll, but up to max (> 0) messages whatever was pending at entry,
+ * as long as any are linked: an event-loop drain that gives the event loop
+ * back at a time budget (pthread/event_loop.c). */
 int mbx__poll_at_most(int32_t max);
 /* Called by a sender, inside the gate (the owner cannot finish closing
  * meanwhile), when it makes pending leave 0 and the owner is in
