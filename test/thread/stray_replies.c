@@ -23,6 +23,7 @@
 #include <mbx/proxy.h>
 #include <mbx/thread.h>
 #include <pthread.h>
+#include <sched.h>
 
 static _Atomic int g_stop;
 
@@ -64,6 +65,22 @@ static void *poller(void *arg) {
   return NULL;
 }
 
+/* The poller runs messages one at a time, so once a message sent now has
+ * run, so has every report before it, with its count of a skipped reply
+ * (the reporter counts after its pause, which on a loaded machine can end
+ * after the caller's: seen once under load). */
+static _Atomic int g_fenced;
+static void fence(void *arg) {
+  (void)arg;
+  atomic_store(&g_fenced, 1);
+}
+static void wait_for_reports(mbx_handle to) {
+  atomic_store(&g_fenced, 0);
+  CHECK_EQ(mbx_send(to, fence, NULL, NULL), MBX_OK);
+  while (!atomic_load(&g_fenced))
+    sched_yield();
+}
+
 /* Rounds of 20 calls until some spin saw its outcome (on a loaded machine
  * a spin may run out before the answer: then a reply is rightly sent, and
  * the adaptive budget shrinks). Every call whose spin saw the outcome must
@@ -84,6 +101,7 @@ static void check_skipped_after_pause(void) {
       mbx__test_proxy_pause_after_spin_ms(3);
       CHECK_EQ(mbx_proxy_sync(to, quick_slow_report, NULL), MBX_OK);
     }
+    wait_for_reports(to);
     mbx_proxy_stats_get(&after);
     settled += mbx__test_proxy_spins_settled() - settled_before;
     skipped += (long)(after.replies_skipped - before.replies_skipped);
