@@ -780,7 +780,7 @@ proctype Target() {
            fi;
            atomic { assert(LIFE_OK(1)); p = pending }         /* mbx__wait */
            if
-           :: p > 0 ->       /* max(p, WAIT_RUN_BUDGET): more than NMSG */
+           :: p > 0 ->       /* max(p, STREAM_RUN_BUDGET): more than NMSG */
               budget = NMSG;
               run_pending(budget, count, n, hd, nx, prev, ok, 1, 1);
               if
@@ -816,7 +816,7 @@ proctype Target() {
                  if
                  :: nx != NIL ->
                     nx = 0;
-                    budget = NMSG;                              /* WAIT_RUN_BUDGET */
+                    budget = NMSG;                              /* STREAM_RUN_BUDGET */
                     run_pending(budget, count, n, hd, nx, prev, ok, 1, 1);
                     if
                     :: count != 0 -> break                      /* mbx__wait */

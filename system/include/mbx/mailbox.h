@@ -153,8 +153,9 @@ int mbx_poll(void);
 /*
  * Block until at least one message is pending (or timeout_ms passes), then
  * run pending messages like mbx_poll, but at most the larger of 256 and the
- * number pending when it found one: a handler that re-sends to its own
- * thread runs at most 256 times before mbx_wait returns. timeout_ms < 0
+ * number pending when it found one, messages that arrive meanwhile
+ * included: a handler that re-sends to its own thread runs at most 256
+ * times before mbx_wait returns. timeout_ms < 0
  * (or INFINITY, or NaN) waits forever; any finite timeout, however large, is
  * honoured. A cancellation point (pthread_cancel): at entry, and while it
  * sleeps (a cancel is acted on within 100 ms: the sleep is cut into slices

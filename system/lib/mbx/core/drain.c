@@ -141,7 +141,7 @@ void mbx__drain_end(const mbx__drain_saved *saved) {
  * any are linked (lingering briefly when the queue empties), whatever was
  * pending at entry: a budget of the pending count ended a drain every few
  * messages when the receiver kept up with a sender, and each end costs both
- * sides the senders' line (core/wait.c, WAIT_RUN_BUDGET). */
+ * sides the senders' line (core/wait.c, STREAM_RUN_BUDGET). */
 static int poll_drain(mbx__record *r, int nested_ok, int32_t max,
                       uintptr_t here) {
   mbx__drain_saved saved;

@@ -12,13 +12,17 @@
  * pthread_cancel (neither Linux's futex wait nor Emscripten 3.1.6's is a
  * cancellation point, and pthread_cancel does not wake a futex). */
 #define CANCEL_CHECK_MS 100.0
-/* The fewest messages a wait's drain may run (the most if pending was 0:
- * its spin saw one linked), and the bound on what a handler re-sending to
- * its own thread runs before mbx_wait returns. A budget of the pending count
- * alone ended a drain every few messages when the receiver kept up with a
+/* At most this many messages run by a serving wait (a blocked proxy
+ * caller's) whose spin saw one linked: a flood then still returns to the
+ * caller (the top of the loop's budget is pending, as for mbx_poll). */
+#define SPIN_RUN_BUDGET 64
+/* The fewest messages a stream receiver's drain (mbx_wait, mbx_queue_wait:
+ * MBX__WAIT_LINGER) may run, and so the bound on what a handler re-sending
+ * to its own thread runs before the wait returns. A budget of the pending
+ * count ended a drain every few messages when the receiver kept up with a
  * sender, and each end subtracts from pending, on the line every sender
  * RMWs, then re-reads it: about 2x per message natively (issue 17). */
-#define WAIT_RUN_BUDGET 256
+#define STREAM_RUN_BUDGET 256
 /* How long a wait that finds pending > 0 and nothing linked polls the
  * queue's link before it yields (a sender counts its message a few
  * instructions before it links it, unless it was preempted there). */
@@ -112,6 +116,9 @@ static int wait_loop(wait_state *w, double timeout_ms, int flags) {
   double deadline = timeout_ms >= 0 ? mbx__platform_now_ms() + timeout_ms : 0;
   int count = 0;
   int spun = flags & MBX__WAIT_NO_SPIN;
+  int linger = flags & MBX__WAIT_LINGER;
+  /* A serving caller runs only what was pending: it is after its answer. */
+  int32_t least = linger ? STREAM_RUN_BUDGET : 0;
   for (;;) {
     if (mbx__token_closed(r)) {
       count = MBX_ECLOSED;
@@ -120,9 +127,7 @@ static int wait_loop(wait_state *w, double timeout_ms, int flags) {
     // Seq_cst: see mbx__flush_consumed.
     int32_t pending = atomic_load_explicit(&r->pending, memory_order_seq_cst);
     if (pending > 0) {
-      count = mbx__run_pending(
-          r, pending > WAIT_RUN_BUDGET ? pending : WAIT_RUN_BUDGET,
-          flags & MBX__WAIT_LINGER);
+      count = mbx__run_pending(r, pending > least ? pending : least, linger);
       if (count != 0)
         break;
     }
@@ -162,7 +167,8 @@ static int wait_loop(wait_state *w, double timeout_ms, int flags) {
       if (linked) {
         /* Pop at once, with a fixed budget: reading pending here would
          * pull its line away from the senders who count in it. */
-        count = mbx__run_pending(r, WAIT_RUN_BUDGET, flags & MBX__WAIT_LINGER);
+        count = mbx__run_pending(
+            r, linger ? STREAM_RUN_BUDGET : SPIN_RUN_BUDGET, linger);
         if (count != 0)
           break;
         continue;
