@@ -65,6 +65,14 @@ static inline void futex_wake_i32(_Atomic int32_t *word, int count) {
 #endif
 }
 
+/* A flood's consumer-only counters, on a cache line of their own: beside
+ * what producers read per send (the target's handle, the queue), each
+ * message's count took that line from them (perf natively: a fifth of a
+ * 1-producer mbx run, and nothing for contenders that read no global). */
+typedef struct flood_count {
+  uint64_t consumed, target;
+} __attribute__((aligned(64))) flood_count;
+
 /* A one-shot completion: 0 = pending, 1 = done, 2 = pending with a sleeper.
  * The waiter spins a little first (a round trip to a hot thread is
  * short), then sleeps; the completer wakes only if someone sleeps. */

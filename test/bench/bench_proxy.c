@@ -72,12 +72,8 @@ static void *loop_main(void *unused) {
 
 /* Async throughput. The counters are touched only by the consumer; main
  * sets them before releasing the producers (the go flag and the sends
- * publish them). On a line of their own, so that the consumer's count does
- * not take the line of what producers read per send (the handle, the
- * queue) from them (bench_queue.c). */
-static struct {
-  uint64_t consumed, target;
-} __attribute__((aligned(64))) g_count;
+ * publish them). */
+static flood_count g_count;
 static completion g_all_consumed;
 static _Atomic int32_t g_go, g_started;
 enum { CONTENDER_MBX, CONTENDER_PROXY };

@@ -209,13 +209,7 @@ static void *mbx_consumer(void *unused) {
 }
 
 /* ----------------------------------------------------- the workload */
-/* Consumer only, set before go. On a line of their own: next to the
- * consumer handle, which every mbx_send loads, each message's count took
- * that line from the producers, which cost mbx a fifth of a 1-producer run
- * natively (perf) and no other contender anything. */
-static struct {
-  uint64_t consumed, target;
-} __attribute__((aligned(64))) g_count;
+static flood_count g_count; /* consumer only, set before go */
 static completion g_all;
 static _Atomic int32_t g_go;
 

@@ -23,7 +23,6 @@
 #include <mbx/proxy.h>
 #include <mbx/thread.h>
 #include <pthread.h>
-#include <sched.h>
 
 static _Atomic int g_stop;
 
@@ -77,8 +76,7 @@ static void fence(void *arg) {
 static void wait_for_reports(mbx_handle to) {
   atomic_store(&g_fenced, 0);
   CHECK_EQ(mbx_send(to, fence, NULL, NULL), MBX_OK);
-  while (!atomic_load(&g_fenced))
-    sched_yield();
+  wait_for_count(&g_fenced, 1);
 }
 
 /* Rounds of 20 calls until some spin saw its outcome (on a loaded machine

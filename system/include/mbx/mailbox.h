@@ -155,12 +155,12 @@ int mbx_poll(void);
  * run pending messages like mbx_poll, but at most the larger of 256 and the
  * number pending when it found one, messages that arrive meanwhile
  * included: a handler that re-sends to its own thread runs at most 256
- * times before mbx_wait returns. timeout_ms < 0
- * (or INFINITY, or NaN) waits forever; any finite timeout, however large, is
- * honoured. A cancellation point (pthread_cancel): at entry, and while it
- * sleeps (a cancel is acted on within 100 ms: the sleep is cut into slices
- * where the platform's futex wait is not itself a cancellation point, which is
- * Linux and Emscripten 3.1.6). Canceled there, the thread unwinds with no
+ * times before mbx_wait returns. timeout_ms < 0 (or INFINITY, or NaN) waits
+ * forever; any finite timeout, however large, is honoured. A cancellation
+ * point (pthread_cancel): at entry, and while it sleeps (a cancel is acted
+ * on within 100 ms: the sleep is cut into slices where the platform's futex
+ * wait is not itself a cancellation point, which is Linux and Emscripten
+ * 3.1.6). Canceled there, the thread unwinds with no
  * message taken and its drain state restored; its exit path (mbx::mbx's
  * pthread_create, or your own cleanup handler calling mbx_thread_exit)
  * then cancels what is queued.
