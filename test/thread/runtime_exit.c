@@ -6,7 +6,10 @@
  * MBX_CANCEL_RUNTIME_EXIT, after the program's own atexit handlers:
  * - blocked targets (never poll, messages queued),
  * - a target stuck inside a long handler (the rest of its queue is taken
- *   over between pops and canceled; the one it runs counts as run),
+ *   over between pops and canceled; the one it runs counts as run): its
+ *   messages are all queued before it drains, so that it pops many of them
+ *   together with the one it gets stuck in (core/drain.c, mbx__batch), and
+ *   those are canceled too,
  * - busy targets polling in a loop while two senders hammer them (the close
  *   races live pops and live sends),
  * - the main thread's own mailbox.
@@ -34,7 +37,7 @@ static pthread_t g_main;
 static _Atomic unsigned char g_accepted[MAX_IDS], g_handled[MAX_IDS];
 static unsigned char g_target_of[MAX_IDS];
 static _Atomic int g_next_id, g_duplicates, g_bad_cancels, g_stop;
-static _Atomic int g_acks, g_ready, g_in_stuck_handler;
+static _Atomic int g_acks, g_ready, g_in_stuck_handler, g_stuck_go;
 static _Atomic long g_run[TARGETS], g_canceled[TARGETS];
 
 static void mark(uintptr_t id) {
@@ -76,6 +79,8 @@ static void stuck_handler(void *arg) {
 static void *stuck_target(void *arg) {
   (void)arg;
   atomic_fetch_add(&g_ready, 1);
+  while (!atomic_load(&g_stuck_go))
+    sched_yield();
   for (;;)
     mbx_wait(-1);
   return NULL;
@@ -169,12 +174,13 @@ int main(int argc, char **argv) {
   while (atomic_load(&g_ready) < TARGETS - 1)
     sched_yield();
   CHECK_EQ(send_numbered(STUCK, stuck_handler), MBX_OK);
-  while (!atomic_load(&g_in_stuck_handler))
-    sched_yield();
   for (int t = 0; t < TARGETS; t++)
     if (t < BLOCKED || t == STUCK || t == MAIN)
       for (int i = 0; i < QUEUED; i++)
         CHECK_EQ(send_numbered(t, on_run), MBX_OK);
+  atomic_store(&g_stuck_go, 1);
+  while (!atomic_load(&g_in_stuck_handler))
+    sched_yield();
   for (int i = 0; i < SENDERS; i++) {
     CHECK_EQ(pthread_create(&t, NULL, sender, (void *)(uintptr_t)(i + 1)), 0);
     CHECK_EQ(pthread_detach(t), 0);
