@@ -323,6 +323,16 @@ function rows(tc, series, noisy) {
     }
   }
 
+  // The two halves of an async message, each timed alone on a backlog (no
+  // other thread runs): stable to a few percent where the floods move by
+  // 2x, so a change to the send or the receive path shows here first.
+  for (const half of ['send', 'receive']) {
+    const w = `${half}-backlog`;
+    add({ key: w, unit: 'ns', ours: get(w, 'mbx'), ...(tc.wasm ? { base: get(w, `${peer}-proxy-async`) } : {}),
+      baseName: tc.wasm ? `${peer} emscripten_proxy_async (${half === 'send' ? 'the send' : 'emscripten_proxy_execute_queue'})`
+        : 'none (ours alone)', program: 'bench_proxy' });
+  }
+
   // Round trips.
   if (tc.wasm) {
     add({ key: 'sync-rt-event-loop', unit: 'us', ours: get('sync-rt-event-loop', 'mbx'),

@@ -15,11 +15,15 @@
  *   heap-growth-per-message  heap bytes gained per message once warm (ours
  *                          only: floods of async sends to a thread in
  *                          mbx_wait, each followed by a sync call)
+ *   send-backlog, receive-backlog  the two halves of an async message, each
+ *                          timed while no other thread runs: main queues
+ *                          a backlog to a thread waiting on a futex, then
+ *                          that thread runs it all (ns per message)
  * Natively only the sync-rt-mbx-wait, idle and growth figures exist (there is
  * no event loop and no proxying queue).
  *
  * Usage: bench_proxy [--reps R] [--msgs N] [--rts K]
- *                    [--only async|el|wait|idle|growth]
+ *                    [--only async|el|wait|idle|growth|backlog]
  *                    [--only-mbx]  (async: skip the baseline, for profiling)
  */
 #include "bench_common.h"
@@ -46,9 +50,17 @@ int emscripten_proxy_async(em_proxying_queue *q, pthread_t target_thread,
                            void (*func)(void *), void *arg);
 int emscripten_proxy_sync(em_proxying_queue *q, pthread_t target_thread,
                           void (*func)(void *), void *arg);
+void emscripten_proxy_execute_queue(em_proxying_queue *q);
 #define PROXY_NAME "legacy"
 #define HAVE_PROXY_CALLBACK 0
 #endif
+#endif
+
+#ifdef __EMSCRIPTEN__
+#define HAVE_PEER 1
+#else
+#define HAVE_PEER 0
+#define PROXY_NAME "none"
 #endif
 
 static void nothing(void *arg) { (void)arg; }
@@ -400,6 +412,98 @@ static void at_rest(void) {
   BENCH_CHECK(mbx_set_allocator(NULL, NULL, NULL) == MBX_OK);
 }
 
+/* ------------------------------------------------ the two halves alone */
+/* Send and receive costs on a backlog. Main queues `msgs` messages to a
+ * thread that waits on a futex meanwhile, then that thread runs them all at
+ * once (mbx_poll; the peer: emscripten_proxy_execute_queue), and each half
+ * is timed with no other thread running. A flood adds both halves and their
+ * contention, and its rate moves by 2x between runs on a shared 2-core
+ * machine; these move by a few percent, so a change to the send or the
+ * receive path shows here first (issue 17). The peer's queue notifies the
+ * thread once, when it leaves empty; the notification waits for an event
+ * loop this thread never returns to, and finds the queue drained. */
+enum { BACKLOG_IDLE, BACKLOG_RUN, BACKLOG_STOP };
+static _Atomic int32_t g_backlog_cmd;
+static completion g_backlog_ready, g_backlog_done;
+static pthread_t g_backlog_thread;
+static mbx_handle g_backlog_handle;
+/* Set by main before BACKLOG_RUN (its release publishes them); the count
+ * and the result are the receiver's until it signals done. */
+static int g_backlog_peer;
+static long g_backlog_target, g_backlog_ran;
+static double g_backlog_receive_ns;
+
+static void backlog_one(void *arg) {
+  (void)arg;
+  g_backlog_ran++;
+}
+
+static void *backlog_main(void *unused) {
+  (void)unused;
+  g_backlog_handle = mbx_self();
+  completion_signal(&g_backlog_ready);
+  for (;;) {
+    int32_t cmd;
+    // Acquire: see what main set before the command.
+    while ((cmd = atomic_load_explicit(&g_backlog_cmd, memory_order_acquire)) ==
+           BACKLOG_IDLE)
+      futex_wait_i32(&g_backlog_cmd, BACKLOG_IDLE);
+    if (cmd == BACKLOG_STOP)
+      return NULL;
+    double t0 = now_us();
+#ifdef __EMSCRIPTEN__
+    if (g_backlog_peer)
+      while (g_backlog_ran < g_backlog_target)
+        emscripten_proxy_execute_queue(g_queue);
+#endif
+    while (g_backlog_ran < g_backlog_target)
+      BENCH_CHECK(mbx_poll() >= 0);
+    g_backlog_receive_ns = (now_us() - t0) * 1e3 / (double)g_backlog_target;
+    // Relaxed: completion_signal publishes.
+    atomic_store_explicit(&g_backlog_cmd, BACKLOG_IDLE, memory_order_relaxed);
+    completion_signal(&g_backlog_done);
+  }
+}
+
+static void backlog_start(void) {
+  completion_reset(&g_backlog_ready);
+  BENCH_CHECK(pthread_create(&g_backlog_thread, NULL, backlog_main, NULL) == 0);
+  completion_wait(&g_backlog_ready);
+}
+
+static void backlog_stop(void) {
+  // Release: as below.
+  atomic_store_explicit(&g_backlog_cmd, BACKLOG_STOP, memory_order_release);
+  futex_wake_i32(&g_backlog_cmd, 1);
+  BENCH_CHECK(pthread_join(g_backlog_thread, NULL) == 0);
+}
+
+/* Returns the send cost and writes the receive cost (ns per message). */
+static double run_backlog(int peer, long msgs, double *receive_ns) {
+  g_backlog_peer = peer;
+  g_backlog_ran = 0;
+  g_backlog_target = msgs;
+  completion_reset(&g_backlog_done);
+  double t0 = now_us();
+#ifdef __EMSCRIPTEN__
+  if (peer)
+    for (long i = 0; i < msgs; i++)
+      BENCH_CHECK(
+          emscripten_proxy_async(g_queue, g_backlog_thread, backlog_one, NULL));
+#endif
+  if (!peer)
+    for (long i = 0; i < msgs; i++)
+      BENCH_CHECK(mbx_send(g_backlog_handle, backlog_one, NULL, NULL) ==
+                  MBX_OK);
+  double send_ns = (now_us() - t0) * 1e3 / (double)msgs;
+  // Release: the receiver sees the count to reach.
+  atomic_store_explicit(&g_backlog_cmd, BACKLOG_RUN, memory_order_release);
+  futex_wake_i32(&g_backlog_cmd, 1);
+  completion_wait(&g_backlog_done);
+  *receive_ns = g_backlog_receive_ns;
+  return send_ns;
+}
+
 /* Heap bytes gained per message once warm: `msgs` messages to a thread in
  * mbx_wait, as floods of 1000 async sends each closed by a sync call (so
  * the queue drains), after 2 * `msgs` such messages untimed. Both samples
@@ -458,6 +562,13 @@ int main(int argc, char **argv) {
   if (WANT("wait"))
     for (int j = 0; j < 4; j++)
       run_wait_rt((const char *[]){"mbx", "futex", "mbx-send", "spin"}[j], rts);
+  long backlog = msgs / 2;
+  if (WANT("backlog")) {
+    backlog_start();
+    double unused;
+    for (int j = 0; j < (HAVE_PEER ? 2 : 1); j++)
+      run_backlog(j, backlog, &unused);
+  }
 #ifdef __EMSCRIPTEN__
   if (WANT("el"))
     for (int j = 0; j < 3; j++)
@@ -519,6 +630,16 @@ int main(int argc, char **argv) {
                run_idle(c, 300), "%core");
       }
     }
+    if (WANT("backlog")) {
+      for (int j = 0; j < (HAVE_PEER ? 2 : 1); j++) {
+        int peer = HAVE_PEER && (j ^ flip);
+        const char *label = peer ? PROXY_NAME "-proxy-async" : "mbx";
+        double receive_ns;
+        result("send-backlog", label, run_backlog(peer, backlog, &receive_ns),
+               "ns");
+        result("receive-backlog", label, receive_ns, "ns");
+      }
+    }
     if (WANT("growth")) {
       double lib;
       double heap = run_growth(msgs, &lib);
@@ -526,6 +647,8 @@ int main(int argc, char **argv) {
       result("heap-growth-per-message", "mbx-library", lib, "B/msg");
     }
   }
+  if (WANT("backlog"))
+    backlog_stop();
   printf("DONE\n");
   fflush(stdout);
 #ifdef __EMSCRIPTEN__
