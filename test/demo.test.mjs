@@ -1,6 +1,6 @@
-// The demo (README's first command) keeps its promise: its summary line is
-// computed from the library's counters and reports nothing lost, natively
-// and as wasm.
+// The demo (README's first command) keeps its promise: its summary line
+// checks the library's counters against the sends the demo saw accepted
+// and reports nothing lost, natively and as wasm.
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import { selectedFlavors } from '../js/build.mjs';

@@ -191,7 +191,10 @@ int main(int argc, char **argv) {
   CHECK_EQ(m.nodes_cached, 0);
   mbx_stats s;
   mbx_stats_global(&s);
-  CHECK_EQ(s.sent, s.run + s.canceled + s.dropped + s.pending);
+  /* sent is derived (<mbx/mailbox.h>): a message still pending now, with
+   * every thread done, went missing. */
+  CHECK_EQ(s.pending, 0);
+  CHECK_EQ(s.abandoned, 0);
   printf("PASS oom_injection rejected_nomem=%llu\n",
          (unsigned long long)s.rejected_nomem);
   return 0;

@@ -107,7 +107,10 @@ int main(void) {
   round_trip(1);
   mbx_stats s;
   mbx_stats_global(&s);
-  CHECK_EQ(s.sent, s.run + s.canceled + s.dropped + s.pending + s.abandoned);
+  /* sent is derived (<mbx/mailbox.h>): a message still pending now, with
+   * every thread done, went missing. */
+  CHECK_EQ(s.pending, 0);
+  CHECK_EQ(s.abandoned, 0);
   printf("PASS close_waits_for_push\n");
   return 0;
 }

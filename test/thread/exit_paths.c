@@ -190,7 +190,10 @@ int main(int argc, char **argv) {
 #endif
   mbx_stats s;
   mbx_stats_global(&s);
-  CHECK_EQ(s.sent, s.run + s.canceled + s.dropped + s.pending);
+  /* sent is derived (<mbx/mailbox.h>): a message still pending now, with
+   * every thread done, went missing. */
+  CHECK_EQ(s.pending, 0);
+  CHECK_EQ(s.abandoned, 0);
   printf("PASS exit_paths sent=%llu run=%llu canceled=%llu\n",
          (unsigned long long)s.sent, (unsigned long long)s.run,
          (unsigned long long)s.canceled);

@@ -484,7 +484,10 @@ int main(void) {
   part4(q);
   mbx_stats st;
   mbx_stats_global(&st);
-  CHECK_EQ(st.sent, st.run + st.canceled + st.dropped + st.pending);
+  /* sent is derived (<mbx/mailbox.h>): a message still pending now, with
+   * every thread done, went missing. */
+  CHECK_EQ(st.pending, 0);
+  CHECK_EQ(st.abandoned, 0);
   em_proxying_queue_destroy(q);
   printf("PASS upstream_coexist sent=%llu run=%llu canceled=%llu "
          "dropped=%llu\n",

@@ -333,12 +333,15 @@ typedef struct mbx_stats {
 int mbx_stats_get(mbx_handle h, mbx_stats *out);
 
 /*
- * Process-wide counters. `sent` and the rejected_* counters are counted by
- * senders, run/canceled/dropped/abandoned by receivers, so sent = run +
- * canceled + dropped + pending + abandoned is an independent check that
- * every accepted message is accounted for (exactly, once quiescent).
- * A snapshot taken while messages are in flight is only approximately
- * consistent. Any thread.
+ * Process-wide counters. `sent` is derived, as for one mailbox: run +
+ * canceled + dropped + pending + abandoned, over every mailbox and every
+ * ended life (exact once quiescent). A send counts its message in its
+ * mailbox's pending before the send succeeds, and only the receiver or a
+ * close counts it out, so an accepted message that went missing would stay
+ * pending: compare `sent` with the sends your program saw succeed. The
+ * rejected_* counters and wakeups are counted by senders. A snapshot taken
+ * while messages are in flight is only approximately consistent. Any
+ * thread.
  */
 void mbx_stats_global(mbx_stats *out);
 

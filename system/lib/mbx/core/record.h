@@ -401,7 +401,6 @@ void mbx__node_parked_free(void);
 
 /* ---- core/stats.c: the core's own counters, the first of the pool */
 enum {
-  MBX__STAT_SENT,
   MBX__STAT_REJ_CLOSED,
   MBX__STAT_REJ_STALE,
   MBX__STAT_REJ_INVALID,
