@@ -422,14 +422,13 @@ static void at_rest(void) {
  * receive path shows here first (issue 17). The peer's queue notifies the
  * thread once, when it leaves empty; the notification waits for an event
  * loop this thread never returns to, and finds the queue drained. */
-enum { BACKLOG_IDLE, BACKLOG_RUN, BACKLOG_STOP };
-static _Atomic int32_t g_backlog_cmd;
-static completion g_backlog_ready, g_backlog_done;
+/* go: main's, once per round and once to stop; done: the receiver's. */
+static completion g_backlog_ready, g_backlog_go, g_backlog_done;
 static pthread_t g_backlog_thread;
 static mbx_handle g_backlog_handle;
-/* Set by main before BACKLOG_RUN (its release publishes them); the count
- * and the result are the receiver's until it signals done. */
-static int g_backlog_peer;
+/* Set by main before it signals go; the count and the result are the
+ * receiver's until it signals done. */
+static int g_backlog_peer, g_backlog_stop;
 static long g_backlog_target, g_backlog_ran;
 static double g_backlog_receive_ns;
 
@@ -443,12 +442,9 @@ static void *backlog_main(void *unused) {
   g_backlog_handle = mbx_self();
   completion_signal(&g_backlog_ready);
   for (;;) {
-    int32_t cmd;
-    // Acquire: see what main set before the command.
-    while ((cmd = atomic_load_explicit(&g_backlog_cmd, memory_order_acquire)) ==
-           BACKLOG_IDLE)
-      futex_wait_i32(&g_backlog_cmd, BACKLOG_IDLE);
-    if (cmd == BACKLOG_STOP)
+    completion_wait(&g_backlog_go);
+    completion_reset(&g_backlog_go); /* signaled again only after done */
+    if (g_backlog_stop)
       return NULL;
     double t0 = now_us();
 #ifdef __EMSCRIPTEN__
@@ -459,8 +455,6 @@ static void *backlog_main(void *unused) {
     while (g_backlog_ran < g_backlog_target)
       BENCH_CHECK(mbx_poll() >= 0);
     g_backlog_receive_ns = (now_us() - t0) * 1e3 / (double)g_backlog_target;
-    // Relaxed: completion_signal publishes.
-    atomic_store_explicit(&g_backlog_cmd, BACKLOG_IDLE, memory_order_relaxed);
     completion_signal(&g_backlog_done);
   }
 }
@@ -472,9 +466,8 @@ static void backlog_start(void) {
 }
 
 static void backlog_stop(void) {
-  // Release: as below.
-  atomic_store_explicit(&g_backlog_cmd, BACKLOG_STOP, memory_order_release);
-  futex_wake_i32(&g_backlog_cmd, 1);
+  g_backlog_stop = 1;
+  completion_signal(&g_backlog_go);
   BENCH_CHECK(pthread_join(g_backlog_thread, NULL) == 0);
 }
 
@@ -496,9 +489,7 @@ static double run_backlog(int peer, long msgs, double *receive_ns) {
       BENCH_CHECK(mbx_send(g_backlog_handle, backlog_one, NULL, NULL) ==
                   MBX_OK);
   double send_ns = (now_us() - t0) * 1e3 / (double)msgs;
-  // Release: the receiver sees the count to reach.
-  atomic_store_explicit(&g_backlog_cmd, BACKLOG_RUN, memory_order_release);
-  futex_wake_i32(&g_backlog_cmd, 1);
+  completion_signal(&g_backlog_go);
   completion_wait(&g_backlog_done);
   *receive_ns = g_backlog_receive_ns;
   return send_ns;
