@@ -9,9 +9,19 @@
 
 /* How long a receiver that has run a message polls its queue's link before
  * it ends the drain (mbx__run_pending's linger): a few of a busy sender's
- * sends, and short enough that a caller of mbx_wait gets control back at once.
- */
+ * sends, or a round-trip partner's next request, and short enough that a
+ * caller of mbx_wait gets control back at once: about 2 to 3 us on both
+ * targets. A poll is a load and a pause natively (about 40 ns), a bare
+ * load in wasm (a nanosecond or two: core/spin.c). At 64 polls a wasm
+ * receiver gave up after about 0.1 us, before a round-trip partner's next
+ * request, and ended every drain with a subtraction from pending, on the
+ * line that sender then RMWs (issue 17: round trips to a thread in
+ * mbx_wait took 17% longer). */
+#ifdef __wasm__
+#define LINGER_POLLS 2048
+#else
 #define LINGER_POLLS 64
+#endif
 
 void mbx__flush_consumed(mbx__record *r, int32_t then_add) {
   mbx__node_release_flush(r);
