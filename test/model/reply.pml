@@ -65,8 +65,10 @@ active proctype reporter() {
 
 active proctype caller() {
   bit settled = 0;
-  /* mbx__spin_while_between on state: sees the outcome, or its budget runs
-   * out first */
+  /* The spin (on the record's settled hint, which the reporter sets after
+   * its CAS on state; the caller then reads state itself): it read the
+   * outcome, or its budget ran out first. Sequentially consistent here, so
+   * the hint is folded into that read of state. */
   if
   :: state == DONE -> settled = 1; spin_saw_outcome = 1
   :: true -> settled = 0

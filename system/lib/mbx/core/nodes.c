@@ -17,7 +17,8 @@
  * step (mbx__node_release batches per record).
  * Bounds: a sending thread holds one partly carved block, given back when it
  * exits (TSD destructor) or closes its mailbox; a message still queued keeps
- * at most its own block alive.
+ * at most its own block alive; a thread's spare call record keeps its unsent
+ * reply node, and so that node's block, until its exit (proxy/ctx.c).
  */
 #define NODE_BLOCK 32
 

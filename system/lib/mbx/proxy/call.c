@@ -148,8 +148,13 @@ static int32_t wait_for_outcome(mbx_proxy_ctx *c, double timeout_ms) {
        * WATCHING (mbx__call_new), and a spin that saw the outcome leaves it
        * so: the reporter sends nothing to WATCHING. */
       watched = just_spun = 1;
-      int settled = mbx__spin_while_between(&c->state, MBX__CALL_PENDING,
-                                            MBX__CALL_RUNNING, remaining);
+      int settled = 0;
+      if (mbx__spin_while_equal(&c->settled_hint, 0, remaining)) {
+        /* Final only if we read it so ourselves: the hint is relaxed. */
+        // Acquire: as the load at the top of the loop, which re-reads it.
+        int32_t now = atomic_load_explicit(&c->state, memory_order_acquire);
+        settled = now == MBX__CALL_DONE || now == MBX__CALL_CANCELED;
+      }
       if (!settled)
         /* Only we move WATCHING: a store. The loop then re-reads state.
          * Seq_cst: our half of the Dekker pair with the reporter (see the

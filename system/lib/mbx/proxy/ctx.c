@@ -29,7 +29,9 @@
  * that finished after its caller returned, or a thread that already has a
  * spare or no mailbox) go to a stash for the next caller: freed there, the
  * target's free and the caller's malloc met on that lock in about one
- * round trip in ten (profile of a serving caller, wasm). */
+ * round trip in ten (profile of a serving caller, wasm). The spare keeps
+ * its reply node if it was not sent, so that a serving caller's next call
+ * needs none: it holds that node's block (one per thread) meanwhile. */
 static _Thread_local mbx_proxy_ctx *tls_spare;
 static mbx__stash g_spares;
 
@@ -68,8 +70,12 @@ void mbx__proxy_test_pause(double *ms) {
   mbx__test_sleep_ms(left);
 }
 
-/* A record nobody references any more. */
+/* A record nobody references any more. Only the thread's spare keeps its
+ * reply node (its block is this thread's): a stashed record may be taken
+ * by a thread that does not serve. */
 static void record_drop(mbx_proxy_ctx *c) {
+  if (c->reply)
+    mbx__node_free(c->reply);
   if (!mbx__stash_put(&g_spares, c))
     mbx__free_kept(c);
 }
@@ -136,23 +142,27 @@ uint64_t mbx__proxy_counter_sum(int which) {
 mbx_proxy_ctx *mbx__call_new(int kind, mbx_handle reply_to) {
   mbx__proxy_layer();
   mbx_proxy_ctx *c = tls_spare;
-  if (c)
+  mbx__node *reply = NULL;
+  if (c) {
     tls_spare = NULL;
-  else if (!(c = mbx__stash_take(&g_spares)) &&
-           !(c = mbx__alloc_kept(sizeof *c)))
+    reply = c->reply; /* the spare kept its unsent reply node */
+  } else if (!(c = mbx__stash_take(&g_spares)) &&
+             !(c = mbx__alloc_kept(sizeof *c)))
     return NULL;
-  c->reply = NULL;
-  if (!mbx_handle_is_null(reply_to)) {
-    c->reply = mbx__node_alloc();
-    if (!c->reply) {
-      mbx__free_kept(c);
-      return NULL;
-    }
+  if (mbx_handle_is_null(reply_to)) {
+    if (reply)
+      mbx__node_free(reply);
+    reply = NULL;
+  } else if (!reply && !(reply = mbx__node_alloc())) {
+    mbx__free_kept(c);
+    return NULL;
   }
-  // Relaxed (all four): the record is published by the send's release.
+  c->reply = reply;
+  // Relaxed (all five): the record is published by the send's release.
   atomic_store_explicit(&c->state, MBX__CALL_PENDING, memory_order_relaxed);
   atomic_store_explicit(&c->refs, 2, memory_order_relaxed); /* caller, work */
   atomic_store_explicit(&c->sleeper, 0, memory_order_relaxed);
+  atomic_store_explicit(&c->settled_hint, 0, memory_order_relaxed);
   atomic_store_explicit(&c->reply_state,
                         c->reply ? MBX__REPLY_WATCHING : MBX__REPLY_ARMED,
                         memory_order_relaxed);
@@ -182,8 +192,10 @@ void mbx__call_unref(mbx_proxy_ctx *c) {
   MBX_ASSERT(before >= 1); /* refs never negative */
   if (before != 1)
     return;
-  if (c->reply)
-    mbx__node_free(c->reply);
+  /* An unsent reply node stays with our spare: a serving caller's next call
+   * needs one, and its free and alloc were each an RMW on its block's
+   * count, which the target's release of the work's node also RMWs (issue
+   * 17: a round trip moved that line twice). */
   if (!tls_spare && mbx__self_pending_word())
     tls_spare = c;
   else
@@ -242,6 +254,8 @@ int mbx__call_settle(mbx_proxy_ctx *c, int32_t from, int32_t to) {
     return 0;
   if (to != MBX__CALL_DONE && to != MBX__CALL_CANCELED)
     return 1;
+  // Relaxed: a hint that ends the caller's spin; it then reads state.
+  atomic_store_explicit(&c->settled_hint, 1, memory_order_relaxed);
   mbx__node *reply = c->reply;
   c->reply = NULL; /* only the winner gets here */
   if (c->kind == MBX__KIND_CALLBACK) {

@@ -77,6 +77,14 @@ struct mbx_proxy_ctx {
   /* The caller's list of its callbacks (caller only): its exit abandons
    * the ones not started yet. */
   mbx_proxy_ctx *caller_next;
+  /* Set once the state is final, on a cache line of its own (at least a
+   * line past every field above), for a serving caller's spin to poll: a
+   * spin on `state` pulled the record's line back after each of the
+   * target's writes (its link on `running`, RUNNING, DONE, its unref), and
+   * the target then took it back again (issue 17). Only a hint: the
+   * caller reads `state` itself before it trusts the outcome. */
+  char settled_pad[64];
+  _Atomic int32_t settled_hint;
 };
 
 /* What a thread holds of proxied work, as target and as the caller of
