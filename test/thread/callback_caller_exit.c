@@ -7,6 +7,13 @@
  * Here the caller "frees" arg at its exit (marks it dead; the memory stays
  * so the test sees the use instead of crashing) while the target has not
  * started fn yet; then the target drains.
+ *
+ * Then a caller that exits while fn is running waits for fn's end (fn may
+ * still use arg), asleep: spinning is off on that thread, as after a long
+ * spin. The report of a callback's outcome never woke such a sleeper (it
+ * sent the outcome message and returned before looking at `sleeper`), so
+ * the exit slept forever: a rare hang of cpp_api under TSan in CI, where
+ * a spin ran out before fn returned. Fails (watchdog) before the fix.
  */
 #include "watchdog.h"
 
@@ -49,10 +56,51 @@ static void *target(void *arg) {
 static work g_work = {ALIVE};
 static void *caller(void *arg) {
   (void)arg;
-  CHECK_EQ(mbx_proxy_callback(g_target, fn, on_any, on_any, &g_work),
-           MBX_OK);
+  CHECK_EQ(mbx_proxy_callback(g_target, fn, on_any, on_any, &g_work), MBX_OK);
   pthread_setspecific(g_key, &g_work);
   return NULL; /* exits before the outcome: drop; arg released */
+}
+
+/* The second case: fn runs until main lets it go, after the caller's exit
+ * has gone to sleep waiting for it. */
+static _Atomic int g_fn2_started, g_fn2_go, g_fn2_returned, g_target2_stop;
+static void fn2(void *arg) {
+  (void)arg;
+  atomic_store(&g_fn2_started, 1);
+  while (!atomic_load(&g_fn2_go))
+    sleep_ms(1);
+  atomic_store(&g_fn2_returned, 1);
+}
+static void *target2(void *arg) {
+  (void)arg;
+  while (!atomic_load(&g_target2_stop))
+    mbx_wait(10);
+  return NULL;
+}
+static void *sleepy_caller(void *arg) {
+  mbx_handle to = *(mbx_handle *)arg;
+  mbx_set_spinning(0);
+  CHECK_EQ(mbx_proxy_callback(to, fn2, on_any, on_any, NULL), MBX_OK);
+  while (!atomic_load(&g_fn2_started))
+    sleep_ms(1);
+  return NULL; /* its exit waits for fn2 to return */
+}
+
+static void check_exit_waits_for_running_fn(void) {
+  pthread_t t, c;
+  CHECK_EQ(pthread_create(&t, NULL, target2, NULL), 0);
+  mbx_handle to = mbx_thread_handle(t);
+  CHECK_EQ(pthread_create(&c, NULL, sleepy_caller, &to), 0);
+  while (!atomic_load(&g_fn2_started))
+    sleep_ms(1);
+  sleep_ms(50); /* the caller's exit is asleep by now */
+  CHECK_EQ(atomic_load(&g_fn2_returned), 0);
+  atomic_store(&g_fn2_go, 1);
+  CHECK_EQ(pthread_join(c, NULL), 0); /* hung here before the fix */
+  CHECK_EQ(atomic_load(&g_fn2_returned), 1);
+  atomic_store(&g_target2_stop, 1);
+  CHECK_EQ(pthread_join(t, NULL), 0);
+  printf("a caller exiting during fn waited for it asleep, and was woken\n");
 }
 
 int main(void) {
@@ -73,6 +121,8 @@ int main(void) {
          atomic_load(&g_done_or_cancel),
          (unsigned long long)ps.callbacks_dropped);
   CHECK_EQ(atomic_load(&g_fn_ran_on_dead), 0);
+  CHECK_EQ(atomic_load(&g_done_or_cancel), 0);
+  check_exit_waits_for_running_fn();
   CHECK_EQ(atomic_load(&g_done_or_cancel), 0);
   printf("PASS callback_caller_exit\n");
   return 0;

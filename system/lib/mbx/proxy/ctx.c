@@ -256,6 +256,12 @@ int mbx__call_settle(mbx_proxy_ctx *c, int32_t from, int32_t to) {
     return 1;
   // Relaxed: a hint that ends the caller's spin; it then reads state.
   atomic_store_explicit(&c->settled_hint, 1, memory_order_relaxed);
+  /* Every kind: a callback's caller sleeps here too, when its exit waits
+   * for a running fn (callbacks_abandon); waking only sync waiters left
+   * that exit asleep for good (test/thread/callback_caller_exit.c). */
+  // Seq_cst: see above.
+  if (atomic_load_explicit(&c->sleeper, memory_order_seq_cst))
+    mbx__platform_wake_all(&c->state);
   mbx__node *reply = c->reply;
   c->reply = NULL; /* only the winner gets here */
   if (c->kind == MBX__KIND_CALLBACK) {
@@ -270,9 +276,6 @@ int mbx__call_settle(mbx_proxy_ctx *c, int32_t from, int32_t to) {
     }
     return 1;
   }
-  // Seq_cst: see above.
-  if (atomic_load_explicit(&c->sleeper, memory_order_seq_cst))
-    mbx__platform_wake_all(&c->state);
   if (!reply)
     return 1;
   if (mbx__proxy_test_armed())
