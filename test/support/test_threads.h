@@ -2,10 +2,12 @@
  * share: a handler that keeps its thread busy until released (so what is
  * sent after it stays queued), one that ends its thread from inside a
  * handler, a thread that blocks forever without ever polling its mailbox,
- * and the three ways a thread body can end. Header-only. */
+ * one that serves its mailbox until told to stop, and the three ways a
+ * thread body can end. Header-only. */
 #ifndef MBX_TEST_TEST_THREADS_H
 #define MBX_TEST_TEST_THREADS_H
 
+#include <mbx/mailbox.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -34,6 +36,14 @@ static inline void *block_forever(void *ready) {
   pthread_mutex_lock(&lock);
   for (;;)
     pthread_cond_wait(&never, &lock);
+  return NULL;
+}
+
+/* Thread body: serves its mailbox (mbx_wait, 5 ms at a time) until the
+ * _Atomic int that arg points to is non-zero. */
+static inline void *serve_until(void *stop) {
+  while (!atomic_load((_Atomic int *)stop))
+    mbx_wait(5);
   return NULL;
 }
 

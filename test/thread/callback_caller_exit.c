@@ -15,6 +15,7 @@
  * the exit slept forever: a rare hang of cpp_api under TSan in CI, where
  * a spin ran out before fn returned. Fails (watchdog) before the fix.
  */
+#include "test_threads.h"
 #include "watchdog.h"
 
 #include <mbx/proxy.h>
@@ -71,12 +72,6 @@ static void fn2(void *arg) {
     sleep_ms(1);
   atomic_store(&g_fn2_returned, 1);
 }
-static void *target2(void *arg) {
-  (void)arg;
-  while (!atomic_load(&g_target2_stop))
-    mbx_wait(10);
-  return NULL;
-}
 static void *sleepy_caller(void *arg) {
   mbx_handle to = *(mbx_handle *)arg;
   mbx_set_spinning(0);
@@ -88,7 +83,7 @@ static void *sleepy_caller(void *arg) {
 
 static void check_exit_waits_for_running_fn(void) {
   pthread_t t, c;
-  CHECK_EQ(pthread_create(&t, NULL, target2, NULL), 0);
+  CHECK_EQ(pthread_create(&t, NULL, serve_until, &g_target2_stop), 0);
   mbx_handle to = mbx_thread_handle(t);
   CHECK_EQ(pthread_create(&c, NULL, sleepy_caller, &to), 0);
   while (!atomic_load(&g_fn2_started))

@@ -14,6 +14,7 @@
  * the parent only. Natively only (Emscripten has no fork).
  */
 #define _GNU_SOURCE
+#include "test_threads.h"
 #include "watchdog.h"
 
 #include <mbx/thread.h>
@@ -38,13 +39,6 @@ static void on_cancel(void *arg, int reason) {
     (void)!write(g_child_pipe, "c", 1);
 }
 
-static void *sink(void *arg) {
-  (void)arg;
-  while (!atomic_load(&g_stop))
-    mbx_wait(5);
-  return NULL;
-}
-
 static void *sender(void *arg) {
   (void)arg;
   while (!atomic_load(&g_stop)) {
@@ -57,7 +51,7 @@ static void *sender(void *arg) {
 int main(int argc, char **argv) {
   int forks = (int)arg_long(argc, argv, "--forks", 10);
   pthread_t s, t[SENDERS];
-  CHECK_EQ(pthread_create(&s, NULL, sink, NULL), 0);
+  CHECK_EQ(pthread_create(&s, NULL, serve_until, &g_stop), 0);
   g_sink = mbx_thread_handle(s);
   /* Bounded queues: the senders flood (EFULL is fine). */
   CHECK_EQ(mbx_set_capacity(g_sink, 1000), MBX_OK);

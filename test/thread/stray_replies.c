@@ -18,6 +18,7 @@
  * the outcome and deciding on a reply, the caller right after its spin;
  * replies_skipped must count such calls (before the fix: 0 of 20).
  */
+#include "test_threads.h"
 #include "watchdog.h"
 
 #include <mbx/proxy.h>
@@ -26,12 +27,6 @@
 
 static _Atomic int g_stop;
 
-static void *target(void *arg) {
-  (void)arg;
-  while (!atomic_load(&g_stop))
-    mbx_wait(5);
-  return NULL;
-}
 static void quick(void *arg) { (void)arg; }
 static void stop(void *arg) {
   (void)arg;
@@ -147,7 +142,7 @@ int main(int argc, char **argv) {
   g_calls = arg_long(argc, argv, "--calls", 20000);
   watchdog_start(240000, "stray_replies");
   pthread_t t, c;
-  CHECK_EQ(pthread_create(&t, NULL, target, NULL), 0);
+  CHECK_EQ(pthread_create(&t, NULL, serve_until, &g_stop), 0);
   mbx_handle to = mbx_thread_handle(t);
   CHECK_EQ(pthread_create(&c, NULL, caller, &to), 0);
   pthread_join(c, NULL);
