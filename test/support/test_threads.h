@@ -7,7 +7,9 @@
 #ifndef MBX_TEST_TEST_THREADS_H
 #define MBX_TEST_TEST_THREADS_H
 
-#include <mbx/mailbox.h>
+/* First: its feature macros must come before any system header. */
+#include "check.h"
+
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
