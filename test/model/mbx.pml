@@ -173,14 +173,18 @@ inline retire() {
   }
 }
 
-/* queue_push (mbx__queue_push) of node n by any thread. */
+/* A push (mbx__queue_exchange, mbx__queue_link in send_to_record) of node
+ * n by any thread. Message m's payload goes into the node its sender links
+ * (prev), in the C code; here message m is node m + 1 all the same: which
+ * line carries the payload changes no step. */
 inline queue_push(n, prev, g) {
-  /* mbx__queue_push store n->next = NULL (private until the exchange) and
-   * mbx__queue_push exchange tail, acq_rel. */
+  /* mbx__queue_exchange: exchange tail, acq_rel. The sender writes nothing
+   * into n: its link is NULL already (core/nodes.c: a node out of every
+   * queue has a NULL link; queue_pop clears it). */
   atomic {
     assert(LIFE_OK(g));
     assert(!close_done);           /* nothing enqueued after close completes */
-    node_next[n] = NIL;
+    assert(node_next[n] == NIL);
     prev = tail;
     tail = n;
     if
@@ -188,7 +192,7 @@ inline queue_push(n, prev, g) {
     :: else
     fi
   }
-  /* mbx__queue_push link prev->next = n, release. */
+  /* mbx__queue_link: the payload into prev, then prev->next = n, release. */
   atomic {
     assert(LIFE_OK(g));
     assert(!node_freed[prev]);     /* the consumer retires prev only after */
@@ -198,12 +202,16 @@ inline queue_push(n, prev, g) {
 }
 
 /* queue_pop (mbx__queue_pop), owner (or closer) only, with the consumer
- * token; out = node or NIL. The head is a dummy (the stub, then the node
- * of the message popped last); a pop moves the head to the next node and
- * releases the old dummy (mbx__node_release, ghost node_freed: conservative,
- * as the C code frees it with its block, later). */
+ * token; out = the popped message's node or NIL. The head is a dummy (the
+ * stub, then the node of the message popped last); a pop moves the head to
+ * the next node, clears the old head's link and releases it (the C code
+ * returns the old head, which holds the payload, and the caller releases
+ * it: mbx__node_release; ghost node_freed: conservative, as the C code
+ * frees it with its block, later). The clear is folded in: nobody else
+ * touches the link of a node that is not the tail. */
 inline queue_pop(out, hd, nx, prev, g) {
-  /* mbx__queue_pop: head (owner-private), load head->next acquire */
+  /* mbx__queue_pop: head (owner-private), load head->next acquire, store
+   * head, clear the old head's link (plain) */
   atomic {
     assert(LIFE_OK(g));
     hd = head;
@@ -213,8 +221,15 @@ inline queue_pop(out, hd, nx, prev, g) {
     :: nx == NIL -> out = NIL
     :: else ->
        head = nx; out = nx;
+#ifndef MUTANT_POP_KEEPS_LINK
+       node_next[hd] = NIL;
+#endif
        if
-       :: hd != STUB -> node_freed[hd] = 1     /* mbx__run_pending: release */
+       :: hd != STUB ->                        /* mbx__run_pending: release */
+          /* The block hands the node to a sender, which does not write
+           * its link (queue_push). */
+          assert(node_next[hd] == NIL);
+          node_freed[hd] = 1
        :: else
        fi
     fi
@@ -230,7 +245,9 @@ inline queue_take_dummy(g) {
     assert(LIFE_OK(g));
     assert(tail == head);
     if
-    :: head != STUB -> assert(!node_freed[head]); node_freed[head] = 1
+    :: head != STUB ->
+       assert(!node_freed[head] && node_next[head] == NIL); /* see queue_pop */
+       node_freed[head] = 1
     :: else
     fi;
     node_next[STUB] = NIL; tail = STUB; head = STUB

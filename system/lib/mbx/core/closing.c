@@ -46,15 +46,15 @@ static int32_t closing_left(mbx__record *r) {
 static void closing_drain(mbx__closing *c) {
   mbx__record *r = c->r;
   pthread_cleanup_push(closing_resume, c);
-  mbx__node *n, *retired = NULL;
+  mbx__node *n;
   double quiet_since = 0;
   for (;;) {
-    while ((n = mbx__queue_pop(mbx__queue_of(r), &retired)) != NULL) {
+    while ((n = mbx__queue_pop(mbx__queue_of(r))) != NULL) {
       quiet_since = 0;
       mbx_cancel_fn cancel = n->cancel;
       void *arg = n->arg;
-      if (retired)
-        mbx__node_release(r, retired);
+      if (n != &r->stub)
+        mbx__node_release(r, n);
       r->consumed_unflushed++;
       c->count++;
       if (cancel) {
@@ -79,8 +79,8 @@ static void closing_drain(mbx__closing *c) {
     }
     mbx__platform_yield();
   }
-  /* The last message's node, left in the queue as its dummy (a resumed
-   * drain finds the stub there, and nothing to release). */
+  /* The queue's last dummy (a resumed drain finds the stub there, and
+   * nothing to release). */
   mbx__node *dummy = mbx__queue_take_dummy(mbx__queue_of(r));
   if (dummy)
     mbx__node_release(r, dummy);

@@ -72,28 +72,28 @@ int mbx__run_pending(mbx__record *r, int32_t budget, int linger) {
       return count ? count : MBX_ECLOSED; /* the closer flushes for us */
     if (mbx__test_hooks_on() && mbx__tls_test_pop_stall.ms > 0)
       mbx__test_stall_run(&mbx__tls_test_pop_stall);
-    mbx__node *retired = NULL;
-    mbx__node *n = mbx__queue_pop(mbx__queue_of(r), &retired);
+    mbx__node *n = mbx__queue_pop(mbx__queue_of(r));
     if (!n && linger && count > 0 &&
         mbx__spin_briefly_while_null(&r->head->next, LINGER_POLLS))
-      n = mbx__queue_pop(mbx__queue_of(r), &retired);
+      n = mbx__queue_pop(mbx__queue_of(r));
+    /* For an orphan closer, should we die before run takes it over. Set
+     * before n joins the release batch, which may drop the batch of the
+     * node popped before (until then that one is POPPED, and valid). n
+     * stays valid until the next drop of its batch: a pop from another
+     * block, or the flush below, which come after run started. */
+    MBX__POPPED(r) = n;
     mbx_run_fn run = NULL;
     void *arg = NULL;
     if (n) {
-      /* Read and release under the claim: a closer that takes over
-       * releases the dummy n and flushes the release batch (and may free
-       * their blocks). */
+      /* Read and release under the claim: a closer that takes over flushes
+       * the release batch (and may free its block). */
       run = n->run;
       arg = n->arg;
-      if (retired)
-        mbx__node_release(r, retired);
+      if (n != &r->stub)
+        mbx__node_release(r, n);
       r->consumed_unflushed++;
       r->run_unflushed++; /* counted as run once popped by the owner */
     }
-    /* For an orphan closer, should we die before run takes it over; the
-     * node stays valid as the queue's dummy until the next pop or the
-     * close. */
-    MBX__POPPED(r) = n;
     mbx__token_owner_unclaim(r);
     if (!n)
       break;

@@ -46,13 +46,21 @@ void *mbx__stash_take(mbx__stash *s);
 
 /* One queued message: an intrusive node of the MPSC queue (core/queue.h),
  * carved from a block of nodes (core/nodes.c). Upper layers fill run,
- * cancel and arg of a node they allocated and send it with mbx__send_node. */
+ * cancel and arg of a node they allocated and send it with mbx__send_node.
+ * Once queued, a node holds the payload of the message queued after it
+ * (core/queue.h says why). */
 typedef struct mbx__node {
+  /* NULL whenever the node is in no queue (core/nodes.c) */
   _Atomic(struct mbx__node *) next;
   mbx_run_fn run;
   mbx_cancel_fn cancel;
   void *arg;
-  struct mbx__node_block *block;
+  union {
+    /* A node's block: written once, when the block is made. */
+    struct mbx__node_block *block;
+    /* A record's stub, which has no block: MBX__POPPED (core/record.h). */
+    struct mbx__node *popped;
+  } u;
 } mbx__node;
 
 mbx__node *mbx__node_alloc(void);

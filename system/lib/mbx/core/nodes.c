@@ -19,6 +19,14 @@
  * exits (TSD destructor) or closes its mailbox; a message still queued keeps
  * at most its own block alive; a thread's spare call record keeps its unsent
  * reply node, and so that node's block, until its exit (proxy/ctx.c).
+ *
+ * A node out of every queue has a NULL link: set here when its block is
+ * made, and cleared by the consumer that pops it (core/queue.h), so that a
+ * sender writes nothing into the node it pushes (it used to store that
+ * link and the block pointer there, each send pulling a line the receiver
+ * had read). A node never queued keeps its NULL; a queue's last dummy has
+ * one. Nodes of blocks that reach their drop carry NULL links, so a parked
+ * block needs no pass over its nodes.
  */
 #define NODE_BLOCK 32
 
@@ -126,16 +134,19 @@ mbx__node *mbx__node_alloc(void) {
       if (!b)
         return NULL;
       b->slots = slots;
+      for (uint32_t i = 0; i < slots; i++) {
+        /* A plain store: private until sent, and sends publish it. */
+        atomic_init(&b->nodes[i].next, NULL);
+        b->nodes[i].u.block = b;
+      }
       mbx__counter_add(MBX__STAT_NODE_SLOTS_ALLOC, slots);
       mbx__counter_add(MBX__STAT_NODE_BYTES_ALLOC, block_bytes(slots));
     }
     // Relaxed: the block is private until its nodes are sent, and sends
     // publish them.
     atomic_store_explicit(&b->unconsumed, slots, memory_order_relaxed);
-    if (slots == 1) {
-      b->nodes[0].block = b;
+    if (slots == 1)
       return &b->nodes[0];
-    }
     tls_carved = 0;
     tls_block = b;
   }
@@ -143,22 +154,23 @@ mbx__node *mbx__node_alloc(void) {
    * receivers' drops write the count beside `slots`, and reading `slots`
    * per send took that line from the sender (perf, issue 17). Carve in a
    * stride, not in order: consecutive messages then sit on different cache
-   * lines, so the sender writing the next node does not steal the line the
-   * receiver is reading the previous one from. 7 is coprime with
+   * lines, so the sender filling the tail does not steal the line the
+   * receiver is reading the message before from. 7 is coprime with
    * NODE_BLOCK, so every slot is used once. */
   mbx__node *n = &b->nodes[(tls_carved * 7) % NODE_BLOCK];
   if (++tls_carved == NODE_BLOCK)
     tls_block = NULL; /* fully carved: its consumers free it */
-  n->block = b;
+  // Relaxed: an assertion-only look (the block's acquire brought it).
+  MBX_ASSERT(!atomic_load_explicit(&n->next, memory_order_relaxed));
   return n;
 }
 
-void mbx__node_free(mbx__node *n) { block_drop(n->block, 1); }
+void mbx__node_free(mbx__node *n) { block_drop(n->u.block, 1); }
 
 void mbx__node_release(mbx__record *r, mbx__node *n) {
-  if (n->block != r->release_block) {
+  if (n->u.block != r->release_block) {
     mbx__node_release_flush(r);
-    r->release_block = n->block;
+    r->release_block = n->u.block;
   }
   r->release_count++;
 }

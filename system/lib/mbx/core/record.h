@@ -117,9 +117,9 @@ _Static_assert(sizeof(void *) == 8 ||
  * (NULL otherwise): written under the consumer claim by the owner
  * (core/drain.c), cleared by a layer whose run function has taken the
  * message over (mbx__self_popped_clear) and at reuse, read by an orphan
- * closer after it took the token. Kept in the stub's payload: the stub is
- * only a sentinel (its `next`), and the record has no byte to spare. */
-#define MBX__POPPED(r) (*(mbx__node **)&(r)->stub.arg)
+ * closer after it took the token. Kept in the stub's block pointer: the
+ * stub has no block, and the record has no byte to spare. */
+#define MBX__POPPED(r) ((r)->stub.u.popped)
 
 static inline mbx__queue_ends mbx__queue_of(mbx__record *r) {
   mbx__queue_ends q = {&r->tail, &r->head, &r->stub};

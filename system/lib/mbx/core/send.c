@@ -70,8 +70,11 @@ void mbx__set_post_wake_hook(mbx__post_wake_fn hook) {
  * later one: step 4 decides). A send counts its message in pending before
  * it looks at the gate, so that counting is also how it tells a closer
  * that it is inside (core/gate.c): one RMW on the senders' line per send,
- * where entering and leaving the gate took two more (issue 17). */
+ * where entering and leaving the gate took two more (issue 17). n: a node
+ * from mbx__node_alloc; the payload comes apart, as it goes into the node
+ * before n (core/queue.h), and writing it into n first would cost a line. */
 static int send_to_record(mbx__record *r, uint32_t gen, mbx__node *n,
+                          mbx_run_fn run, mbx_cancel_fn cancel, void *arg,
                           int check_capacity) {
   // Step 3. Seq_cst: two Dekker pairs. With a closer, which clears OPEN
   // and then reads pending: it sees this count, or we see OPEN clear. With
@@ -126,7 +129,7 @@ static int send_to_record(mbx__record *r, uint32_t gen, mbx__node *n,
   mbx__node *prev = mbx__queue_exchange(&r->tail, n); /* step 5 */
   if (mbx__test_hooks_on() && mbx__tls_test_link_stall.ms > 0)
     mbx__test_stall_run(&mbx__tls_test_link_stall);
-  mbx__queue_link(prev, n);
+  mbx__queue_link(prev, n, run, cancel, arg);
   /* Not counted here: `sent` is derived from the records' counters
    * (core/stats.c); a counter RMW per send was a sixth of its cost. */
   // Step 6. Only the sender that made pending leave zero wakes, so a burst
@@ -152,7 +155,8 @@ int mbx__send_node(mbx_handle to, mbx__node *n, int check_capacity) {
     mbx__counter_add(MBX__STAT_REJ_INVALID, 1);
     return MBX_EINVAL;
   }
-  return send_to_record(r, mbx__handle_gen(to), n, check_capacity);
+  return send_to_record(r, mbx__handle_gen(to), n, n->run, n->cancel, n->arg,
+                        check_capacity);
 }
 
 int mbx_send(mbx_handle to, mbx_run_fn run, mbx_cancel_fn cancel, void *arg) {
@@ -181,10 +185,7 @@ int mbx_send(mbx_handle to, mbx_run_fn run, mbx_cancel_fn cancel, void *arg) {
     mbx__counter_add(MBX__STAT_REJ_NOMEM, 1);
     return MBX_ENOMEM;
   }
-  n->run = run;
-  n->cancel = cancel;
-  n->arg = arg;
-  rc = send_to_record(r, gen, n, 1);
+  rc = send_to_record(r, gen, n, run, cancel, arg, 1);
   if (rc != MBX_OK)
     mbx__node_free(n);
   return rc;
