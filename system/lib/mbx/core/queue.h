@@ -13,9 +13,9 @@
  * the link and the payload in one miss; n itself stays untouched until the
  * next producer fills it. With the payload in n, each message cost the
  * consumer two lines (prev's link, then n) and the producer two (it wrote n
- * and linked prev), and a round trip to a thread in mbx_wait took about 15%
- * longer (issue 17). So a producer must not write n either: its link is
- * NULL already, because every node out of a queue has a NULL link (the
+ * and linked prev), and a bare mbx_send round trip to a thread in mbx_wait
+ * took 20% longer (issue 17). So a producer must not write n either: its link
+ * is NULL already, because every node out of a queue has a NULL link (the
  * consumer clears it when it pops the node: core/nodes.c relies on it).
  *
  * A pop returns the head, whose payload is the next message's, and makes
