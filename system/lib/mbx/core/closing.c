@@ -53,8 +53,7 @@ static void closing_drain(mbx__closing *c) {
       quiet_since = 0;
       mbx_cancel_fn cancel = n->cancel;
       void *arg = n->arg;
-      if (n != &r->stub)
-        mbx__node_release(r, n);
+      mbx__node_release(r, n);
       r->consumed_unflushed++;
       c->count++;
       if (cancel) {

@@ -89,8 +89,7 @@ int mbx__run_pending(mbx__record *r, int32_t budget, int linger) {
        * the release batch (and may free its block). */
       run = n->run;
       arg = n->arg;
-      if (n != &r->stub)
-        mbx__node_release(r, n);
+      mbx__node_release(r, n);
       r->consumed_unflushed++;
       r->run_unflushed++; /* counted as run once popped by the owner */
     }

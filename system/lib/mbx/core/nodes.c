@@ -168,6 +168,8 @@ mbx__node *mbx__node_alloc(void) {
 void mbx__node_free(mbx__node *n) { block_drop(n->u.block, 1); }
 
 void mbx__node_release(mbx__record *r, mbx__node *n) {
+  if (n == &r->stub)
+    return; /* it has no block: its union holds MBX__POPPED */
   if (n->u.block != r->release_block) {
     mbx__node_release_flush(r);
     r->release_block = n->u.block;

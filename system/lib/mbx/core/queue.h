@@ -65,7 +65,7 @@ static inline void mbx__queue_link(mbx__node *prev, mbx__node *n,
  * message in pending, so a waiter does not sleep on it and a closer waits
  * for it: docs/design.md, "The queue"). The returned node has left the
  * queue, its link cleared: the caller reads its payload, then releases it
- * (mbx__node_release) unless it is the stub. A consumer that dies anywhere
+ * (mbx__node_release, which leaves the stub be). A consumer that dies anywhere
  * in here leaves a valid queue: its only write to it is the head; dead
  * before the clear, it leaves a node with a link, which nobody releases. */
 static inline mbx__node *mbx__queue_pop(mbx__queue_ends q) {

@@ -389,8 +389,9 @@ void mbx__layers_closed(mbx_handle h, int reason);
 void mbx__layers_allocator_change(void);
 
 /* ---- core/nodes.c */
-/* The thread draining r releases a consumed node; releases are batched in
- * r until mbx__node_release_flush (end of drain, close, thread exit). */
+/* The thread draining r releases a consumed node (r's stub, which a pop
+ * also returns, stays); releases are batched in r until
+ * mbx__node_release_flush (end of drain, close, thread exit). */
 void mbx__node_release(mbx__record *r, mbx__node *n);
 void mbx__node_release_flush(mbx__record *r);
 /* Give back the rest of the calling thread's current block (the thread is
