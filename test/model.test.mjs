@@ -112,10 +112,6 @@ const MUTANTS = [
   // Issue 17: mbx_wait's spin on the queue's head link without the consumer
   // token; a closer from outside releases the head node under its loads.
   { name: 'MUTANT_SPIN_NO_TOKEN', defines: ['OUTSIDE=1', 'NASYNC=2', 'NSYNC=0', 'HOLDER=0'] },
-  // Issue 17, stop 27: senders no longer write the link of the node they
-  // push; a pop that left the link of the node it takes out would hand a
-  // sender a node that still points into the queue.
-  { name: 'MUTANT_POP_KEEPS_LINK', defines: [] },
   // Issue 17, reply.pml: the old caller that handed a seen outcome back to
   // the reporter (which then sent a reply), and a caller that would skip
   // the reply without having seen the outcome (it would sleep for ever).

@@ -179,8 +179,9 @@ inline retire() {
  * line carries the payload changes no step. */
 inline queue_push(n, prev, g) {
   /* mbx__queue_exchange: exchange tail, acq_rel. The sender writes nothing
-   * into n: its link is NULL already (core/nodes.c: a node out of every
-   * queue has a NULL link; queue_pop clears it). */
+   * into n: its link is NULL already (core/nodes.c: the allocator hands out
+   * nodes with NULL links; node reuse is not modelled, a node id serves one
+   * message, so here every node starts NIL). */
   atomic {
     assert(LIFE_OK(g));
     assert(!close_done);           /* nothing enqueued after close completes */
@@ -204,14 +205,14 @@ inline queue_push(n, prev, g) {
 /* queue_pop (mbx__queue_pop), owner (or closer) only, with the consumer
  * token; out = the popped message's node or NIL. The head is a dummy (the
  * stub, then the node of the message popped last); a pop moves the head to
- * the next node, clears the old head's link and releases it (the C code
- * returns the old head, which holds the payload, and the caller releases
- * it: mbx__node_release; ghost node_freed: conservative, as the C code
- * frees it with its block, later). The clear is folded in: nobody else
- * touches the link of a node that is not the tail. */
+ * the next node and releases the old one, its link left as it is (the C
+ * code returns the old head, which holds the payload, and the caller
+ * releases it: mbx__node_release; ghost node_freed: conservative, as the C
+ * code frees it with its block, later; asserted never read or linked
+ * again). */
 inline queue_pop(out, hd, nx, prev, g) {
   /* mbx__queue_pop: head (owner-private), load head->next acquire, store
-   * head, clear the old head's link (plain) */
+   * head */
   atomic {
     assert(LIFE_OK(g));
     hd = head;
@@ -221,15 +222,8 @@ inline queue_pop(out, hd, nx, prev, g) {
     :: nx == NIL -> out = NIL
     :: else ->
        head = nx; out = nx;
-#ifndef MUTANT_POP_KEEPS_LINK
-       node_next[hd] = NIL;
-#endif
        if
-       :: hd != STUB ->                        /* mbx__run_pending: release */
-          /* The block hands the node to a sender, which does not write
-           * its link (queue_push). */
-          assert(node_next[hd] == NIL);
-          node_freed[hd] = 1
+       :: hd != STUB -> node_freed[hd] = 1     /* mbx__run_pending: release */
        :: else
        fi
     fi
@@ -246,7 +240,7 @@ inline queue_take_dummy(g) {
     assert(tail == head);
     if
     :: head != STUB ->
-       assert(!node_freed[head] && node_next[head] == NIL); /* see queue_pop */
+       assert(!node_freed[head] && node_next[head] == NIL); /* the tail */
        node_freed[head] = 1
     :: else
     fi;

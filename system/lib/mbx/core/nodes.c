@@ -20,13 +20,14 @@
  * at most its own block alive; a thread's spare call record keeps its unsent
  * reply node, and so that node's block, until its exit (proxy/ctx.c).
  *
- * A node out of every queue has a NULL link: set here when its block is
- * made, and cleared by the consumer that pops it (core/queue.h), so that a
- * sender writes nothing into the node it pushes (it used to store that
- * link and the block pointer there, each send pulling a line the receiver
- * had read). A node never queued keeps its NULL; a queue's last dummy has
- * one. Nodes of blocks that reach their drop carry NULL links, so a parked
- * block needs no pass over its nodes.
+ * Every node handed out has a NULL link, so that a sender writes nothing
+ * into the node it pushes (it used to store that link and the block
+ * pointer there, each send pulling a line the receiver had read: issue
+ * 17). The links are set here, all of a block's at once, when the block is
+ * made or taken from the park. A consumer leaves the link of a node it
+ * popped as it is: clearing it there took the line from the sender once
+ * per message (core/queue.h), where a block's sender takes its lines once
+ * per block and without a barrier after each store.
  */
 #define NODE_BLOCK 32
 
@@ -129,7 +130,13 @@ mbx__node *mbx__node_alloc(void) {
   if (!b) {
     uint32_t slots = may_keep_block() ? NODE_BLOCK : 1;
     b = slots == NODE_BLOCK ? block_unpark() : NULL;
-    if (!b) {
+    if (b) {
+      /* Its nodes kept the links of the queues they left. Plain stores:
+       * the block is private until its nodes are sent, and sends publish
+       * them. */
+      for (uint32_t i = 0; i < NODE_BLOCK; i++)
+        atomic_init(&b->nodes[i].next, NULL);
+    } else {
       b = mbx__alloc_kept(block_bytes(slots));
       if (!b)
         return NULL;
