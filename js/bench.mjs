@@ -207,6 +207,11 @@ function measure(tc) {
   if (!tc.wasm) {
     log(`[${tc.label}] send+receive vs mutex ring vs Vyukov queue, ${reps} reps...`);
     samples.push(...runProgram(tc, 'bench_queue', ['--reps', String(reps), '--msgs', quick ? '200000' : '500000']));
+    // The other two placements, 1 producer, for information (bench_queue.c).
+    for (const placement of ['one', 'free']) {
+      samples.push(...runProgram(tc, 'bench_queue', ['--reps', String(reps), '--msgs', quick ? '200000' : '500000',
+        '--producers', '1', '--placement', placement]));
+    }
   }
   log(`[${tc.label}] measured in ${((Date.now() - t0) / 1000).toFixed(0)}s`);
   const series = new Map(); // "workload/contender" -> {unit, values: Map(rep -> value)}
@@ -317,6 +322,12 @@ function rows(tc, series, noisy) {
       add({ key: `${w}-vs-vyukov`, unit: 'ns', ours: get(w, 'mbx'), base: get(w, 'vyukov'), program: 'bench_queue',
         baseName: 'Vyukov bounded MPSC array queue + sleeping consumer',
         target: ratioTarget(1 / 1.5, 'within 1.5x of a fast MPSC design', required(p)) });
+    }
+    // Pinned elsewhere than split: no target (bench_queue.c, "Placement").
+    for (const [suffix, how] of [['one-cpu', 'all threads on one CPU'], ['free', 'threads not pinned']]) {
+      const w = `send-receive-1p-${suffix}`;
+      add({ key: w, unit: 'ns', ours: get(w, 'mbx'), base: get(w, 'mutex-ring'), program: 'bench_queue',
+        baseName: `mutex-protected ring buffer, ${how}` });
     }
     for (const p of ps.slice(1)) {
       add({ key: `per-message-cost-${p}p-vs-1p`, unit: 'ns/msg', ours: get(`send-receive-${p}p`, 'mbx'),
