@@ -4,6 +4,7 @@
 #include "record.h"
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 static void *default_alloc(size_t size, void *ctx) {
@@ -49,30 +50,61 @@ void mbx__free(void *ptr) {
         ptr, atomic_load_explicit(&g_ctx, memory_order_relaxed));
 }
 
-/* What mbx__alloc_kept puts before the block: the allocator that made it,
- * padded so that the block keeps malloc's alignment. */
+/*
+ * Kept objects (node blocks, call records, per-thread proxy state) are the
+ * data that threads share message by message, so each gets whole cache
+ * lines: it starts on a line and its size is rounded up to lines, and no
+ * other allocation shares a line with it. From malloc a node block's first
+ * and last lines were shared with whatever lay beside it on the heap, a
+ * sending thread's stack or another thread's block, and a receiver that
+ * RMWs the block's count (or reads its first nodes) then took that line
+ * from a thread writing its neighbour once per message. Which neighbour a
+ * block got changes from run to run. (Issue 17: the wasm flood with 1
+ * producer runs at about 20 M messages per second in some repetitions and
+ * 45 M in others. In the two of five alternating comparisons where most
+ * repetitions were slow, whole lines moved the median from 21 to 30 and
+ * from 23 to 37 M; in the other three, within noise.) The header before
+ * the object remembers the allocator that made it and the pointer it
+ * returned.
+ */
+#define KEPT_LINE 64
+
 typedef struct kept_header {
-  _Alignas(max_align_t) mbx_free_fn free_fn;
+  mbx_free_fn free_fn;
   void *ctx;
+  void *raw; /* what the allocator returned */
 } kept_header;
+
+static size_t kept_lines(size_t size) {
+  return (size + KEPT_LINE - 1) / KEPT_LINE * KEPT_LINE;
+}
+
+size_t mbx__kept_bytes(size_t size) {
+  return sizeof(kept_header) + KEPT_LINE - 1 + kept_lines(size);
+}
 
 void *mbx__alloc_kept(size_t size) {
   // Relaxed (all three): see g_alloc.
   void *ctx = atomic_load_explicit(&g_ctx, memory_order_relaxed);
   mbx_free_fn free_fn = atomic_load_explicit(&g_free, memory_order_relaxed);
-  kept_header *h = atomic_load_explicit(&g_alloc, memory_order_relaxed)(
-      sizeof(kept_header) + size, ctx);
-  if (!h)
+  unsigned char *raw = atomic_load_explicit(&g_alloc, memory_order_relaxed)(
+      mbx__kept_bytes(size), ctx);
+  if (!raw)
     return NULL;
+  /* The first line boundary that leaves room for the header. */
+  uintptr_t at = ((uintptr_t)(raw + sizeof(kept_header)) + KEPT_LINE - 1) &
+                 ~(uintptr_t)(KEPT_LINE - 1);
+  kept_header *h = (kept_header *)at - 1;
   h->free_fn = free_fn;
   h->ctx = ctx;
-  return h + 1;
+  h->raw = raw;
+  return (void *)at;
 }
 
 void mbx__free_kept(void *ptr) {
   if (ptr) {
     kept_header *h = (kept_header *)ptr - 1;
-    h->free_fn(h, h->ctx);
+    h->free_fn(h->raw, h->ctx);
   }
 }
 

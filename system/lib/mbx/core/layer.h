@@ -23,9 +23,12 @@ void *mbx__alloc(size_t size);
 void mbx__free(void *ptr);
 /* For per-thread state that may outlive an mbx_set_allocator (freed at its
  * thread's exit): the block remembers its allocator, and mbx__free_kept
- * frees it with that one. */
+ * frees it with that one. It takes whole cache lines, shared with no other
+ * allocation: these objects are what threads share per message. */
 void *mbx__alloc_kept(size_t size);
 void mbx__free_kept(void *ptr);
+/* What mbx__alloc_kept(size) takes from the allocator (for the figures). */
+size_t mbx__kept_bytes(size_t size);
 
 /* A few freed objects of one kind (mbx__alloc_kept blocks), kept for the
  * next thread that needs one instead of going back to the allocator: a

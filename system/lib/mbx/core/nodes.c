@@ -70,6 +70,11 @@ static size_t block_bytes(uint32_t slots) {
   return sizeof(mbx__node_block) + slots * sizeof(mbx__node);
 }
 
+/* What a block takes from the allocator (mbx_memory_stats.bytes_live). */
+static size_t block_alloc_bytes(uint32_t slots) {
+  return mbx__kept_bytes(block_bytes(slots));
+}
+
 /* Fully consumed blocks wait in a stash for the next sender that needs one
  * (when the receiver keeps up it frees a block for every one a sender
  * allocates). Stashed blocks stay counted as allocated
@@ -86,7 +91,7 @@ static mbx__node_block *block_unpark(void) {
 
 static void block_release(mbx__node_block *b) {
   mbx__counter_add(MBX__STAT_NODE_SLOTS_FREE, b->slots);
-  mbx__counter_add(MBX__STAT_NODE_BYTES_FREE, block_bytes(b->slots));
+  mbx__counter_add(MBX__STAT_NODE_BYTES_FREE, block_alloc_bytes(b->slots));
   mbx__free_kept(b);
 }
 
@@ -147,7 +152,7 @@ mbx__node *mbx__node_alloc(void) {
         b->nodes[i].u.block = b;
       }
       mbx__counter_add(MBX__STAT_NODE_SLOTS_ALLOC, slots);
-      mbx__counter_add(MBX__STAT_NODE_BYTES_ALLOC, block_bytes(slots));
+      mbx__counter_add(MBX__STAT_NODE_BYTES_ALLOC, block_alloc_bytes(slots));
     }
     // Relaxed: the block is private until its nodes are sent, and sends
     // publish them.
