@@ -16,10 +16,11 @@
  *
  * Placement (--placement): where the scheduler puts a consumer and its
  * producer decides these figures more than any queue does. On a 2-core
- * machine, left free, the same build measured 11 to 40 ns per message and
- * the mutex ring 17 to 70 within one run (issue 17): a consumer that
- * sleeps is woken onto its waker's CPU now and then, and the two then
- * share that CPU until the balancer parts them. So each contender runs
+ * machine, left free, one build measured 20 to 41 ns per message and the
+ * mutex ring 30 to 71 in one run of 15 repetitions, and 11 to 26 and 16 to
+ * 63 in the next (issue 17): a consumer that sleeps is woken onto its
+ * waker's CPU now and then, and the two then share that CPU until the
+ * balancer parts them. So each contender runs
  * pinned, the same way:
  *   split  (default) the consumer on the first CPU the process may use,
  *          producers round-robin over the others (on 2 CPUs all on the
