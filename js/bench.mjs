@@ -206,11 +206,11 @@ function measure(tc) {
   }
   if (!tc.wasm) {
     log(`[${tc.label}] send+receive vs mutex ring vs Vyukov queue, ${reps} reps...`);
-    samples.push(...runProgram(tc, 'bench_queue', ['--reps', String(reps), '--msgs', quick ? '200000' : '500000']));
+    const queueArgs = ['--reps', String(reps), '--msgs', quick ? '200000' : '500000'];
+    samples.push(...runProgram(tc, 'bench_queue', queueArgs));
     // The other two placements, 1 producer, for information (bench_queue.c).
     for (const placement of ['one', 'free']) {
-      samples.push(...runProgram(tc, 'bench_queue', ['--reps', String(reps), '--msgs', quick ? '200000' : '500000',
-        '--producers', '1', '--placement', placement]));
+      samples.push(...runProgram(tc, 'bench_queue', [...queueArgs, '--producers', '1', '--placement', placement]));
     }
   }
   log(`[${tc.label}] measured in ${((Date.now() - t0) / 1000).toFixed(0)}s`);

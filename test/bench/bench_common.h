@@ -11,7 +11,7 @@
 #define _GNU_SOURCE
 #endif
 
-#include "../support/check.h" /* arg_long, sleep_ms, heap_in_use */
+#include "../support/check.h" /* arg_long, arg_str, sleep_ms, heap_in_use */
 
 #include <limits.h>
 #include <stdatomic.h>

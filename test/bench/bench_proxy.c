@@ -533,10 +533,7 @@ int main(int argc, char **argv) {
   int reps = (int)arg_long(argc, argv, "--reps", 9);
   long msgs = arg_long(argc, argv, "--msgs", 200000);
   long rts = arg_long(argc, argv, "--rts", 2000);
-  const char *only = "";
-  for (int i = 1; i + 1 < argc; i++)
-    if (strcmp(argv[i], "--only") == 0)
-      only = argv[i + 1];
+  const char *only = arg_str(argc, argv, "--only", "");
 #define WANT(name) (!*only || strstr(only, name))
   int only_ours = arg_flag(argc, argv, "--only-mbx");
   (void)only_ours; /* event-loop workloads only */

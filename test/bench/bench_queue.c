@@ -20,8 +20,7 @@
  * mutex ring 30 to 71 in one run of 15 repetitions, and 11 to 26 and 16 to
  * 63 in the next (issue 17): a consumer that sleeps is woken onto its
  * waker's CPU now and then, and the two then share that CPU until the
- * balancer parts them. So each contender runs
- * pinned, the same way:
+ * balancer parts them. So each contender runs pinned, the same way:
  *   split  (default) the consumer on the first CPU the process may use,
  *          producers round-robin over the others (on 2 CPUs all on the
  *          second): each side has a core; the rows with targets;
@@ -369,15 +368,9 @@ int main(int argc, char **argv) {
   int reps = (int)arg_long(argc, argv, "--reps", 9);
   long msgs = arg_long(argc, argv, "--msgs", 1000000);
   long only_p = arg_long(argc, argv, "--producers", 0);
-  const char *only = "", *placement = "split";
-  for (int i = 1; i + 1 < argc; i++) {
-    if (strcmp(argv[i], "--only") == 0)
-      only = argv[i + 1];
-    if (strcmp(argv[i], "--placement") == 0)
-      placement = argv[i + 1];
-  }
+  const char *only = arg_str(argc, argv, "--only", "");
   setvbuf(stdout, NULL, _IOLBF, 0);
-  placement_init(placement);
+  placement_init(arg_str(argc, argv, "--placement", "split"));
   const char *suffix = g_placement == SPLIT     ? ""
                        : g_placement == ONE_CPU ? "-one-cpu"
                                                 : "-free";

@@ -67,6 +67,15 @@ static inline long arg_long(int argc, char **argv, const char *name,
   return fallback;
 }
 
+/* --name S (or default). */
+static inline const char *arg_str(int argc, char **argv, const char *name,
+                                  const char *fallback) {
+  for (int i = 1; i + 1 < argc; i++)
+    if (strcmp(argv[i], name) == 0)
+      return argv[i + 1];
+  return fallback;
+}
+
 /* Milliseconds on the monotonic clock. */
 static inline double now_ms(void) {
   struct timespec ts;

@@ -135,25 +135,22 @@ mbx__node *mbx__node_alloc(void) {
   if (!b) {
     uint32_t slots = may_keep_block() ? NODE_BLOCK : 1;
     b = slots == NODE_BLOCK ? block_unpark() : NULL;
-    if (b) {
-      /* Its nodes kept the links of the queues they left. Plain stores:
-       * the block is private until its nodes are sent, and sends publish
-       * them. */
-      for (uint32_t i = 0; i < NODE_BLOCK; i++)
-        atomic_init(&b->nodes[i].next, NULL);
-    } else {
+    if (!b) {
       b = mbx__alloc_kept(block_bytes(slots));
       if (!b)
         return NULL;
       b->slots = slots;
-      for (uint32_t i = 0; i < slots; i++) {
-        /* A plain store: private until sent, and sends publish it. */
-        atomic_init(&b->nodes[i].next, NULL);
+      for (uint32_t i = 0; i < slots; i++)
         b->nodes[i].u.block = b;
-      }
       mbx__counter_add(MBX__STAT_NODE_SLOTS_ALLOC, slots);
       mbx__counter_add(MBX__STAT_NODE_BYTES_ALLOC, block_alloc_bytes(slots));
     }
+    /* Every node handed out has a NULL link: a new block's are garbage, a
+     * parked block's nodes kept the links of the queues they left. Plain
+     * stores: the block is private until its nodes are sent, and sends
+     * publish them. */
+    for (uint32_t i = 0; i < slots; i++)
+      atomic_init(&b->nodes[i].next, NULL);
     // Relaxed: the block is private until its nodes are sent, and sends
     // publish them.
     atomic_store_explicit(&b->unconsumed, slots, memory_order_relaxed);
