@@ -204,11 +204,12 @@ function measure(tc) {
   for (let i = 0; i < broadcasts; i++) {
     samples.push(...runProgram(tc, 'bench_broadcast', ['--reps', quick ? '10' : '40'], `b${i}`));
   }
+  log(`[${tc.label}] send+receive vs mutex ring vs Vyukov queue, ${reps} reps...`);
+  const queueArgs = ['--reps', String(reps), '--msgs', quick ? '200000' : '500000'];
+  samples.push(...runProgram(tc, 'bench_queue', queueArgs));
+  // Natively, the other two placements, 1 producer, for information; wasm
+  // cannot pin, and its one run is the free placement (bench_queue.c).
   if (!tc.wasm) {
-    log(`[${tc.label}] send+receive vs mutex ring vs Vyukov queue, ${reps} reps...`);
-    const queueArgs = ['--reps', String(reps), '--msgs', quick ? '200000' : '500000'];
-    samples.push(...runProgram(tc, 'bench_queue', queueArgs));
-    // The other two placements, 1 producer, for information (bench_queue.c).
     for (const placement of ['one', 'free']) {
       samples.push(...runProgram(tc, 'bench_queue', [...queueArgs, '--producers', '1', '--placement', placement]));
     }
@@ -312,6 +313,19 @@ function rows(tc, series, noisy) {
     for (const p of ps.slice(1)) {
       add({ key: `per-message-cost-${p}p-vs-1p`, unit: 'ns/msg', ours: cost(p), base: cost(1), program: 'bench_proxy',
         baseName: 'ours with 1 producer', target: ratioTarget(0.8, 'flat: <= 1.25x the 1-producer cost') });
+    }
+    // The core's queue against the same designs as natively, unpinned (a
+    // Worker cannot be), to a consumer in mbx_wait; and the reference
+    // design's own flatness, as the flatness rows' yardstick. No targets.
+    for (const p of ps) {
+      const w = `send-receive-${p}p-free`;
+      add({ key: w, unit: 'ns', ours: get(w, 'mbx'), base: get(w, 'vyukov'), program: 'bench_queue',
+        baseName: 'Vyukov bounded MPSC array queue + sleeping consumer, threads not pinned' });
+    }
+    for (const p of ps.slice(1)) {
+      add({ key: `vyukov-per-message-cost-${p}p-vs-1p`, unit: 'ns/msg', ours: get(`send-receive-${p}p-free`, 'vyukov'),
+        base: get('send-receive-1p-free', 'vyukov'), program: 'bench_queue',
+        baseName: "Vyukov's queue with 1 producer (its own flatness; ours: the per-message-cost rows)" });
     }
   } else {
     for (const p of ps) {
