@@ -207,12 +207,11 @@ function measure(tc) {
   log(`[${tc.label}] send+receive vs mutex ring vs Vyukov queue, ${reps} reps...`);
   const queueArgs = ['--reps', String(reps), '--msgs', quick ? '200000' : '500000'];
   samples.push(...runProgram(tc, 'bench_queue', queueArgs));
-  // Natively, the other two placements, 1 producer, for information; wasm
-  // cannot pin, and its one run is the free placement (bench_queue.c).
+  // Natively also unpinned, and 1 producer on one CPU, for information; wasm
+  // cannot pin, and its one run is unpinned (bench_queue.c, "Placement").
   if (!tc.wasm) {
-    for (const placement of ['one', 'free']) {
-      samples.push(...runProgram(tc, 'bench_queue', [...queueArgs, '--producers', '1', '--placement', placement]));
-    }
+    samples.push(...runProgram(tc, 'bench_queue', [...queueArgs, '--placement', 'free']));
+    samples.push(...runProgram(tc, 'bench_queue', [...queueArgs, '--producers', '1', '--placement', 'one']));
   }
   log(`[${tc.label}] measured in ${((Date.now() - t0) / 1000).toFixed(0)}s`);
   const series = new Map(); // "workload/contender" -> {unit, values: Map(rep -> value)}
@@ -314,19 +313,6 @@ function rows(tc, series, noisy) {
       add({ key: `per-message-cost-${p}p-vs-1p`, unit: 'ns/msg', ours: cost(p), base: cost(1), program: 'bench_proxy',
         baseName: 'ours with 1 producer', target: ratioTarget(0.8, 'flat: <= 1.25x the 1-producer cost') });
     }
-    // The core's queue against the same designs as natively, unpinned (a
-    // Worker cannot be), to a consumer in mbx_wait; and the reference
-    // design's own flatness, as the flatness rows' yardstick. No targets.
-    for (const p of ps) {
-      const w = `send-receive-${p}p-free`;
-      add({ key: w, unit: 'ns', ours: get(w, 'mbx'), base: get(w, 'vyukov'), program: 'bench_queue',
-        baseName: 'Vyukov bounded MPSC array queue + sleeping consumer, threads not pinned' });
-    }
-    for (const p of ps.slice(1)) {
-      add({ key: `vyukov-per-message-cost-${p}p-vs-1p`, unit: 'ns/msg', ours: get(`send-receive-${p}p-free`, 'vyukov'),
-        base: get('send-receive-1p-free', 'vyukov'), program: 'bench_queue',
-        baseName: "Vyukov's queue with 1 producer (its own flatness; ours: the per-message-cost rows)" });
-    }
   } else {
     for (const p of ps) {
       const w = `send-receive-${p}p`;
@@ -337,17 +323,34 @@ function rows(tc, series, noisy) {
         baseName: 'Vyukov bounded MPSC array queue + sleeping consumer',
         target: ratioTarget(1 / 1.5, 'within 1.5x of a fast MPSC design', required(p)) });
     }
-    // Pinned elsewhere than split: no target (bench_queue.c, "Placement").
-    for (const [suffix, how] of [['one-cpu', 'all threads on one CPU'], ['free', 'threads not pinned']]) {
-      const w = `send-receive-1p-${suffix}`;
-      add({ key: w, unit: 'ns', ours: get(w, 'mbx'), base: get(w, 'mutex-ring'), program: 'bench_queue',
-        baseName: `mutex-protected ring buffer, ${how}` });
-    }
+    // All on one CPU: no target (bench_queue.c, "Placement").
+    add({ key: 'send-receive-1p-one-cpu', unit: 'ns', ours: get('send-receive-1p-one-cpu', 'mbx'),
+      base: get('send-receive-1p-one-cpu', 'mutex-ring'), program: 'bench_queue',
+      baseName: 'mutex-protected ring buffer, all threads on one CPU' });
     for (const p of ps.slice(1)) {
       add({ key: `per-message-cost-${p}p-vs-1p`, unit: 'ns/msg', ours: get(`send-receive-${p}p`, 'mbx'),
         base: get('send-receive-1p', 'mbx'), baseName: 'ours with 1 producer', program: 'bench_queue',
         target: ratioTarget(0.8, 'flat: <= 1.25x the 1-producer cost') });
     }
+  }
+  // Threads not pinned (wasm cannot pin a Worker; natively the free
+  // placement): the core's queue to a consumer in mbx_wait against Vyukov's,
+  // and each design's own flatness. Producers then run on both CPUs at once
+  // and fight over the lines they share, which the split placement never
+  // lets them do. No targets: what the flatness targets face unpinned.
+  for (const p of ps) {
+    const w = `send-receive-${p}p-free`;
+    add({ key: w, unit: 'ns', ours: get(w, 'mbx'), base: get(w, 'vyukov'), program: 'bench_queue',
+      baseName: 'Vyukov bounded MPSC array queue + sleeping consumer, threads not pinned' });
+  }
+  for (const p of ps.slice(1)) {
+    const w = `send-receive-${p}p-free`;
+    add({ key: `per-message-cost-${p}p-vs-1p-free`, unit: 'ns/msg', ours: get(w, 'mbx'),
+      base: get('send-receive-1p-free', 'mbx'), program: 'bench_queue',
+      baseName: "the core's queue with 1 producer, threads not pinned" });
+    add({ key: `vyukov-per-message-cost-${p}p-vs-1p-free`, unit: 'ns/msg', ours: get(w, 'vyukov'),
+      base: get('send-receive-1p-free', 'vyukov'), program: 'bench_queue',
+      baseName: "Vyukov's queue with 1 producer, threads not pinned (that design's own flatness)" });
   }
 
   // The two halves of an async message, each timed alone on a backlog (no
