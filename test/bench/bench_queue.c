@@ -29,6 +29,10 @@
  *          cost is its instructions and its locked operations;
  *   free   no pinning (the scheduler's lottery).
  * split pins nothing when the process may use one CPU only (and says so).
+ * On 2 CPUs split also puts every producer on the same CPU, so producers
+ * never contend from two cores at once: its flatness is that of producers
+ * taking turns. Unpinned they do contend, and no design here stays flat
+ * (js/bench.mjs reports the -free rows without targets: issue 17).
  * In wasm every placement is free: a pthread is a Worker, which no program
  * can place (the rows are named -free).
  *
