@@ -11,7 +11,7 @@
 #define _GNU_SOURCE
 #endif
 
-#include "../support/check.h" /* arg_long, arg_str, sleep_ms, heap_in_use */
+#include "../support/check.h" /* arg_*, sleep_ms, heap_in_use */
 
 #include <limits.h>
 #include <stdatomic.h>
@@ -107,13 +107,6 @@ static inline void completion_wait(completion *c) {
   // Acquire: pairs with completion_signal's release.
   while (atomic_load_explicit(&c->state, memory_order_acquire) != 1)
     futex_wait_i32(&c->state, 2);
-}
-
-static inline int arg_flag(int argc, char **argv, const char *name) {
-  for (int i = 1; i < argc; i++)
-    if (strcmp(argv[i], name) == 0)
-      return 1;
-  return 0;
 }
 
 static inline void result(const char *workload, const char *contender,

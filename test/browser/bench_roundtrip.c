@@ -90,9 +90,7 @@ static void on_done(void *arg) {
 }
 
 int main(int argc, char **argv) {
-  for (int i = 1; i < argc; i++)
-    if (strcmp(argv[i], "--hide-wait-async") == 0)
-      g_hide = 1;
+  g_hide = arg_flag(argc, argv, "--hide-wait-async");
   g_ms = (double)arg_long(argc, argv, "--ms", 500);
   if (g_hide)
     CHECK_EQ(mbx_test_hide_wait_async(), 1);

@@ -58,15 +58,6 @@ static inline uint32_t rng_below(rng *r, uint32_t n) {
   return n ? (uint32_t)(rng_next(r) % n) : 0;
 }
 
-/* --name N (or default). */
-static inline long arg_long(int argc, char **argv, const char *name,
-                            long fallback) {
-  for (int i = 1; i + 1 < argc; i++)
-    if (strcmp(argv[i], name) == 0)
-      return strtol(argv[i + 1], NULL, 10);
-  return fallback;
-}
-
 /* --name S (or default). */
 static inline const char *arg_str(int argc, char **argv, const char *name,
                                   const char *fallback) {
@@ -74,6 +65,21 @@ static inline const char *arg_str(int argc, char **argv, const char *name,
     if (strcmp(argv[i], name) == 0)
       return argv[i + 1];
   return fallback;
+}
+
+/* --name N (or default). */
+static inline long arg_long(int argc, char **argv, const char *name,
+                            long fallback) {
+  const char *s = arg_str(argc, argv, name, NULL);
+  return s ? strtol(s, NULL, 10) : fallback;
+}
+
+/* --name present (a flag without a value). */
+static inline int arg_flag(int argc, char **argv, const char *name) {
+  for (int i = 1; i < argc; i++)
+    if (strcmp(argv[i], name) == 0)
+      return 1;
+  return 0;
 }
 
 /* Milliseconds on the monotonic clock. */
