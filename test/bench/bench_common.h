@@ -124,4 +124,32 @@ static inline void result(const char *workload, const char *contender,
     }                                                                          \
   } while (0)
 
+#ifndef __EMSCRIPTEN__
+/* Thread placement, native only: a wasm pthread is a Worker, which neither
+ * Node nor a browser lets a program place. */
+#include <pthread.h>
+#include <sched.h>
+
+/* The CPUs this process may use, in order, into cpus[0..max); returns how
+ * many. */
+static inline int bench_cpus(int *cpus, int max) {
+  cpu_set_t set;
+  BENCH_CHECK(sched_getaffinity(0, sizeof set, &set) == 0);
+  int n = 0;
+  for (int cpu = 0; cpu < CPU_SETSIZE && n < max; cpu++)
+    if (CPU_ISSET(cpu, &set))
+      cpus[n++] = cpu;
+  return n;
+}
+
+/* Lets t run on the n CPUs in cpus only (n = 1: pins it). */
+static inline void bench_pin(pthread_t t, const int *cpus, int n) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (int i = 0; i < n; i++)
+    CPU_SET(cpus[i], &set);
+  BENCH_CHECK(pthread_setaffinity_np(t, sizeof set, &set) == 0);
+}
+#endif
+
 #endif

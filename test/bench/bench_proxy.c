@@ -283,12 +283,48 @@ static void stop_pingpong(pthread_t t) {
   pthread_join(t, NULL);
 }
 
+/* Natively each round trip runs with the caller on one CPU and its server
+ * on another, so that each has a core: the case the rows' targets are set
+ * for. Left free, the scheduler now and then ran a fresh server on its
+ * creator's CPU for the whole repetition (2000 round trips, under a
+ * millisecond), and every contender, the spinning floor too, swung between
+ * its two-core figure and ten to a hundred times it: in seven full runs
+ * ours read 0.9 to 3.7 us median against a 0.16 us two-core figure, and
+ * the floor 0.11 to 4.6 us (issue 17). In wasm nothing can be placed. */
+#ifdef __EMSCRIPTEN__
+static void rt_place_init(void) {}
+static void rt_place(pthread_t server) { (void)server; }
+static void rt_unplace(void) {}
+#else
+static int g_cpus[CPU_SETSIZE], g_ncpus;
+static void rt_place_init(void) {
+  g_ncpus = bench_cpus(g_cpus, CPU_SETSIZE);
+  if (g_ncpus >= 2)
+    printf("INFO round trips: caller on CPU %d, server on CPU %d\n", g_cpus[0],
+           g_cpus[1]);
+  else
+    printf("INFO round trips: %d CPU usable, not pinned\n", g_ncpus);
+}
+static void rt_place(pthread_t server) {
+  if (g_ncpus < 2)
+    return;
+  bench_pin(pthread_self(), &g_cpus[0], 1);
+  bench_pin(server, &g_cpus[1], 1);
+}
+/* Main back on every CPU, for the workloads that follow. */
+static void rt_unplace(void) {
+  if (g_ncpus >= 2)
+    bench_pin(pthread_self(), g_cpus, g_ncpus);
+}
+#endif
+
 /* Microseconds per round trip. */
 static double run_wait_rt(const char *contender, long rts) {
   pthread_t t;
   double t0, t1;
   if (strcmp(contender, "mbx") == 0) {
     start_mbx_server(&t);
+    rt_place(t);
     t0 = now_us();
     for (long i = 0; i < rts; i++)
       BENCH_CHECK(mbx_proxy_sync(g_server_handle, nothing, NULL) == MBX_OK);
@@ -296,6 +332,7 @@ static double run_wait_rt(const char *contender, long rts) {
     stop_mbx_server(t);
   } else if (strcmp(contender, "mbx-send") == 0) {
     start_mbx_server(&t);
+    rt_place(t);
     completion c;
     t0 = now_us();
     for (long i = 0; i < rts; i++) {
@@ -309,6 +346,7 @@ static double run_wait_rt(const char *contender, long rts) {
   } else {
     int spin = strcmp(contender, "spin") == 0;
     start_pingpong(&t, spin);
+    rt_place(t);
     t0 = now_us();
     for (int32_t i = 1; i <= (int32_t)rts; i++) {
       // Release: the request.
@@ -324,6 +362,7 @@ static double run_wait_rt(const char *contender, long rts) {
     t1 = now_us();
     stop_pingpong(t);
   }
+  rt_unplace();
   return (t1 - t0) / (double)rts;
 }
 
@@ -547,6 +586,8 @@ int main(int argc, char **argv) {
   /* Warm-up, untimed: V8 first runs wasm in its baseline compiler and
    * tiers hot functions up while they run, and the spin budgets adapt; the
    * first repetition of a round trip measured 3-8x slower than the rest. */
+  if (WANT("wait"))
+    rt_place_init();
   if (WANT("wait"))
     for (int j = 0; j < 4; j++)
       run_wait_rt((const char *[]){"mbx", "futex", "mbx-send", "spin"}[j], rts);

@@ -42,7 +42,6 @@
  *                    [--producers P]  (--only, --producers: for profiling)
  *                    [--placement split|one|free]
  */
-#define _GNU_SOURCE /* pthread_setaffinity_np, CPU_SET */
 #include "bench_common.h"
 
 #include <mbx/mailbox.h>
@@ -306,11 +305,7 @@ static void placement_init(const char *name) {
   g_placement = strcmp(name, "one") == 0    ? ONE_CPU
                 : strcmp(name, "free") == 0 ? FREE
                                             : SPLIT;
-  cpu_set_t set;
-  BENCH_CHECK(sched_getaffinity(0, sizeof set, &set) == 0);
-  for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
-    if (CPU_ISSET(cpu, &set))
-      g_cpus[g_ncpus++] = cpu;
+  g_ncpus = bench_cpus(g_cpus, CPU_SETSIZE);
   if (g_placement == SPLIT && g_ncpus < 2) {
     /* The rows keep their names (they carry the targets): say so. */
     printf("INFO placement split needs 2 CPUs, %d usable: not pinned\n",
@@ -328,13 +323,11 @@ static void placement_init(const char *name) {
 static void place(pthread_t t, int producer) {
   if (g_placement == FREE || g_split_unpinned)
     return;
-  int cpu = g_placement == ONE_CPU || producer < 0
-                ? g_cpus[0]
-                : g_cpus[1 + producer % (g_ncpus - 1)];
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  BENCH_CHECK(pthread_setaffinity_np(t, sizeof set, &set) == 0);
+  bench_pin(t,
+            g_placement == ONE_CPU || producer < 0
+                ? &g_cpus[0]
+                : &g_cpus[1 + producer % (g_ncpus - 1)],
+            1);
 }
 #endif
 
