@@ -321,9 +321,9 @@ static void rt_unplace(void) {
 /* A repetition's round trips are timed in batches of RT_BATCH, and it
  * reports the median batch. One mean over the whole repetition counted
  * every moment a thread lost its core, and a contender with slower round
- * trips ran longer and so met more of them: in wasm 15 repetitions of ours
- * (0.5 ms each) read 0.23 to 3.5 us, a third of them above 0.4, while the
- * spinning floor (0.15 ms each) mostly escaped (issue 17). The targets are
+ * trips ran longer and so met more of them: in wasm 4 or 5 of every 15
+ * repetitions of ours (0.5 ms each) read above 0.4 us, up to 3.5, while
+ * the spinning floor (0.15 ms each) mostly escaped (issue 17). The targets are
  * set for two threads that each have a core. A batch is long enough (about
  * 50 us of ours in wasm) that the clock's step, a quarter microsecond on
  * 5.0.7, moves it by under 1%. */
