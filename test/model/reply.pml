@@ -65,10 +65,12 @@ active proctype reporter() {
 
 active proctype caller() {
   bit settled = 0;
-  /* The spin (on the record's settled hint, which the reporter sets after
-   * its CAS on state; the caller then reads state itself): it read the
-   * outcome, or its budget ran out first. Sequentially consistent here, so
-   * the hint is folded into that read of state. */
+  /* The spin (on the record's settled hint, which the reporter sets to
+   * the final state, with release, after its CAS on state): it read the
+   * outcome, or its budget ran out first. Reading the hint final is
+   * reading state final, so the hint is folded into that read of state.
+   * A caller that saw it returns at once (the loop below breaks at once
+   * for it). */
   if
   :: state == DONE -> settled = 1; spin_saw_outcome = 1
   :: true -> settled = 0

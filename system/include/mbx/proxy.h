@@ -172,7 +172,11 @@ int mbx_proxy_may_block(void);
 typedef struct mbx_proxy_stats {
   uint64_t calls_live;         /* call records allocated and not yet freed
                                   (a finished context is freed when its
-                                  target next runs proxied work, or exits) */
+                                  target next runs proxied work, or exits;
+                                  a serving caller's sync call counts only
+                                  once the caller's first spin on it ended
+                                  without the outcome: a quick one never
+                                  counts) */
   uint64_t sync_done;          /* blocking calls that returned MBX_OK */
   uint64_t sync_canceled;      /* ... MBX_ECANCELED */
   uint64_t sync_timed_out;     /* ... MBX_ETIMEDOUT */

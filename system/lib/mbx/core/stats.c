@@ -10,8 +10,8 @@
 /* ---- sharded counters */
 
 /* Room for the layers' counters after the core's (the proxy layer takes
- * twelve). */
-#define LAYER_COUNTERS 12
+ * thirteen). */
+#define LAYER_COUNTERS 13
 #define COUNTERS (MBX__STAT_CORE_COUNT + LAYER_COUNTERS)
 #define SHARD_COUNT 16
 typedef struct stat_shard {

@@ -80,10 +80,13 @@ static void collect_reply(mbx_proxy_ctx *c) {
   // SENT; the CAS's success needs none (the outcome was acquired through
   // state) but may not be weaker than failure.
   int32_t rs = atomic_load_explicit(&c->reply_state, memory_order_acquire);
-  if (rs == MBX__REPLY_ARMED && atomic_compare_exchange_strong_explicit(
-                                    &c->reply_state, &rs, MBX__REPLY_SKIPPED,
-                                    memory_order_acquire, memory_order_acquire))
+  if (rs == MBX__REPLY_ARMED &&
+      atomic_compare_exchange_strong_explicit(
+          &c->reply_state, &rs, MBX__REPLY_SKIPPED, memory_order_acquire,
+          memory_order_acquire)) {
+    mbx__proxy_count(MBX__PROXY_REPLIES_SKIPPED);
     return;
+  }
   int serving = 1;
   while (rs == MBX__REPLY_SENT) {
     /* The reply is in our mailbox or on its way: it runs (or a close of
@@ -109,25 +112,56 @@ static void caller_unwinding(void *p) {
      * its own reference and is canceled with our mailbox. */
     int32_t rs = MBX__REPLY_ARMED;
     // Relaxed (both): only saves a message; no data is published.
-    atomic_compare_exchange_strong_explicit(
-        &c->reply_state, &rs, MBX__REPLY_SKIPPED, memory_order_relaxed,
-        memory_order_relaxed);
+    if (atomic_compare_exchange_strong_explicit(
+            &c->reply_state, &rs, MBX__REPLY_SKIPPED, memory_order_relaxed,
+            memory_order_relaxed) &&
+        !mbx_handle_is_null(c->reply_to)) /* else no reply was due */
+      mbx__proxy_count(MBX__PROXY_REPLIES_SKIPPED);
   }
   mbx__call_unref(c);
 }
 
-/* Returns the final state (DONE, CANCELED or ABANDONED). */
-static int32_t wait_for_outcome(mbx_proxy_ctx *c, double timeout_ms) {
+/* A sync call is counted live (mbx_proxy_stats calls_live) from the
+ * moment it is not quick: *counted says whether it was. */
+static void count_live(int *counted) {
+  if (!*counted) {
+    *counted = 1;
+    mbx__proxy_count(MBX__PROXY_CALLS_NEW);
+  }
+}
+
+/* The final state s seen while the record is still WATCHING: no reply
+ * was or will be sent. A quick call (not counted) leaves the count of
+ * that skipped reply to call_and_wait, which folds it into one counter. */
+static int32_t outcome_watching(int32_t s, int counted) {
+  if (counted)
+    mbx__proxy_count(MBX__PROXY_REPLIES_SKIPPED);
+  return s;
+}
+
+/* Returns the final state (DONE, CANCELED or ABANDONED). *counted is 0 if
+ * the call was quick: a serving caller saw the final state while the
+ * record was still WATCHING, before anything else. Only the caller then
+ * ever knew of the call, so it was not counted live at all; counting it
+ * cost two of a round trip's counter RMWs (issue 17). */
+static int32_t wait_for_outcome(mbx_proxy_ctx *c, double timeout_ms,
+                                int *counted) {
   double deadline = timeout_ms >= 0 ? mbx__platform_now_ms() + timeout_ms : 0;
   int serving = !mbx_handle_is_null(c->reply_to);
-  int watched = 0;   /* spun on state once already */
-  int just_spun = 0; /* the next mbx__wait must not spin again */
+  int watched = 0;        /* spun on state once already */
+  int just_spun = 0;      /* the next mbx__wait must not spin again */
+  int watching = serving; /* reply_state is WATCHING (only we move that) */
+  *counted = 0;
+  if (!serving)
+    count_live(counted);
   for (;;) {
     // Seq_cst: after a spin that handed the decision back (ARMED), our half
     // of the Dekker pair with the reporter (mbx__call_settle); it acquires
     // fn's effects on the target before our return.
     int32_t s = atomic_load_explicit(&c->state, memory_order_seq_cst);
     if (s == MBX__CALL_DONE || s == MBX__CALL_CANCELED) {
+      if (watching)
+        return outcome_watching(s, *counted);
       collect_reply(c);
       return s;
     }
@@ -135,6 +169,7 @@ static int32_t wait_for_outcome(mbx_proxy_ctx *c, double timeout_ms) {
     if (timeout_ms >= 0 && s == MBX__CALL_PENDING) {
       remaining = deadline - mbx__platform_now_ms();
       if (remaining <= 0) {
+        count_live(counted);
         if (mbx__call_settle(c, MBX__CALL_PENDING, MBX__CALL_ABANDONED))
           return MBX__CALL_ABANDONED;
         continue; /* just started: wait for it */
@@ -148,23 +183,29 @@ static int32_t wait_for_outcome(mbx_proxy_ctx *c, double timeout_ms) {
        * WATCHING (mbx__call_new), and a spin that saw the outcome leaves it
        * so: the reporter sends nothing to WATCHING. */
       watched = just_spun = 1;
-      int settled = 0;
-      if (mbx__spin_while_equal(&c->settled_hint, 0, remaining)) {
-        /* Final only if we read it so ourselves: the hint is relaxed. */
-        // Acquire: as the load at the top of the loop, which re-reads it.
-        int32_t now = atomic_load_explicit(&c->state, memory_order_acquire);
-        settled = now == MBX__CALL_DONE || now == MBX__CALL_CANCELED;
-      }
-      if (!settled)
+      int32_t hint = 0;
+      if (mbx__spin_while_equal(&c->settled_hint, 0, remaining))
+        // Acquire: pairs with the settler's release of the hint; fn's
+        // effects are visible after.
+        hint = atomic_load_explicit(&c->settled_hint, memory_order_acquire);
+      int settled = hint == MBX__CALL_DONE || hint == MBX__CALL_CANCELED;
+      if (!settled) {
+        count_live(counted);
         /* Only we move WATCHING: a store. The loop then re-reads state.
          * Seq_cst: our half of the Dekker pair with the reporter (see the
          * load above). */
         atomic_store_explicit(&c->reply_state, MBX__REPLY_ARMED,
                               memory_order_seq_cst);
+        watching = 0;
+      }
       if (mbx__proxy_test_armed()) {
         mbx__proxy_test_spins_settled += settled;
         mbx__proxy_test_pause(&mbx__proxy_test_after_spin_ms);
       }
+      /* Returning without another look at the record leaves its line to
+       * the target, which is still writing it. */
+      if (settled)
+        return outcome_watching(hint, *counted);
       continue;
     }
     if (serving) {
@@ -205,19 +246,31 @@ static int call_and_wait(mbx_handle target, int kind, mbx_run_fn fn,
   c->arg = arg;
   int rc = mbx_send(target, mbx__proxy_work_run, mbx__proxy_work_canceled, c);
   if (rc != MBX_OK) {
-    mbx__call_unref(c); /* the work's reference */
-    mbx__call_unref(c); /* ours */
+    mbx__proxy_count(MBX__PROXY_CALLS_NEW); /* the last unref counts it */
+    mbx__call_unref(c);                     /* the work's reference */
+    mbx__call_unref(c);                     /* ours */
     return rc;
   }
+  mbx__proxy_unpark(); /* the call before ours, while the target works */
   int32_t outcome;
+  int counted;
   pthread_cleanup_push(caller_unwinding, c);
-  outcome = wait_for_outcome(c, timeout_ms);
+  outcome = wait_for_outcome(c, timeout_ms, &counted);
   pthread_cleanup_pop(0);
-  /* DONE was read with acquire: the finisher's status is visible. */
-  rc = outcome == MBX__CALL_DONE       ? c->status
+  /* DONE was read with acquire: the finisher's status is visible. Only a
+   * context's finisher sets one: a sync call leaves the line unread. */
+  rc = outcome == MBX__CALL_DONE ? (kind == MBX__KIND_CTX ? c->status : MBX_OK)
        : outcome == MBX__CALL_CANCELED ? MBX_ECANCELED
                                        : MBX_ETIMEDOUT;
-  mbx__call_unref(c);
+  if (!counted) { /* quick: no reply */
+    mbx__proxy_park(c);
+    if (rc == MBX_OK) {
+      mbx__proxy_count(MBX__PROXY_SYNC_QUICK);
+      return rc;
+    }
+    mbx__proxy_count(MBX__PROXY_REPLIES_SKIPPED);
+  } else
+    mbx__call_unref(c);
   if (rc == MBX_OK)
     mbx__proxy_count(MBX__PROXY_SYNC_DONE);
   else if (rc == MBX_ECANCELED)
@@ -277,7 +330,8 @@ void mbx_proxy_stats_get(mbx_proxy_stats *out) {
   uint64_t freed = mbx__proxy_counter_sum(MBX__PROXY_CALLS_FREED);
   uint64_t created = mbx__proxy_counter_sum(MBX__PROXY_CALLS_NEW);
   out->calls_live = created > freed ? created - freed : 0;
-  out->sync_done = mbx__proxy_counter_sum(MBX__PROXY_SYNC_DONE);
+  uint64_t quick = mbx__proxy_counter_sum(MBX__PROXY_SYNC_QUICK);
+  out->sync_done = mbx__proxy_counter_sum(MBX__PROXY_SYNC_DONE) + quick;
   out->sync_canceled = mbx__proxy_counter_sum(MBX__PROXY_SYNC_CANCELED);
   out->sync_timed_out = mbx__proxy_counter_sum(MBX__PROXY_SYNC_TIMED_OUT);
   out->abandoned = mbx__proxy_counter_sum(MBX__PROXY_ABANDONED);
@@ -286,6 +340,7 @@ void mbx_proxy_stats_get(mbx_proxy_stats *out) {
   out->callbacks_canceled =
       mbx__proxy_counter_sum(MBX__PROXY_CALLBACKS_CANCELED);
   out->callbacks_dropped = mbx__proxy_counter_sum(MBX__PROXY_CALLBACKS_DROPPED);
-  out->replies_skipped = mbx__proxy_counter_sum(MBX__PROXY_REPLIES_SKIPPED);
+  out->replies_skipped =
+      mbx__proxy_counter_sum(MBX__PROXY_REPLIES_SKIPPED) + quick;
   out->replies_canceled = mbx__proxy_counter_sum(MBX__PROXY_REPLIES_CANCELED);
 }

@@ -1,10 +1,11 @@
 /*
  * Call records (mbx_proxy_ctx) of the proxy layer: their lifetime (reference
- * counts, a per-thread spare), reporting an outcome exactly once (settle),
- * and the layer's registration with the core.
+ * counts, a per-thread spare and a parked one), reporting an outcome
+ * exactly once (settle), and the layer's registration with the core.
  *
  * Every call is a heap record, reference counted: the caller holds one
- * reference while it waits, the work message one (handed to the finisher
+ * reference while it waits (a sync caller until its next call: see
+ * tls_parked), the work message one (handed to the finisher
  * once a context function starts), the target's outstanding-context list
  * one, and a callback's outcome message one. Nothing is ever written to the
  * caller's stack, so callers that time out, are canceled or exit cannot be
@@ -34,6 +35,20 @@
  * needs none: it holds that node's block (one per thread) meanwhile. */
 static _Thread_local mbx_proxy_ctx *tls_spare;
 static mbx__stash g_spares;
+/* tls_spare's words already hold a new call's values (record_reset). */
+static _Thread_local int tls_spare_ready;
+
+/* A quick sync call that returned (its caller's spin saw the outcome),
+ * with the caller's reference still held: the thread drops it during its
+ * next call, once that call's work is sent, while the target works on it,
+ * or at its exit (issue 17). A caller that dropped it at
+ * once, and reused the record for its next call, wrote the record's line
+ * while the target was still in its settle, unref and bookkeeping, which
+ * come after the hint that ends the caller's wait: each side then took
+ * the line from the other on its own path. So a thread alternates between
+ * two records, and touches the one its target just finished only while
+ * its target is busy with the next. */
+static _Thread_local mbx_proxy_ctx *tls_parked;
 
 /* ---- test-only pauses (tests declare the setters; see core/test_hooks.c) */
 
@@ -81,9 +96,11 @@ static void record_drop(mbx_proxy_ctx *c) {
 }
 
 void mbx__proxy_cache_flush(void) {
+  mbx__proxy_unpark();
   if (tls_spare)
     record_drop(tls_spare);
   tls_spare = NULL;
+  tls_spare_ready = 0;
 }
 
 /* Made by the allocator being replaced: give all of it back. */
@@ -139,12 +156,27 @@ uint64_t mbx__proxy_counter_sum(int which) {
 
 /* ---- lifetime */
 
+/* Set the words a call starts from. Plain stores (atomic_init): nobody
+ * else references c, and the send's release publishes them; in wasm every
+ * atomic store is a full barrier. */
+static void record_reset(mbx_proxy_ctx *c) {
+  atomic_init(&c->state, MBX__CALL_PENDING);
+  atomic_init(&c->refs, 2); /* caller, work */
+  atomic_init(&c->sleeper, 0);
+  atomic_init(&c->settled_hint, 0);
+  atomic_init(&c->reply_state,
+              c->reply ? MBX__REPLY_WATCHING : MBX__REPLY_ARMED);
+}
+
 mbx_proxy_ctx *mbx__call_new(int kind, mbx_handle reply_to) {
   mbx__proxy_layer();
   mbx_proxy_ctx *c = tls_spare;
   mbx__node *reply = NULL;
+  int ready = 0;
   if (c) {
     tls_spare = NULL;
+    ready = tls_spare_ready;
+    tls_spare_ready = 0;
     reply = c->reply; /* the spare kept its unsent reply node */
   } else if (!(c = mbx__stash_take(&g_spares)) &&
              !(c = mbx__alloc_kept(sizeof *c)))
@@ -157,15 +189,10 @@ mbx_proxy_ctx *mbx__call_new(int kind, mbx_handle reply_to) {
     mbx__free_kept(c);
     return NULL;
   }
-  c->reply = reply;
-  // Relaxed (all five): the record is published by the send's release.
-  atomic_store_explicit(&c->state, MBX__CALL_PENDING, memory_order_relaxed);
-  atomic_store_explicit(&c->refs, 2, memory_order_relaxed); /* caller, work */
-  atomic_store_explicit(&c->sleeper, 0, memory_order_relaxed);
-  atomic_store_explicit(&c->settled_hint, 0, memory_order_relaxed);
-  atomic_store_explicit(&c->reply_state,
-                        c->reply ? MBX__REPLY_WATCHING : MBX__REPLY_ARMED,
-                        memory_order_relaxed);
+  if (!ready || reply != c->reply) {
+    c->reply = reply;
+    record_reset(c);
+  }
   c->kind = kind;
   c->status = MBX_OK;
   c->fn = NULL;
@@ -175,7 +202,8 @@ mbx_proxy_ctx *mbx__call_new(int kind, mbx_handle reply_to) {
   c->reply_to = reply_to;
   c->next = NULL;
   c->caller_next = NULL;
-  mbx__proxy_count(MBX__PROXY_CALLS_NEW);
+  if (kind == MBX__KIND_CALLBACK)
+    mbx__proxy_count(MBX__PROXY_CALLS_NEW);
   return c;
 }
 
@@ -186,21 +214,58 @@ void mbx__call_ref(mbx_proxy_ctx *c) {
   (void)before;
 }
 
-void mbx__call_unref(mbx_proxy_ctx *c) {
+/* Drop a reference; returns 1 if it was the last (c is gone then). */
+static int call_release(mbx_proxy_ctx *c) {
   // Acq_rel: release our uses; the last one acquires everyone's.
   int32_t before = atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel);
   MBX_ASSERT(before >= 1); /* refs never negative */
   if (before != 1)
-    return;
+    return 0;
   /* An unsent reply node stays with our spare: a serving caller's next call
    * needs one, and its free and alloc were each an RMW on its block's
    * count, which the target's release of the work's node also RMWs (issue
    * 17: a round trip moved that line twice). */
-  if (!tls_spare && mbx__self_pending_word())
+  if (!tls_spare && mbx__self_pending_word()) {
     tls_spare = c;
-  else
+    tls_spare_ready = 0;
+  } else
     record_drop(c);
-  mbx__proxy_count(MBX__PROXY_CALLS_FREED);
+  return 1;
+}
+
+void mbx__call_unref(mbx_proxy_ctx *c) {
+  if (call_release(c))
+    mbx__proxy_count(MBX__PROXY_CALLS_FREED);
+}
+
+/* Drop the caller's reference to a parked record, which was never counted
+ * live: if ours is not the last, the last will count it freed, so count it
+ * live now. Returns 1 if ours was the last. */
+static int release_parked(mbx_proxy_ctx *c) {
+  int last = call_release(c);
+  if (!last)
+    mbx__proxy_count(MBX__PROXY_CALLS_NEW);
+  return last;
+}
+
+void mbx__proxy_park(mbx_proxy_ctx *c) {
+  mbx_proxy_ctx *older = tls_parked; /* a call nested in ours parked it */
+  tls_parked = c;
+  if (older)
+    release_parked(older);
+}
+
+void mbx__proxy_unpark(void) {
+  mbx_proxy_ctx *c = tls_parked;
+  if (!c)
+    return;
+  tls_parked = NULL;
+  /* If ours was the last, it may be our spare now: set it up for the next
+   * call here, while the target works, not on the round trip's path. */
+  if (release_parked(c) && tls_spare == c && c->reply) {
+    record_reset(c);
+    tls_spare_ready = 1;
+  }
 }
 
 /* ---- reporting an outcome */
@@ -254,8 +319,9 @@ int mbx__call_settle(mbx_proxy_ctx *c, int32_t from, int32_t to) {
     return 0;
   if (to != MBX__CALL_DONE && to != MBX__CALL_CANCELED)
     return 1;
-  // Relaxed: a hint that ends the caller's spin; it then reads state.
-  atomic_store_explicit(&c->settled_hint, 1, memory_order_relaxed);
+  // Release: the final state, after the CAS that made it final (and after
+  // fn's effects): a caller that reads it with acquire need not read state.
+  atomic_store_explicit(&c->settled_hint, to, memory_order_release);
   /* Every kind: a callback's caller sleeps here too, when its exit waits
    * for a running fn (callbacks_abandon); waking only sync waiters left
    * that exit asleep for good (test/thread/callback_caller_exit.c). */
@@ -295,8 +361,7 @@ int mbx__call_settle(mbx_proxy_ctx *c, int32_t from, int32_t to) {
           &c->reply_state, &rs, MBX__REPLY_SENT, memory_order_release,
           memory_order_relaxed)) {
     c->reply = reply; /* unsent: freed with the record */
-    mbx__proxy_count(MBX__PROXY_REPLIES_SKIPPED);
-    return 1;
+    return 1;         /* the caller counts it skipped (call.c) */
   }
   reply->run = reply_arrived;
   reply->cancel = reply_canceled;

@@ -77,12 +77,13 @@ struct mbx_proxy_ctx {
   /* The caller's list of its callbacks (caller only): its exit abandons
    * the ones not started yet. */
   mbx_proxy_ctx *caller_next;
-  /* Set once the state is final, on a cache line of its own (at least a
-   * line past every field above), for a serving caller's spin to poll: a
-   * spin on `state` pulled the record's line back after each of the
-   * target's writes (its link on `running`, RUNNING, DONE, its unref), and
-   * the target then took it back again (issue 17). Only a hint: the
-   * caller reads `state` itself before it trusts the outcome. */
+  /* The final state (DONE or CANCELED), stored with release by whoever
+   * settled it, after its CAS, for a serving caller's spin to poll; 0
+   * before. On a cache line of its own (at least a line past every field
+   * above): a spin on `state` pulled the record's line back after each of
+   * the target's writes (its link on `running`, RUNNING, DONE, its unref),
+   * and the target then took it back again (issue 17). A caller that
+   * reads it final need not read `state`. */
   char settled_pad[64];
   _Atomic int32_t settled_hint;
 };
@@ -121,6 +122,10 @@ enum {
   MBX__PROXY_CALLBACKS_DROPPED,
   MBX__PROXY_REPLIES_SKIPPED,
   MBX__PROXY_REPLIES_CANCELED,
+  /* A serving sync call whose caller's spin saw it DONE: counts for
+   * sync_done and replies_skipped, and was never counted in calls_live
+   * (see call.c, wait_for_outcome). One RMW where those were four. */
+  MBX__PROXY_SYNC_QUICK,
   MBX__PROXY_COUNTER_COUNT
 };
 
@@ -131,7 +136,9 @@ int mbx__proxy_layer(void);
 void mbx__proxy_count(int which);
 uint64_t mbx__proxy_counter_sum(int which);
 /* A new call record with two references (caller, work), or NULL. A
- * non-null reply_to gets a preallocated reply node. */
+ * non-null reply_to gets a preallocated reply node. Counted live
+ * (MBX__PROXY_CALLS_NEW) unless the caller does that itself (a sync
+ * call, once it is not quick: call.c). */
 mbx_proxy_ctx *mbx__call_new(int kind, mbx_handle reply_to);
 void mbx__call_ref(mbx_proxy_ctx *c);
 void mbx__call_unref(mbx_proxy_ctx *c);
@@ -140,8 +147,18 @@ void mbx__call_unref(mbx_proxy_ctx *c);
 int mbx__call_settle(mbx_proxy_ctx *c, int32_t from, int32_t to);
 /* Sleep until c leaves RUNNING (its fn returned or ended its thread). */
 void mbx__call_wait_running(mbx_proxy_ctx *c);
-/* At the calling thread's exit: give back its spare call record. */
+/* At the calling thread's exit: give back its spare call record, and the
+ * parked one. */
 void mbx__proxy_cache_flush(void);
+/* The calling thread's quick sync call c (never counted live) returned:
+ * drop the caller's reference only during the thread's next call
+ * (mbx__proxy_unpark), or at its exit. Only a thread with a mailbox (whose
+ * exit unparks) serves, so only it has quick calls. */
+void mbx__proxy_park(mbx_proxy_ctx *c);
+/* In a sync call, once its work is sent: drop the reference that the
+ * thread's call before parked (its record becomes the spare, set up for
+ * the next call). */
+void mbx__proxy_unpark(void);
 
 /* Test-only pauses (proxy/ctx.c): armed once a test set one, so that
  * other runs pay one relaxed load. */
