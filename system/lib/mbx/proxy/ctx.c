@@ -41,13 +41,13 @@ static _Thread_local int tls_spare_ready;
 /* A quick sync call that returned (its caller's spin saw the outcome),
  * with the caller's reference still held: the thread drops it during its
  * next call, once that call's work is sent, while the target works on it,
- * or at its exit (issue 17). A caller that dropped it at
- * once, and reused the record for its next call, wrote the record's line
- * while the target was still in its settle, unref and bookkeeping, which
- * come after the hint that ends the caller's wait: each side then took
- * the line from the other on its own path. So a thread alternates between
- * two records, and touches the one its target just finished only while
- * its target is busy with the next. */
+ * or at its exit (issue 17). A caller that dropped it at once, and reused
+ * the record for its next call, wrote the record's line while the target
+ * was still in its settle, unref and bookkeeping, which come after the
+ * hint that ends the caller's wait: each side then took the line from the
+ * other on its own path. So a thread alternates between two records, and
+ * touches the one its target just finished only while its target is busy
+ * with the next. */
 static _Thread_local mbx_proxy_ctx *tls_parked;
 
 /* ---- test-only pauses (tests declare the setters; see core/test_hooks.c) */
