@@ -39,19 +39,6 @@ static void counting_free(void *ptr, void *ctx) {
 
 static void nothing(void *arg) { (void)arg; }
 
-/* calls_live settles at n: a call that was not quick may still be held by
- * its target for a moment after it returned. */
-static void await_calls_live(uint64_t n) {
-  mbx_proxy_stats ps;
-  for (int i = 0; i < 2000; i++) {
-    mbx_proxy_stats_get(&ps);
-    if (ps.calls_live == n)
-      break;
-    sleep_ms(1);
-  }
-  CHECK_EQ(ps.calls_live, n);
-}
-
 #define CALLS_PER_THREAD 20
 #define WARM_THREADS 20
 
