@@ -308,6 +308,7 @@ int mbx_proxy_callback(mbx_handle target, mbx_run_fn fn, mbx_run_fn on_done,
   mbx_proxy_ctx *c = mbx__call_new(MBX__KIND_CALLBACK, self);
   if (!c)
     return MBX_ENOMEM;
+  mbx__proxy_count(MBX__PROXY_CALLS_NEW);
   c->fn = fn;
   c->on_done = on_done;
   c->on_cancel = on_cancel;

@@ -202,8 +202,6 @@ mbx_proxy_ctx *mbx__call_new(int kind, mbx_handle reply_to) {
   c->reply_to = reply_to;
   c->next = NULL;
   c->caller_next = NULL;
-  if (kind == MBX__KIND_CALLBACK)
-    mbx__proxy_count(MBX__PROXY_CALLS_NEW);
   return c;
 }
 

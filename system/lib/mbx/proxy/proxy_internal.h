@@ -136,9 +136,9 @@ int mbx__proxy_layer(void);
 void mbx__proxy_count(int which);
 uint64_t mbx__proxy_counter_sum(int which);
 /* A new call record with two references (caller, work), or NULL. A
- * non-null reply_to gets a preallocated reply node. Counted live
- * (MBX__PROXY_CALLS_NEW) unless the caller does that itself (a sync
- * call, once it is not quick: call.c). */
+ * non-null reply_to gets a preallocated reply node. The caller counts it
+ * live (MBX__PROXY_CALLS_NEW): a callback at once, a sync call once it is
+ * not quick (call.c). */
 mbx_proxy_ctx *mbx__call_new(int kind, mbx_handle reply_to);
 void mbx__call_ref(mbx_proxy_ctx *c);
 void mbx__call_unref(mbx_proxy_ctx *c);
