@@ -154,9 +154,13 @@ const failures = [];
 // thrown: the other programs still run and the rows that lack samples say
 // why. `rep` pairs the contenders of one repetition: the n-th sample of a
 // (workload, contender) in one invocation, or the given repetition.
-function runProgram(tc, name, args, rep = null) {
-  const cmd = tc.wasm ? process.execPath : path.join(tc.dir, name);
-  const full = tc.wasm ? ['--no-experimental-fetch', path.join(tc.dir, `${name}.js`), ...args] : args;
+// `prefix`: a command the program runs under (taskset), and `suffix` is
+// appended to its workloads' names.
+function runProgram(tc, name, args, rep = null, prefix = [], suffix = '') {
+  const program = tc.wasm ? process.execPath : path.join(tc.dir, name);
+  const cmd = prefix.length ? prefix[0] : program;
+  const full = [...prefix.slice(1), ...(prefix.length ? [program] : []),
+    ...(tc.wasm ? ['--no-experimental-fetch', path.join(tc.dir, `${name}.js`), ...args] : args)];
   const samples = [];
   for (let attempt = 1; attempt <= 2; attempt++) {
     const r = spawnSync(cmd, full, { env: tc.env, cwd: ROOT, encoding: 'utf8', maxBuffer: 1 << 26, timeout: 600000 });
@@ -165,7 +169,8 @@ function runProgram(tc, name, args, rep = null) {
     for (const l of out.split('\n')) {
       if (l.startsWith('INFO ')) log(`[${tc.label}] ${name}: ${l.slice(5)}`);
       if (!l.startsWith('RESULT ')) continue;
-      const [, workload, contender, value, unit] = l.split(' ');
+      const [, name0, contender, value, unit] = l.split(' ');
+      const workload = name0 + suffix;
       const k = `${workload}/${contender}`;
       const n = seen.get(k) ?? 0;
       seen.set(k, n + 1);
@@ -181,11 +186,32 @@ function runProgram(tc, name, args, rep = null) {
   return samples; // whatever the failed attempts measured before they died
 }
 
+// The first CPU this process may run on, if taskset can pin to it (Linux).
+function firstCpu() {
+  try {
+    const status = readFileSync('/proc/self/status', 'utf8');
+    const m = /^Cpus_allowed_list:\s*(\d+)/m.exec(status);
+    if (!m || spawnSync('taskset', ['-c', m[1], 'true']).status !== 0) return null;
+    return Number(m[1]);
+  } catch {
+    return null;
+  }
+}
+
 function measure(tc) {
   const samples = [];
   const t0 = Date.now();
   log(`[${tc.label}] proxy/round-trip/growth workloads, ${reps} reps...`);
   samples.push(...runProgram(tc, 'bench_proxy', ['--reps', String(reps), ...(quick ? ['--msgs', '50000', '--rts', '500'] : [])]));
+  // The floods again with every thread on one CPU, for information: no
+  // producer can then contend with another from a second core (wasm cannot
+  // pin a Worker, but it can pin the whole process).
+  const oneCpu = firstCpu();
+  if (tc.wasm && oneCpu !== null) {
+    log(`[${tc.label}] async floods on CPU ${oneCpu} alone, ${reps} reps...`);
+    samples.push(...runProgram(tc, 'bench_proxy', ['--only', 'async', '--reps', String(reps),
+      ...(quick ? ['--msgs', '50000'] : [])], null, ['taskset', '-c', String(oneCpu)], '-one-cpu'));
+  }
   log(`[${tc.label}] thread lifetime and memory, ${reps} interleaved process pairs...`);
   const threads = quick ? '300' : '1000';
   for (let i = 0; i < reps; i++) {
@@ -312,6 +338,18 @@ function rows(tc, series, noisy) {
     for (const p of ps.slice(1)) {
       add({ key: `per-message-cost-${p}p-vs-1p`, unit: 'ns/msg', ours: cost(p), base: cost(1), program: 'bench_proxy',
         baseName: 'ours with 1 producer', target: ratioTarget(0.8, 'flat: <= 1.25x the 1-producer cost') });
+    }
+    // Every thread on one CPU (taskset): no target. What the floods and
+    // their flatness read when producers cannot contend from two cores.
+    const oneCpu = (p) => `async-throughput-${p}p-one-cpu`;
+    for (const p of get(oneCpu(1), 'mbx') ? ps : []) {
+      add({ key: oneCpu(p), unit: 'msg/s', ours: get(oneCpu(p), 'mbx'), base: get(oneCpu(p), `${peer}-proxy-async`),
+        better: 'higher', baseName: `${peer} emscripten_proxy_async, all threads on one CPU`, program: 'bench_proxy' });
+    }
+    const costOne = (p) => mapValues(get(oneCpu(p), 'mbx'), (x) => 1e9 / x);
+    for (const p of get(oneCpu(1), 'mbx') ? ps.slice(1) : []) {
+      add({ key: `per-message-cost-${p}p-vs-1p-one-cpu`, unit: 'ns/msg', ours: costOne(p), base: costOne(1),
+        program: 'bench_proxy', baseName: 'ours with 1 producer, all threads on one CPU' });
     }
   } else {
     for (const p of ps) {
