@@ -126,7 +126,56 @@ static void close_on_exit(void *unused) {
   mbx__thread_exit(MBX_CANCEL_THREAD_EXIT, 1);
 }
 
+/* Test-only (test/thread/cancel_at_start.c): the next thread to start stops
+ * where close_on_exit is not installed yet, for ms milliseconds (*reached
+ * set first), then reaches a cancellation point, as a contended lock there
+ * does on Emscripten 5.0.7 (see start_with_mailbox). Tests declare it. */
+static _Atomic int g_test_start_stall_ms;
+static _Atomic(_Atomic int *) g_test_start_stall_reached;
+
+void mbx__test_start_stall_ms(int ms, _Atomic int *reached) {
+  // Relaxed (both): the test creates the thread afterwards, which orders
+  // these stores before the thread's loads.
+  atomic_store_explicit(&g_test_start_stall_reached, reached,
+                        memory_order_relaxed);
+  atomic_store_explicit(&g_test_start_stall_ms, ms, memory_order_relaxed);
+}
+
+static void test_start_stall(void) {
+  // Relaxed: see mbx__test_start_stall_ms; the exchange gives the stall to
+  // one thread only.
+  if (__builtin_expect(atomic_load_explicit(&g_test_start_stall_ms,
+                                            memory_order_relaxed) == 0,
+                       1))
+    return;
+  int ms =
+      atomic_exchange_explicit(&g_test_start_stall_ms, 0, memory_order_relaxed);
+  if (!ms)
+    return;
+  // Relaxed: as above.
+  _Atomic int *reached =
+      atomic_load_explicit(&g_test_start_stall_reached, memory_order_relaxed);
+  if (reached)
+    // Seq_cst: a test flag; the test then sends the cancel.
+    atomic_store(reached, 1);
+  mbx__test_sleep_ms(ms);
+  pthread_testcancel();
+}
+
 static void *start_with_mailbox(void *p) {
+  /* No cancellation until close_on_exit is installed. A pthread_cancel sent
+   * right after pthread_create acts at the thread's first cancellation
+   * point, and on Emscripten 5.0.7 any futex wait is one (it runs the calls
+   * queued to the thread, pthread_kill(SIGCANCEL)'s among them, and then
+   * tests for cancellation): a contended malloc or registry lock in here.
+   * A thread canceled in here left its mailbox open for good: what was sent
+   * to it was never run or canceled, and mbx_thread_handle() of a later
+   * thread that got the same pthread_t named the dead thread's mailbox
+   * (torture, 5.0.7 wasm-asan, about 1 run in 150 with many kills). The
+   * cancel now acts at the first cancellation point after this, with the
+   * handler in place. */
+  int cancel_state;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
   start_info info = *(start_info *)p;
   free(p);
   void *result;
@@ -138,7 +187,9 @@ static void *start_with_mailbox(void *p) {
     mbx__record_set_pthread(info.mailbox, (uintptr_t)pthread_self());
   else
     mbx__release_unbound_owner(info.mailbox);
+  test_start_stall();
   pthread_cleanup_push(close_on_exit, NULL);
+  pthread_setcancelstate(cancel_state, NULL);
   mbx__lifecycle_thread_start();
   result = info.start(info.arg);
   tls_returned = 1;
