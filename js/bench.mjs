@@ -341,13 +341,14 @@ function rows(tc, series, noisy) {
     }
     // Every thread on one CPU (taskset): no target. What the floods and
     // their flatness read when producers cannot contend from two cores.
-    const oneCpu = (p) => `async-throughput-${p}p-one-cpu`;
-    for (const p of get(oneCpu(1), 'mbx') ? ps : []) {
-      add({ key: oneCpu(p), unit: 'msg/s', ours: get(oneCpu(p), 'mbx'), base: get(oneCpu(p), `${peer}-proxy-async`),
+    const oneCpuKey = (p) => `async-throughput-${p}p-one-cpu`;
+    const costOne = (p) => mapValues(get(oneCpuKey(p), 'mbx'), (x) => 1e9 / x);
+    const oneCpuPs = get(oneCpuKey(1), 'mbx') ? ps : []; // measured only where taskset pins
+    for (const p of oneCpuPs) {
+      add({ key: oneCpuKey(p), unit: 'msg/s', ours: get(oneCpuKey(p), 'mbx'), base: get(oneCpuKey(p), `${peer}-proxy-async`),
         better: 'higher', baseName: `${peer} emscripten_proxy_async, all threads on one CPU`, program: 'bench_proxy' });
     }
-    const costOne = (p) => mapValues(get(oneCpu(p), 'mbx'), (x) => 1e9 / x);
-    for (const p of get(oneCpu(1), 'mbx') ? ps.slice(1) : []) {
+    for (const p of oneCpuPs.slice(1)) {
       add({ key: `per-message-cost-${p}p-vs-1p-one-cpu`, unit: 'ns/msg', ours: costOne(p), base: costOne(1),
         program: 'bench_proxy', baseName: 'ours with 1 producer, all threads on one CPU' });
     }

@@ -174,8 +174,10 @@ static void reach_cancellation_point(void *arg) {
 }
 
 /* Where a message whose cancel came with the wrong reason was going, and
- * what the closing thread is (a failure in CI, stop 32, left only the
- * expression: 5.0.7 wasm-asan, seed 10, not reproduced in 400 runs). */
+ * what the closing thread is. A CI failure that printed only the check's
+ * expression (5.0.7 wasm-asan) was found with this report: a thread
+ * canceled while it started left its mailbox open (test/thread/
+ * cancel_at_start.c). */
 static void report_cancel(void *arg, int reason) {
   long id = ARG_ID(arg);
   mbx_handle to = {atomic_load(&g_to[id])}, self = mbx_self();
