@@ -26,6 +26,10 @@
  *   not run it. MBX_BROADCAST_PERSIST keeps it registered until
  *   mbx_broadcast_retire: every thread started later runs it (loaded
  *   libraries).
+ * - A catch-up's fn may end its thread (pthread_exit, or a cancellation
+ *   point reached with a cancel pending, as one sent right after
+ *   pthread_create is): the broadcasts it had not run yet then no longer
+ *   wait for that thread, as if it had exited before it started.
  * - Threads that never started through the interposed pthread_create (the
  *   main thread, mbx_thread_attach) get the message only; threads with no
  *   mailbox are not reached.
@@ -94,6 +98,13 @@ typedef struct mbx_broadcast_report {
  * calls (mbx_proxy_set_blocking: by default all but the browser's main
  * thread on a web page); others get MBX_EWOULDBLOCK unless
  * timeout_ms == 0.
+ * Not a cancellation point (<mbx/mailbox.h>): a pthread_cancel of the
+ * caller acts after this returns. If the caller's thread ends inside it
+ * anyway (its own run of fn, or a message it runs while waiting, calls
+ * pthread_exit or reaches a cancellation point and is canceled), the
+ * broadcast goes on without it: that run of fn counts as done, the
+ * targets still run fn, and mbx_broadcast_with_release's release runs on
+ * the thread that sees the last answer.
  * Returns MBX_OK (every target ran fn or exited), MBX_ETIMEDOUT (some had
  * not answered; fn will still run on them), MBX_EAGAIN (some messages could
  * not be queued: report->failed; the others were sent), MBX_EINVAL (fn

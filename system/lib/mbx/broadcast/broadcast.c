@@ -17,10 +17,27 @@
 #include <stdlib.h>
 #include <time.h>
 
+/* Cleanup handler: the caller's thread ended inside its own run of fn
+ * (pthread_exit, or canceled at a cancellation point in fn). That run
+ * counts as done, as a target's does; the caller's count and, for a
+ * blocking broadcast, its reference go, so that the broadcast completes
+ * and is freed (and releases arg) when the targets have answered. Before,
+ * it stayed registered for good, and every new thread ran fn as a
+ * catch-up (test/thread/broadcast_caller_ends.c). */
+static void caller_ended_in_fn(void *p) {
+  mbx__bc *b = p;
+  // Relaxed: a count, published by the unpend below.
+  atomic_fetch_add_explicit(&b->done, 1, memory_order_relaxed);
+  mbx__broadcast_unpend(b);
+  if (!b->done_fn)
+    mbx__broadcast_unref(b);
+}
+
 /* Registers, snapshots, sends and runs inline. Returns the broadcast with
  * its pending group still counting the caller (the caller unpends), or
- * NULL with *rc. */
-static mbx__bc *start(mbx_run_fn fn, void *arg, int flags,
+ * NULL with *rc. release: see mbx_broadcast_with_release. */
+static mbx__bc *start(mbx_run_fn fn, void *arg,
+                      mbx_broadcast_release_fn release, int flags,
                       mbx_broadcast_done_fn done_fn, void *done_arg, int *rc) {
   mbx__lifecycle_link();
   mbx__bc *b = calloc(1, sizeof *b);
@@ -34,7 +51,10 @@ static mbx__bc *start(mbx_run_fn fn, void *arg, int flags,
   b->caller = mbx_self();
   b->done_fn = done_fn;
   b->done_arg = done_arg;
-  pthread_mutex_init(&b->mu, NULL);
+  /* Written before b is shared (registered, sent); read by the last
+   * unref only. */
+  b->release = release;
+  mbx__lock_init(&b->mu);
   pthread_cond_init(&b->cv, NULL);
   /* A first guess of the slots, outside the lock. */
   uint32_t open = 0;
@@ -44,7 +64,7 @@ static mbx__bc *start(mbx_run_fn fn, void *arg, int flags,
   mbx_handle *list = malloc(sizeof *list * b->nslots);
   if (!b->slots || !list) {
     free(list);
-    pthread_mutex_destroy(&b->mu);
+    mbx__lock_destroy(&b->mu);
     pthread_cond_destroy(&b->cv);
     free(b->slots);
     free(b);
@@ -99,7 +119,9 @@ static mbx__bc *start(mbx_run_fn fn, void *arg, int flags,
   }
   if (!(flags & MBX_BROADCAST_SKIP_SELF)) {
     b->targets++;
+    pthread_cleanup_push(caller_ended_in_fn, b);
     fn(arg);
+    pthread_cleanup_pop(0);
     // Relaxed: a count, published by the unpend below.
     atomic_fetch_add_explicit(&b->done, 1, memory_order_relaxed);
   }
@@ -111,6 +133,18 @@ static double now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Cleanup handler: the caller's thread ended while it waited (a message it
+ * ran while serving called pthread_exit, or reached a cancellation point
+ * and the thread was canceled). Its reference goes, so the last answer
+ * still frees the broadcast and runs its release; before, neither ever
+ * happened (test/thread/broadcast_caller_ends.c). */
+static void caller_ended(void *p) {
+  mbx__bc *b = p;
+  // Relaxed: as at the end of a wait; complete() copes with either value.
+  atomic_store_explicit(&b->waiting, 0, memory_order_relaxed);
+  mbx__broadcast_unref(b);
 }
 
 int mbx_broadcast(mbx_run_fn fn, void *arg, int flags, double timeout_ms,
@@ -129,12 +163,9 @@ int mbx_broadcast_with_release(mbx_run_fn fn, void *arg,
   if (timeout_ms != 0 && !mbx_proxy_may_block())
     return MBX_EWOULDBLOCK;
   int rc;
-  mbx__bc *b = start(fn, arg, flags, NULL, NULL, &rc);
+  mbx__bc *b = start(fn, arg, release, flags, NULL, NULL, &rc);
   if (!b)
     return rc;
-  /* Read only by the last unref, which comes after ours below (acq_rel on
-   * refs orders this store before it). */
-  b->release = release;
   double deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
   // Seq_cst: Dekker pair with complete() in registry.c (store waiting, load
   // pending).
@@ -142,6 +173,7 @@ int mbx_broadcast_with_release(mbx_run_fn fn, void *arg,
   /* The caller's own count: may complete it right here. */
   mbx__broadcast_unpend(b);
   int serving = !mbx_handle_is_null(b->caller);
+  pthread_cleanup_push(caller_ended, b);
   for (;;) {
     // Seq_cst: see above; acquire for the answers' counters.
     if (atomic_load_explicit(&b->pending, memory_order_seq_cst) == 0)
@@ -160,11 +192,11 @@ int mbx_broadcast_with_release(mbx_run_fn fn, void *arg,
         serving = 0; /* our mailbox closed (runtime exit): just sleep */
       continue;
     }
-    pthread_mutex_lock(&b->mu);
+    mbx__lock_acquire(&b->mu);
     // Seq_cst: as above.
     if (atomic_load_explicit(&b->pending, memory_order_seq_cst) != 0) {
       if (remaining < 0) {
-        pthread_cond_wait(&b->cv, &b->mu);
+        mbx__lock_wait(&b->mu, &b->cv, NULL);
       } else {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -172,11 +204,12 @@ int mbx_broadcast_with_release(mbx_run_fn fn, void *arg,
         long ns = ts.tv_nsec + (long)(add * 1e6);
         ts.tv_sec += ns / 1000000000L;
         ts.tv_nsec = ns % 1000000000L;
-        pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+        mbx__lock_wait(&b->mu, &b->cv, &ts);
       }
     }
-    pthread_mutex_unlock(&b->mu);
+    mbx__lock_release(&b->mu);
   }
+  pthread_cleanup_pop(0);
   // Relaxed: only complete() reads it, seq_cst there pairs with the loads.
   atomic_store_explicit(&b->waiting, 0, memory_order_relaxed);
   /* Every target answered (pending 0): whoever completed b, or a catch-up
@@ -215,7 +248,7 @@ int mbx_broadcast_async(mbx_run_fn fn, void *arg, int flags,
   if (mbx_handle_is_null(mbx_self()))
     return MBX_EPERM;
   int rc;
-  mbx__bc *b = start(fn, arg, flags, done, done_arg, &rc);
+  mbx__bc *b = start(fn, arg, NULL, flags, done, done_arg, &rc);
   if (!b)
     return rc;
   if (seq_out)
