@@ -30,6 +30,13 @@ static inline void *test_event_loop_thread(void *ready) {
   return NULL;
 }
 
+/* As test_event_loop_thread, woken by posted tasks instead of
+ * Atomics.waitAsync (it hides that first), as without a native one. */
+static inline void *test_posted_event_loop_thread(void *ready) {
+  mbx_test_hide_wait_async();
+  return test_event_loop_thread(ready);
+}
+
 /* Main thread: serve its event loop for the rest of the test while
  * coordinator(arg) drives it on a detached thread and ends it
  * (emscripten_force_exit). Attaches main's mailbox to its event loop, so

@@ -12,12 +12,12 @@
 #include "watchdog.h"
 
 #ifdef __EMSCRIPTEN__
+#include "test_support.h"
+
 #include <emscripten/emscripten.h>
 #include <emscripten/threading.h>
 #include <mbx/thread.h>
 #include <pthread.h>
-
-int mbx_test_hide_wait_async(void); /* test_support.js */
 
 enum { MESSAGES = 11, FOREIGN = 127 };
 static _Atomic int g_ready, g_in_blocker, g_release, g_run, g_foreign;
@@ -33,19 +33,11 @@ static void on_run(void *arg) {
   atomic_fetch_add(&g_run, 1);
 }
 
-static void *worker(void *arg) {
-  (void)arg;
-  mbx_test_hide_wait_async(); /* posted wakeups from here on */
-  CHECK_EQ(mbx_event_loop_attach(), MBX_OK);
-  atomic_store(&g_ready, 1);
-  emscripten_exit_with_live_runtime();
-  return NULL;
-}
-
 int main(void) {
   watchdog_start(30000, "lost_post_wakeup");
   pthread_t t;
-  CHECK_EQ(pthread_create(&t, NULL, worker, NULL), 0);
+  CHECK_EQ(pthread_create(&t, NULL, test_posted_event_loop_thread, &g_ready),
+           0);
   mbx_handle h = mbx_thread_handle(t);
   wait_for_count(&g_ready, 1);
   sleep_ms(20); /* the worker is back in its event loop */
@@ -59,8 +51,8 @@ int main(void) {
   int all = 0;
   for (int i = 0; i < 3000 && !all; i++, sleep_ms(1))
     all = atomic_load(&g_run) == MESSAGES;
-  printf("sent=%d run=%d foreign_calls_run=%d\n", MESSAGES,
-         atomic_load(&g_run), atomic_load(&g_foreign));
+  printf("sent=%d run=%d foreign_calls_run=%d\n", MESSAGES, atomic_load(&g_run),
+         atomic_load(&g_foreign));
   CHECK_EQ(atomic_load(&g_run), MESSAGES);
   printf("PASS lost_post_wakeup\n");
   emscripten_force_exit(0);

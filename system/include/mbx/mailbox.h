@@ -24,7 +24,11 @@
  * mbx_poll() and mbx_send() are not. Handlers run by mbx_poll/mbx_wait may
  * reach cancellation points of their own: a thread canceled inside one
  * counts that message as run. Cancel functions run with cancellation
- * disabled (see mbx_cancel_fn).
+ * disabled (see mbx_cancel_fn). Where a call of the library could meet a
+ * cancellation point of the system's (on Emscripten 5.x a futex wait is
+ * one: the allocator's under ASan, or a user's allocator), it holds off
+ * cancellation: under its locks, and while a send is counted but not yet
+ * queued. A pending cancel then acts at the thread's next point.
  */
 #ifndef MBX_MAILBOX_H
 #define MBX_MAILBOX_H

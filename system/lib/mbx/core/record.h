@@ -276,7 +276,8 @@ typedef struct mbx__test_stall {
   _Atomic int *reached;
 } mbx__test_stall;
 extern _Thread_local mbx__test_stall mbx__tls_test_pop_stall,
-    mbx__tls_test_link_stall, mbx__tls_test_push_stall;
+    mbx__tls_test_link_stall, mbx__tls_test_push_stall,
+    mbx__tls_test_post_stall;
 /* Sets s->reached, then sleeps s->ms, once. */
 void mbx__test_stall_run(mbx__test_stall *s);
 /* A test's guard around the window of mbx__node_release_flush in which a

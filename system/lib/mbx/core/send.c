@@ -36,7 +36,13 @@ static void reject(mbx__record *r, int code, uint32_t gen) {
   }
 }
 
-/* Post to r's owner thread (MBX__WAITING_POST mode). */
+/* Post to r's owner thread (MBX__WAITING_POST mode). A sender posts while
+ * it is counted in pending, where a close waits for it: a thread ended
+ * there would leave its message counted and never pushed, and the close
+ * waiting for good. The post allocates and locks (Emscripten's proxying),
+ * and on Emscripten 5.x a futex wait with cancellation enabled is a
+ * cancellation point (the allocator's under ASan, for one), so it runs
+ * with cancellation disabled (test/thread/post_wake_canceled.c). */
 static void post_wake(mbx__record *r) {
   // Acquire: pairs with the release in mbx__set_post_wake_hook.
   mbx__post_wake_fn hook =
@@ -44,8 +50,16 @@ static void post_wake(mbx__record *r) {
   // Relaxed: set by the owner before it entered POST mode, which the
   // caller observed through a seq_cst load of waiting (or is the owner).
   uintptr_t owner = atomic_load_explicit(&r->pthread_id, memory_order_relaxed);
-  if (hook && owner)
-    hook(owner);
+  if (!hook || !owner)
+    return;
+  int cancel_state;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+  if (mbx__test_hooks_on() && mbx__tls_test_post_stall.ms > 0) {
+    mbx__test_stall_run(&mbx__tls_test_post_stall);
+    pthread_testcancel(); /* as a cancellation point in the post would */
+  }
+  hook(owner);
+  pthread_setcancelstate(cancel_state, NULL);
 }
 
 void mbx__wake_owner(mbx__record *r, int32_t mode) {

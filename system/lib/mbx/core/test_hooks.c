@@ -1,8 +1,8 @@
 /*
  * Test-only hooks into the owner's pop (core/drain.c) and a sender's push
- * (core/send.c), for tests that need a thread stopped at a precise point:
- * the calling thread sets one for its own next pop or send. Not in any public
- * header; tests declare what they use.
+ * and post (core/send.c), for tests that need a thread stopped at a precise
+ * point: the calling thread sets one for its own next pop or send. Not in any
+ * public header; tests declare what they use.
  */
 #include "record.h"
 
@@ -52,7 +52,7 @@ void mbx__test_sleep_ms(double ms) {
 }
 
 _Thread_local mbx__test_stall mbx__tls_test_pop_stall, mbx__tls_test_link_stall,
-    mbx__tls_test_push_stall;
+    mbx__tls_test_push_stall, mbx__tls_test_post_stall;
 
 static void stall_set(mbx__test_stall *s, double ms, _Atomic int *reached) {
   s->ms = ms;
@@ -89,6 +89,14 @@ void mbx__test_link_delay_ms(double ms, _Atomic int *exchanged) {
  * must wait for the push and cancel the message. */
 void mbx__test_push_delay_ms(double ms, _Atomic int *stalling) {
   stall_set(&mbx__tls_test_push_stall, ms, stalling);
+}
+
+/* The calling thread's next posted wakeup (core/send.c, post_wake: an
+ * event-loop owner without Atomics.waitAsync) sets *posting, sleeps ms
+ * milliseconds and then reaches a cancellation point, as a post whose
+ * allocator lock is contended does on Emscripten 5.x. */
+void mbx__test_post_delay_ms(double ms, _Atomic int *posting) {
+  stall_set(&mbx__tls_test_post_stall, ms, posting);
 }
 
 /* A thread killed between forgetting its batch of consumed nodes and

@@ -165,9 +165,11 @@ static void test_start_stall(void) {
 static void *start_with_mailbox(void *p) {
   /* No cancellation until close_on_exit is installed. A pthread_cancel sent
    * right after pthread_create acts at the thread's first cancellation
-   * point, and on Emscripten 5.0.7 any futex wait is one (it runs the calls
-   * queued to the thread, pthread_kill(SIGCANCEL)'s among them, and then
-   * tests for cancellation): a contended malloc or registry lock in here.
+   * point, and on Emscripten 5.0.7 any futex wait made with cancellation
+   * enabled is one (it runs the calls queued to the thread,
+   * pthread_kill(SIGCANCEL)'s among them, and then tests for
+   * cancellation): in here, the allocator's lock under ASan, or a musl
+   * internal lock (pthread_mutex_lock is not one).
    * A thread canceled in here left its mailbox open for good: what was sent
    * to it was never run or canceled, and mbx_thread_handle() of a later
    * thread that got the same pthread_t named the dead thread's mailbox
