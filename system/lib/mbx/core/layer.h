@@ -10,7 +10,6 @@
 
 #include "../platform/platform.h"
 #include "invariant.h"
-#include "lock.h"
 
 #include <mbx/mailbox.h>
 #include <stdatomic.h>
