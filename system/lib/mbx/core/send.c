@@ -4,6 +4,8 @@
  */
 #include "record.h"
 
+#include <pthread.h>
+
 static _Atomic(mbx__post_wake_fn) g_post_wake_hook;
 
 /* Count a refusal. MBX_EFULL's per-mailbox count is taken inside the gate
