@@ -22,6 +22,7 @@
 #include <emscripten/emscripten.h>
 #include <mbx/thread.h>
 #include <pthread.h>
+
 void mbx__test_post_delay_ms(double ms, _Atomic int *posting);
 
 static _Atomic int g_ready, g_posting, g_run;
