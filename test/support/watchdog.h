@@ -14,10 +14,13 @@
 
 static const char *watchdog_what_;
 static double watchdog_ms_;
+static void (*watchdog_report_)(void);
 
 static void *watchdog_main_(void *unused) {
   (void)unused;
   sleep_ms(watchdog_ms_);
+  if (watchdog_report_) /* where everything stands, before the FAIL line */
+    watchdog_report_();
   fprintf(stderr, "FAIL watchdog: %s (no progress after %.0f ms)\n",
           watchdog_what_, watchdog_ms_);
   fflush(stderr);
@@ -25,13 +28,19 @@ static void *watchdog_main_(void *unused) {
   return NULL;
 }
 
-/* Start a detached watchdog: after ms, print FAIL and _exit(3). */
-static inline void watchdog_start(double ms, const char *what) {
+/* Start a detached watchdog: after ms, call report (if not NULL: it prints
+ * the test's state), print FAIL and _exit(3). */
+static inline void watchdog_start_reporting(double ms, const char *what,
+                                            void (*report)(void)) {
+  watchdog_report_ = report;
   watchdog_what_ = what;
   watchdog_ms_ = ms;
   pthread_t t;
   CHECK_EQ(pthread_create(&t, NULL, watchdog_main_, NULL), 0);
   pthread_detach(t);
+}
+static inline void watchdog_start(double ms, const char *what) {
+  watchdog_start_reporting(ms, what, NULL);
 }
 
 #ifndef __cplusplus /* C only: C++ before C++23 has no _Atomic */

@@ -45,8 +45,9 @@
  * refused; every sync outcome and callback matches what fn did; and the
  * library's counters (mailbox and proxy) agree.
  *   --messages N --seed S [--lifetimes L] [--terminations T]
- *   [--flood-kills 0|1]
- * (failure output names the seed)
+ *   [--flood-kills 0|1] [--watchdog-ms MS]
+ * (failure output names the seed; a run that hangs for MS, default 240 s,
+ * reports where each thread is and every mailbox, then fails)
  */
 #define _GNU_SOURCE /* pthread_tryjoin_np */
 #include "check.h"
@@ -57,14 +58,17 @@
 
 #include <fcntl.h>
 #include <mbx/proxy.h>
+#include <mbx/snapshot.h>
 #include <mbx/thread.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
 
 #ifdef __EMSCRIPTEN__
+#include <emscripten/console.h>
 #include <emscripten/emscripten.h>
 #endif
 
@@ -127,6 +131,30 @@ static int g_devnull = -1;
 static _Thread_local int tls_is_target, tls_cancel_pending;
 static _Thread_local int tls_sender; /* index + 1 on a sender */
 static _Thread_local long tls_callbacks_outstanding;
+
+/* Where each thread is, for the watchdog's report of a hang (written
+ * relaxed: a diagnostic, read only when the run has stopped moving). */
+enum {
+  AT_START,
+  AT_PACE,
+  AT_HOLD,
+  AT_SEND,
+  AT_WAIT_DONE,
+  AT_POLL,
+  AT_CALLBACKS,
+  AT_DONE
+};
+static const char *const g_at_names[] = {
+    "start", "pace", "hold", "send", "wait_done", "poll", "callbacks", "done"};
+static _Atomic int g_sender_at[SENDERS];
+static _Atomic long g_sender_id[SENDERS];
+enum { MAIN_IDLE, MAIN_JOIN, MAIN_KILL, MAIN_STATS, MAIN_CREATE, MAIN_DRAIN };
+static const char *const g_main_names[] = {"idle",  "join",   "kill",
+                                           "stats", "create", "drain"};
+static _Atomic int g_main_at;
+static _Atomic long g_main_steps;
+#define AT(word, value)                                                        \
+  atomic_store_explicit(&(word), (value), memory_order_relaxed)
 
 static void fail_seed(void) {
   fprintf(stderr, "torture failed: reproduce with --messages %ld --seed %llu\n",
@@ -335,6 +363,26 @@ static void sync_outcome(long id, int rc) {
   }
 }
 
+/* Keeps the senders in step with the targets' lives: message id waits
+ * until PACE_LIFETIMES * id / messages targets have started (or every one
+ * allowed). Under load main starts targets slowly, and senders that ran
+ * ahead sent most of a run to closed handles: one run (wasm-asan beside
+ * CPU hogs) saw a single target, so no pending-cancel ending, and failed
+ * its coverage check. Serves our mailbox meanwhile (sync calls to us). */
+#define PACE_LIFETIMES 32
+static void pace(long id) {
+  long most =
+      g_max_lifetimes < PACE_LIFETIMES ? g_max_lifetimes : PACE_LIFETIMES;
+  AT(g_sender_at[tls_sender - 1], AT_PACE);
+  for (;;) {
+    long started = atomic_load(&g_lifetimes);
+    if (started >= most || id * most < started * g_messages)
+      return;
+    mbx_poll();
+    sched_yield();
+  }
+}
+
 static void *sender_main(void *arg) {
   rng r;
   rng_seed(&r, g_seed * 131 + (uintptr_t)arg);
@@ -349,6 +397,7 @@ static void *sender_main(void *arg) {
     long id = atomic_fetch_add(&g_next_id, 1);
     if (id >= g_messages)
       break;
+    pace(id);
     int doomed, flood;
     mbx_handle to;
     if (burst_left > 0) { /* a flood: the same doomed target, back to back */
@@ -375,8 +424,11 @@ static void *sender_main(void *arg) {
         (unsigned char)(kind | tls_sender << 4 | (doomed ? M_DOOMED : 0) |
                         (cpoint ? M_CPOINT : 0));
     int sync = (kind & 7) == K_PSYNC || (kind & 7) == K_PTIMED;
+    AT(g_sender_id[tls_sender - 1], id);
+    AT(g_sender_at[tls_sender - 1], AT_HOLD);
     int held = rng_below(&r, 16) == 0 && mbx_hold(to) == MBX_OK;
     atomic_store_explicit(&g_to[id], to.bits, memory_order_relaxed);
+    AT(g_sender_at[tls_sender - 1], AT_SEND);
     int rc = send_one(&r, to, msg);
     if (held) {
       /* a held record is never reused: a refusal can only be "closed" (or
@@ -403,16 +455,22 @@ static void *sender_main(void *arg) {
           atomic_fetch_or(&g_flags[id], rc == MBX_OK ? F_ACCEPTED : F_REFUSED);
       TCHECK(rc == MBX_OK || prev == 0);
     }
-    if (rc == MBX_OK && ((kind & 7) == K_WAIT || (kind & 7) == K_TIMED_WAIT))
+    if (rc == MBX_OK && ((kind & 7) == K_WAIT || (kind & 7) == K_TIMED_WAIT)) {
+      AT(g_sender_at[tls_sender - 1], AT_WAIT_DONE);
       wait_done(id, (kind & 7) == K_TIMED_WAIT);
-    if ((id & 15) == 0)
+    }
+    if ((id & 15) == 0) {
+      AT(g_sender_at[tls_sender - 1], AT_POLL);
       mbx_poll();
+    }
   }
+  AT(g_sender_at[tls_sender - 1], AT_CALLBACKS);
   /* Every callback ends in on_done or on_cancel here: the targets live on
    * until all senders are done, other senders drain before they exit. */
   while (tls_callbacks_outstanding > 0)
     mbx_wait(1);
   atomic_fetch_add(&g_senders_done, 1);
+  AT(g_sender_at[tls_sender - 1], AT_DONE);
   return NULL; /* our mailbox closes: what is queued is canceled here */
 }
 /* A fourth way to end (issue 18 item 1): main pthread_cancels the target,
@@ -425,6 +483,8 @@ typedef struct plan {
   int receives, how;    /* how: END_BY_*, END_PENDING_CANCEL */
   int disable;          /* END_PENDING_CANCEL: serve with cancellation off */
   _Atomic int canceled; /* END_PENDING_CANCEL: main's cancel was sent */
+  _Atomic int served;   /* receive calls made (for the watchdog's report) */
+  _Atomic int ending;   /* 1: waits for main's cancel, 2: returns */
 } plan;
 
 static void *target_main(void *arg) {
@@ -437,9 +497,12 @@ static void *target_main(void *arg) {
   /* receives < 0: the last lifetime allowed serves until senders are done */
   for (int i = 0;
        i < receives || (receives < 0 && atomic_load(&g_senders_done) < SENDERS);
-       i++)
+       i++) {
+    AT(pp->served, i);
     if ((poll_only ? mbx_poll() : mbx_wait(1)) <= 0)
       sched_yield();
+  }
+  AT(pp->ending, 2 - pending);
   if (!pending)
     return end_thread(how);
   while (!atomic_load(&pp->canceled)) /* no cancellation point here */
@@ -448,6 +511,7 @@ static void *target_main(void *arg) {
   for (int i = 0; i < 50; i++) /* let a queue build up for the exit drain */
     sched_yield();
   TCHECK(pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL) == 0);
+  AT(pp->ending, 2);
   tls_cancel_pending = 1;
   atomic_fetch_add(&g_pending_returns, 1);
   return NULL; /* the exit drain runs with the cancel pending */
@@ -532,6 +596,9 @@ static void start_target(int i) {
   s->p.how = (int)rng_below(r, 4);
   s->p.disable = (int)rng_below(r, 2);
   atomic_store(&s->p.canceled, 0);
+  atomic_store(&s->p.served, 0);
+  atomic_store(&s->p.ending, 0);
+  AT(g_main_at, MAIN_CREATE);
   TCHECK(pthread_create(&s->thread, &g_small_stack, target_main, &s->p) == 0);
   mbx_handle h = mbx_thread_handle(s->thread);
   atomic_store(&g_current[i], h.bits);
@@ -556,6 +623,7 @@ static int direct_step(void) {
         continue;
       }
       mbx_stats st; /* a flood left it a long queue to drain: kill it now */
+      AT(g_main_at, MAIN_STATS);
       int flooded =
           atomic_load(&g_doomed_flood[i]) &&
           mbx_stats_get((mbx_handle){atomic_load(&g_doomed[i])}, &st) == 0 &&
@@ -564,17 +632,22 @@ static int direct_step(void) {
         g_flood_queued += flooded ? (long)st.pending : 0;
         g_flood_kills += flooded;
         atomic_store(&g_doomed_flood[i], 0);
+        AT(g_main_at, MAIN_KILL);
         TCHECK(kill_guard_terminate(s->thread) == 1);
         s->live = 0;
       }
 #endif
-    } else if (s->live && pthread_tryjoin_np(s->thread, NULL) == 0) {
-      s->live = 0;
+    } else if (s->live) {
+      AT(g_main_at, MAIN_JOIN);
+      if (pthread_tryjoin_np(s->thread, NULL) == 0)
+        s->live = 0;
     }
     if (!s->live && !senders_done)
       start_target(i);
     live += s->live;
   }
+  atomic_fetch_add_explicit(&g_main_steps, 1, memory_order_relaxed);
+  AT(g_main_at, MAIN_IDLE);
   return senders_done && live == 0;
 }
 
@@ -586,12 +659,13 @@ static mbx_proxy_stats g_pbefore;
 #ifdef __EMSCRIPTEN__
 static void direct_tick(void *unused) {
   (void)unused;
-  if (!direct_step()) {
+  if (!direct_step() || kill_guard_closes_pending()) {
     emscripten_async_call(direct_tick, NULL, 0);
     return;
   }
   /* The terminated workers' queues are canceled from this event loop. */
   mbx_stats now;
+  AT(g_main_at, MAIN_DRAIN);
   mbx_stats_global(&now);
   if (now.pending != 0) {
     emscripten_async_call(direct_tick, NULL, 1);
@@ -603,6 +677,81 @@ static void direct_tick(void *unused) {
 }
 #endif
 
+/* One line of the watchdog's report, written on the calling thread (on
+ * Node, straight to fd 2): a hang may well be a main thread that no longer
+ * runs the calls other threads proxy to it, such as their stdio. */
+static void report_line(const char *fmt, ...) {
+  char line[600];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+#if defined(__EMSCRIPTEN_MAJOR__) /* 4.0 on: emscripten_err */
+  emscripten_err(line);
+#elif defined(__EMSCRIPTEN__) /* 3.x: the same, by its older name */
+  _emscripten_err(line);
+#else
+  fprintf(stderr, "%s\n", line);
+#endif
+}
+
+/* The watchdog's report: where each thread is, which accepted messages
+ * have no outcome yet, and (last: it allocates, and a hang may hold the
+ * allocator) the library's snapshot of every mailbox. */
+static void report_state(void) {
+  report_line("torture state: seed %llu, next id %ld of %ld, senders done "
+              "%d, lifetimes %ld, terminations %ld, main %s after %ld steps",
+              (unsigned long long)g_seed, atomic_load(&g_next_id), g_messages,
+              atomic_load(&g_senders_done), atomic_load(&g_lifetimes),
+              g_terminations, g_main_names[atomic_load(&g_main_at)],
+              atomic_load(&g_main_steps));
+  for (int i = 0; i < SENDERS; i++)
+    report_line("  sender %d %#llx: %s, message %ld", i,
+                (unsigned long long)atomic_load(&g_sender_handles[i]),
+                g_at_names[atomic_load(&g_sender_at[i])],
+                atomic_load(&g_sender_id[i]));
+  for (int i = 0; i < DIRECTORS; i++) {
+    slot *s = &g_slots[i];
+    report_line("  slot %d: live %d, doomed steps %d, target %#llx (receives "
+                "%d, served %d, how %d, disable %d, ending %d), doomed %#llx",
+                i, s->live, s->doomed_steps,
+                (unsigned long long)atomic_load(&g_current[i]), s->p.receives,
+                atomic_load(&s->p.served), s->p.how, s->p.disable,
+                atomic_load(&s->p.ending),
+                (unsigned long long)atomic_load(&g_doomed[i]));
+  }
+  long open = 0, limit = atomic_load(&g_next_id);
+  for (long id = 0; id < limit && id < g_messages; id++) {
+    unsigned f = atomic_load(&g_flags[id]), kind = g_meta[id] & 7;
+    if (!(f & F_ACCEPTED) || kind == K_NOCANCEL ||
+        (f & (F_RUN | F_CANCEL | F_TIMED_OUT | F_SYNC_CANCELED)))
+      continue; /* an outcome, or none owed (dropped, timed out, canceled) */
+    if (kind == K_PCALLBACK && (f & (F_CB_DONE | F_CB_CANCEL)))
+      continue;
+    if (open++ < 12)
+      report_line("  no outcome: message %ld, kind %u, meta 0x%x, flags 0x%x, "
+                  "to %#llx",
+                  id, kind, g_meta[id], f,
+                  (unsigned long long)atomic_load(&g_to[id]));
+  }
+  report_line("  accepted messages with no outcome: %ld", open);
+  mbx_handle watch[SENDERS + 2 * DIRECTORS];
+  for (int i = 0; i < SENDERS; i++)
+    watch[i].bits = atomic_load(&g_sender_handles[i]);
+  for (int i = 0; i < DIRECTORS; i++) {
+    watch[SENDERS + 2 * i].bits = atomic_load(&g_current[i]);
+    watch[SENDERS + 2 * i + 1].bits = atomic_load(&g_doomed[i]);
+  }
+  static char json[16384];
+  size_t length;
+  int rc = mbx_snapshot_json(watch, SENDERS + 2 * DIRECTORS, json, sizeof json,
+                             &length);
+  report_line("  snapshot (%d): %.590s", rc, json);
+  for (size_t at = 590; rc != MBX_EINVAL && at < length && at < sizeof json;
+       at += 590)
+    report_line("    %.590s", json + at);
+}
+
 int main(int argc, char **argv) {
   g_messages = arg_long(argc, argv, "--messages", 100000);
   g_seed = (uint64_t)arg_long(argc, argv, "--seed", 1);
@@ -613,7 +762,9 @@ int main(int argc, char **argv) {
   printf("torture seed=%llu messages=%ld\n", (unsigned long long)g_seed,
          g_messages);
   fflush(stdout); /* the seed, also when the watchdog ends a hang */
-  watchdog_start(240000, "torture (a drain that never finished? seed above)");
+  watchdog_start_reporting(
+      (double)arg_long(argc, argv, "--watchdog-ms", 240000),
+      "torture (a drain that never finished? seed above)", report_state);
   g_flags = calloc((size_t)g_messages, sizeof *g_flags);
   g_meta = calloc((size_t)g_messages, 1);
   g_to = calloc((size_t)g_messages, sizeof *g_to);
