@@ -21,6 +21,10 @@
  *    and every thread started later ran fn as a catch-up; release never
  *    ran. Now the caller's run counts as done, the broadcast completes when
  *    main answered, release runs once, and a new thread does not run fn.
+ * 4. A thread that starts while a broadcast waits runs fn in its catch-up,
+ *    and fn ends that thread (pthread_exit). Before the fix its count in
+ *    the broadcast was never taken back: the caller waited for good. Now
+ *    the broadcast completes once main answered.
  */
 #include "test_threads.h"
 #include "watchdog.h"
@@ -82,6 +86,24 @@ static void *caller_quits_in_fn(void *arg) {
 }
 
 static void *returns_at_once(void *arg) { return arg; }
+
+/* Part 4: fn ends every thread but main and the broadcast's caller: the
+ * only other thread to run it is the one started meanwhile. */
+static pthread_t g_main_thread;
+static void quit_if_starting(void *arg) {
+  (void)arg;
+  atomic_fetch_add(&g_ran, 1);
+  if (!tls_is_caller && !pthread_equal(pthread_self(), g_main_thread))
+    pthread_exit((void *)9);
+}
+static void *caller_waits(void *arg) {
+  (void)arg;
+  tls_is_caller = 1;
+  atomic_store(&g_waiting, 1);
+  atomic_store(&g_rc,
+               mbx_broadcast(quit_if_starting, NULL, 0, -1, NULL, NULL, 0));
+  return NULL;
+}
 
 /* The watchdog of watchdog.h, without a mailbox: it must not be a target
  * that never answers. */
@@ -161,9 +183,28 @@ int main(void) {
     CHECK_EQ(pthread_join(late, NULL), 0);
     CHECK_EQ(atomic_load(&g_ran), 2);
   }
+  g_main_thread = pthread_self();
+  for (int round = 0; round < 3; round++) {
+    atomic_store(&g_ran, 0);
+    atomic_store(&g_waiting, 0);
+    atomic_store(&g_rc, 1);
+    pthread_t t, starter;
+    CHECK_EQ(pthread_create(&t, NULL, caller_waits, NULL), 0);
+    wait_for_count(&g_waiting, 1);
+    /* The broadcast is registered (the caller ran fn itself first). */
+    wait_for_count(&g_ran, 1);
+    CHECK_EQ(pthread_create(&starter, NULL, returns_at_once, NULL), 0);
+    void *result = NULL;
+    CHECK_EQ(pthread_join(starter, &result), 0);
+    CHECK(result == (void *)9); /* fn ended it in its catch-up */
+    answer_until(3);
+    CHECK_EQ(pthread_join(t, NULL), 0);
+    CHECK_EQ(atomic_load(&g_rc), MBX_OK);
+  }
   printf("PASS broadcast_caller_ends: 3 callers without a mailbox canceled "
          "in mbx_broadcast returned MBX_OK, then ended; 3 callers ended by "
          "a message they ran while waiting, 3 by their own run of fn; each "
-         "release ran once\n");
+         "release ran once; 3 threads ended by a catch-up's fn did not hold "
+         "up the broadcast\n");
   return 0;
 }

@@ -26,10 +26,10 @@
  *   not run it. MBX_BROADCAST_PERSIST keeps it registered until
  *   mbx_broadcast_retire: every thread started later runs it (loaded
  *   libraries).
- * - A catch-up's fn must not end its thread (pthread_exit, or a
- *   cancellation point reached with a cancel pending, as one sent right
- *   after pthread_create is): the broadcasts it had not run yet would wait
- *   for that thread for good (their callers until their deadline).
+ * - A catch-up's fn may end its thread (pthread_exit, or a cancellation
+ *   point reached with a cancel pending, as one sent right after
+ *   pthread_create is): the broadcasts it had not run yet then no longer
+ *   wait for that thread, as if it had exited before it started.
  * - Threads that never started through the interposed pthread_create (the
  *   main thread, mbx_thread_attach) get the message only; threads with no
  *   mailbox are not reached.

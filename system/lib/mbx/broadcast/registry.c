@@ -175,6 +175,43 @@ void mbx__broadcast_slot_cancel(void *p, int reason) {
   mbx__broadcast_resolve(p, MBX__SLOT_EXITED);
 }
 
+/* The end of a catch-up: its counts and references go. Also its cleanup
+ * handler: a catch-up's fn may end the new thread (pthread_exit, or a
+ * cancellation point reached with a cancel pending, as one sent right
+ * after pthread_create is). The broadcasts then still complete, and those
+ * it had not run count it as no target; before, their callers waited for
+ * good (test/thread/broadcast_caller_ends.c). */
+static void catch_up_finish(void *stack_items) {
+  catchup_item *items = tls_items;
+  uint32_t n = tls_nitems;
+  tls_items = NULL;
+  tls_nitems = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    if (items[i].counted)
+      mbx__broadcast_unpend(items[i].b);
+    mbx__broadcast_unref(items[i].b);
+  }
+  if (items != stack_items)
+    free(items);
+}
+
+/* Runs the catch-up in tls_items, then finishes it (also if an fn ends
+ * the thread). A function of its own: the cleanup handler's setjmp must
+ * not see the caller's locals change. */
+static void catch_up_run(catchup_item *stack_items) {
+  pthread_cleanup_push(catch_up_finish, stack_items);
+  for (uint32_t i = 0; i < tls_nitems; i++) {
+    catchup_item *item = &tls_items[i];
+    if (!item->ran) {
+      item->ran = 1;
+      item->b->fn(item->b->arg);
+      // Relaxed: a count for the report.
+      atomic_fetch_add_explicit(&item->b->caught_up, 1, memory_order_relaxed);
+    }
+  }
+  pthread_cleanup_pop(1);
+}
+
 void mbx__broadcast_catch_up(void) {
   catchup_item stack_items[16];
   catchup_item *items = stack_items;
@@ -213,26 +250,14 @@ void mbx__broadcast_catch_up(void) {
    * (a lower bound is safe: such messages then run). */
   tls_caught_up_to = degraded && n == count ? items[n - 1].b->seq : g_last_seq;
   pthread_mutex_unlock(&g_mu);
+  if (n == 0) { /* nothing to run (most thread starts): no cleanup handler */
+    if (items != stack_items)
+      free(items);
+    return;
+  }
   tls_items = items;
   tls_nitems = n;
-  for (uint32_t i = 0; i < n; i++) {
-    if (!items[i].ran) {
-      items[i].ran = 1;
-      items[i].b->fn(items[i].b->arg);
-      // Relaxed: a count for the report.
-      atomic_fetch_add_explicit(&items[i].b->caught_up, 1,
-                                memory_order_relaxed);
-    }
-  }
-  tls_items = NULL;
-  tls_nitems = 0;
-  for (uint32_t i = 0; i < n; i++) {
-    if (items[i].counted)
-      mbx__broadcast_unpend(items[i].b);
-    mbx__broadcast_unref(items[i].b);
-  }
-  if (items != stack_items)
-    free(items);
+  catch_up_run(stack_items);
 }
 
 int mbx_broadcast_retire(uint64_t seq) {
