@@ -13,8 +13,11 @@
  * Per message: accepted ones run or canceled exactly once, refused ones
  * never; cancels come from the closer with the reason it gave.
  */
-#include "../../system/lib/mbx/core/layer.h"
+/* First: its feature macros must come before any system header, and
+ * layer.h includes <pthread.h>. */
 #include "check.h"
+
+#include "../../system/lib/mbx/core/layer.h"
 
 #include <pthread.h>
 #include <sched.h>

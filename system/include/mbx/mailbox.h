@@ -24,16 +24,11 @@
  * mbx_poll() and mbx_send() are not. Handlers run by mbx_poll/mbx_wait may
  * reach cancellation points of their own: a thread canceled inside one
  * counts that message as run. Cancel functions run with cancellation
- * disabled (see mbx_cancel_fn). Where any other call of the library waits
- * (mbx_broadcast without a mailbox), or could meet a cancellation point of
- * the system's while others wait on it (a send counted but not yet queued,
- * whose wakeup post allocates), it holds off cancellation; a pending
- * cancel then acts at the thread's next point. Known limit: on Emscripten
- * 5.x a futex wait is a cancellation point, and under ASan (or with an
- * allocator of mbx_set_allocator that waits that way) an allocation can be
- * one. The library allocates a new chunk of records under its registry
- * lock (mbx_mailbox_create, mbx_thread_attach, pthread_create); a thread
- * canceled there ends holding that lock.
+ * disabled (see mbx_cancel_fn). Where a call of the library could meet a
+ * cancellation point of the system's (on Emscripten 5.x a futex wait is
+ * one: the allocator's under ASan, or a user's allocator), it holds off
+ * cancellation: under its locks, and while a send is counted but not yet
+ * queued. A pending cancel then acts at the thread's next point.
  */
 #ifndef MBX_MAILBOX_H
 #define MBX_MAILBOX_H

@@ -54,7 +54,7 @@ static mbx__bc *start(mbx_run_fn fn, void *arg,
   /* Written before b is shared (registered, sent); read by the last
    * unref only. */
   b->release = release;
-  pthread_mutex_init(&b->mu, NULL);
+  mbx__lock_init(&b->mu);
   pthread_cond_init(&b->cv, NULL);
   /* A first guess of the slots, outside the lock. */
   uint32_t open = 0;
@@ -64,7 +64,7 @@ static mbx__bc *start(mbx_run_fn fn, void *arg,
   mbx_handle *list = malloc(sizeof *list * b->nslots);
   if (!b->slots || !list) {
     free(list);
-    pthread_mutex_destroy(&b->mu);
+    mbx__lock_destroy(&b->mu);
     pthread_cond_destroy(&b->cv);
     free(b->slots);
     free(b);
@@ -192,16 +192,11 @@ int mbx_broadcast_with_release(mbx_run_fn fn, void *arg,
         serving = 0; /* our mailbox closed (runtime exit): just sleep */
       continue;
     }
-    /* No cancellation point (<mbx/mailbox.h>): a caller canceled in
-     * pthread_cond_wait ends holding b->mu (POSIX re-locks it first), and
-     * the last target then hung locking it (broadcast_caller_ends). */
-    int cancel_state;
-    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
-    pthread_mutex_lock(&b->mu);
+    mbx__lock_acquire(&b->mu);
     // Seq_cst: as above.
     if (atomic_load_explicit(&b->pending, memory_order_seq_cst) != 0) {
       if (remaining < 0) {
-        pthread_cond_wait(&b->cv, &b->mu);
+        mbx__lock_wait(&b->mu, &b->cv, NULL);
       } else {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -209,11 +204,10 @@ int mbx_broadcast_with_release(mbx_run_fn fn, void *arg,
         long ns = ts.tv_nsec + (long)(add * 1e6);
         ts.tv_sec += ns / 1000000000L;
         ts.tv_nsec = ns % 1000000000L;
-        pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+        mbx__lock_wait(&b->mu, &b->cv, &ts);
       }
     }
-    pthread_mutex_unlock(&b->mu);
-    pthread_setcancelstate(cancel_state, NULL);
+    mbx__lock_release(&b->mu);
   }
   pthread_cleanup_pop(0);
   // Relaxed: only complete() reads it, seq_cst there pairs with the loads.

@@ -7,6 +7,8 @@
 #ifndef MBX__BROADCAST_INTERNAL_H
 #define MBX__BROADCAST_INTERNAL_H
 
+#include "../core/layer.h" /* mbx__lock */
+
 #include <mbx/broadcast.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -40,7 +42,7 @@ struct mbx__bc {
   uint32_t targets;
   mbx_handle caller;
   _Atomic int waiting; /* a blocking caller is in its wait loop */
-  pthread_mutex_t mu;  /* for a waiting caller without a mailbox */
+  mbx__lock mu;        /* for a waiting caller without a mailbox */
   pthread_cond_t cv;
   mbx_broadcast_done_fn done_fn;
   void *done_arg;

@@ -23,7 +23,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static mbx__lock g_mu = MBX__LOCK_INITIALIZER;
 static mbx__bc *g_head, *g_tail;
 static uint64_t g_last_seq;
 
@@ -38,7 +38,7 @@ static _Thread_local catchup_item *tls_items;
 static _Thread_local uint32_t tls_nitems;
 
 void mbx__broadcast_register(mbx__bc *b) {
-  pthread_mutex_lock(&g_mu);
+  mbx__lock_acquire(&g_mu);
   b->seq = ++g_last_seq;
   b->registered = 1;
   if (g_tail)
@@ -46,7 +46,7 @@ void mbx__broadcast_register(mbx__bc *b) {
   else
     g_head = b;
   g_tail = b;
-  pthread_mutex_unlock(&g_mu);
+  mbx__lock_release(&g_mu);
 }
 
 void mbx__broadcast_unref(mbx__bc *b) {
@@ -57,7 +57,7 @@ void mbx__broadcast_unref(mbx__bc *b) {
    * was retired: fn can no longer run anywhere. */
   if (b->release)
     b->release(b->arg);
-  pthread_mutex_destroy(&b->mu);
+  mbx__lock_destroy(&b->mu);
   pthread_cond_destroy(&b->cv);
   free(b->slots);
   free(b);
@@ -92,7 +92,7 @@ static void done_cancel(void *p, int reason) {
 
 static void complete(mbx__bc *b) {
   if (!(b->flags & MBX_BROADCAST_PERSIST)) {
-    pthread_mutex_lock(&g_mu);
+    mbx__lock_acquire(&g_mu);
     if (b->registered) {
       b->registered = 0;
       mbx__bc **p = &g_head;
@@ -105,7 +105,7 @@ static void complete(mbx__bc *b) {
       if (g_tail == b)
         g_tail = prev;
     }
-    pthread_mutex_unlock(&g_mu);
+    mbx__lock_release(&g_mu);
   }
   if (b->done_fn) {
     /* The pending group's reference goes with the message. */
@@ -120,9 +120,9 @@ static void complete(mbx__bc *b) {
     if (!mbx_handle_is_null(b->caller) &&
         !mbx_handle_equal(b->caller, mbx_self()))
       mbx_send(b->caller, noop, NULL, NULL); /* a wakeup; refusal is fine */
-    pthread_mutex_lock(&b->mu);
+    mbx__lock_acquire(&b->mu);
     pthread_cond_broadcast(&b->cv);
-    pthread_mutex_unlock(&b->mu);
+    mbx__lock_release(&b->mu);
   }
   mbx__broadcast_unref(b);
 }
@@ -216,7 +216,7 @@ void mbx__broadcast_catch_up(void) {
   catchup_item stack_items[16];
   catchup_item *items = stack_items;
   uint32_t n = 0;
-  pthread_mutex_lock(&g_mu);
+  mbx__lock_acquire(&g_mu);
   uint32_t count = 0;
   int degraded = 0;
   for (mbx__bc *b = g_head; b; b = b->next)
@@ -249,7 +249,7 @@ void mbx__broadcast_catch_up(void) {
   /* Degraded: later ones come by message only if this thread is a target
    * (a lower bound is safe: such messages then run). */
   tls_caught_up_to = degraded && n == count ? items[n - 1].b->seq : g_last_seq;
-  pthread_mutex_unlock(&g_mu);
+  mbx__lock_release(&g_mu);
   if (n == 0) { /* nothing to run (most thread starts): no cleanup handler */
     if (items != stack_items)
       free(items);
@@ -262,7 +262,7 @@ void mbx__broadcast_catch_up(void) {
 
 int mbx_broadcast_retire(uint64_t seq) {
   mbx__bc *found = NULL;
-  pthread_mutex_lock(&g_mu);
+  mbx__lock_acquire(&g_mu);
   mbx__bc *prev = NULL;
   for (mbx__bc *b = g_head; b; prev = b, b = b->next)
     if (b->seq == seq && (b->flags & MBX_BROADCAST_PERSIST)) {
@@ -276,7 +276,7 @@ int mbx_broadcast_retire(uint64_t seq) {
       b->registered = 0;
       break;
     }
-  pthread_mutex_unlock(&g_mu);
+  mbx__lock_release(&g_mu);
   if (!found)
     return MBX_EINVAL;
   mbx__broadcast_unref(found);

@@ -10,6 +10,7 @@
 
 #include "../platform/platform.h"
 #include "invariant.h"
+#include "lock.h"
 
 #include <mbx/mailbox.h>
 #include <stdatomic.h>

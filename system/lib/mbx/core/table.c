@@ -24,15 +24,15 @@ static _Atomic(mbx__record *) g_directory[DIRECTORY_CHUNKS];
 static _Atomic uint32_t g_record_count;
 static _Atomic uint32_t g_quarantine_threshold = DEFAULT_QUARANTINE;
 
-static pthread_mutex_t g_registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static mbx__lock g_registry_lock = MBX__LOCK_INITIALIZER;
 /* Registry lock held for all of these. */
 static uint32_t g_quarantine_head; /* index + 1; 0 = empty */
 static uint32_t g_quarantine_tail;
 static uint32_t g_quarantine_length;
 static uint32_t g_chunk_count;
 
-void mbx__registry_lock(void) { pthread_mutex_lock(&g_registry_lock); }
-void mbx__registry_unlock(void) { pthread_mutex_unlock(&g_registry_lock); }
+void mbx__registry_lock(void) { mbx__lock_acquire(&g_registry_lock); }
+void mbx__registry_unlock(void) { mbx__lock_release(&g_registry_lock); }
 
 mbx__record *mbx__record_at(uint32_t index) {
   // Acquire: pairs with the release store in new_record, so the chunk's

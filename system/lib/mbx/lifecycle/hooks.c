@@ -21,7 +21,7 @@ typedef struct hook {
 
 /* Registration is rare, calls are per thread start/exit: a mutex around
  * small arrays, copied out before calling so hooks may (un)register. */
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static mbx__lock g_mu = MBX__LOCK_INITIALIZER;
 static hook g_start[MBX_LIFECYCLE_MAX_HOOKS];
 static hook g_close[MBX_LIFECYCLE_MAX_HOOKS];
 static uint32_t g_next_id;
@@ -47,7 +47,7 @@ static int add(hook *table, _Atomic int *count, void (*fn)(void), void *arg,
     return MBX_EINVAL;
   mbx__lifecycle_link();
   int rc = MBX_EFULL;
-  pthread_mutex_lock(&g_mu);
+  mbx__lock_acquire(&g_mu);
   for (int i = 0; i < MBX_LIFECYCLE_MAX_HOOKS; i++) {
     if (table[i].id == 0) {
       table[i] = (hook){++g_next_id, fn, arg};
@@ -59,7 +59,7 @@ static int add(hook *table, _Atomic int *count, void (*fn)(void), void *arg,
       break;
     }
   }
-  pthread_mutex_unlock(&g_mu);
+  mbx__lock_release(&g_mu);
   return rc;
 }
 
@@ -75,7 +75,7 @@ int mbx_lifecycle_remove(uint32_t id) {
   int rc = MBX_EINVAL;
   if (id == 0)
     return rc;
-  pthread_mutex_lock(&g_mu);
+  mbx__lock_acquire(&g_mu);
   for (int i = 0; i < MBX_LIFECYCLE_MAX_HOOKS; i++) {
     _Atomic int *count = NULL;
     if (g_start[i].id == id) {
@@ -92,7 +92,7 @@ int mbx_lifecycle_remove(uint32_t id) {
       break;
     }
   }
-  pthread_mutex_unlock(&g_mu);
+  mbx__lock_release(&g_mu);
   return rc;
 }
 
@@ -103,11 +103,11 @@ static int snapshot(const hook *table, _Atomic int *count, hook *out) {
   if (atomic_load_explicit(count, memory_order_relaxed) == 0)
     return 0;
   int n = 0;
-  pthread_mutex_lock(&g_mu);
+  mbx__lock_acquire(&g_mu);
   for (int i = 0; i < MBX_LIFECYCLE_MAX_HOOKS; i++)
     if (table[i].id)
       out[n++] = table[i];
-  pthread_mutex_unlock(&g_mu);
+  mbx__lock_release(&g_mu);
   for (int i = 1; i < n; i++) /* insertion sort by id: n <= 16 */
     for (int j = i; j > 0 && out[j - 1].id > out[j].id; j--) {
       hook t = out[j];

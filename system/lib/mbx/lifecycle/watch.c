@@ -11,6 +11,8 @@
  */
 #include "lifecycle.h"
 
+#include "../core/layer.h" /* mbx__lock */
+
 #include <mbx/lifecycle.h>
 #include <pthread.h>
 #include <sched.h>
@@ -31,7 +33,7 @@ typedef struct watch {
 
 /* All watches (armed, and fired but not yet delivered, so that unwatch can
  * find them), under g_mu. A list: watches are few; close scans it once. */
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static mbx__lock g_mu = MBX__LOCK_INITIALIZER;
 static watch *g_head;
 static mbx_watch_id g_next_id;
 
@@ -46,10 +48,10 @@ static void unlink_locked(watch *w) {
 /* On the watcher, from its mailbox. */
 static void deliver(void *p) {
   watch *w = p;
-  pthread_mutex_lock(&g_mu);
+  mbx__lock_acquire(&g_mu);
   int state = w->state;
   unlink_locked(w);
-  pthread_mutex_unlock(&g_mu);
+  mbx__lock_release(&g_mu);
   if (state == FIRED)
     w->fn(w->target, w->reason, w->arg);
   free(w);
@@ -58,9 +60,9 @@ static void deliver(void *p) {
 /* The watcher exits before delivery: the watch is dropped. */
 static void drop(void *p, int reason) {
   (void)reason;
-  pthread_mutex_lock(&g_mu);
+  mbx__lock_acquire(&g_mu);
   unlink_locked(p);
-  pthread_mutex_unlock(&g_mu);
+  mbx__lock_release(&g_mu);
   free(p);
 }
 
@@ -82,7 +84,7 @@ int mbx_watch(mbx_handle target, mbx_watch_fn on_closed, void *arg,
   if (!w)
     return MBX_ENOMEM;
   *w = (watch){NULL, NULL, 0, target, self, on_closed, arg, ARMED, 0};
-  pthread_mutex_lock(&g_mu);
+  mbx__lock_acquire(&g_mu);
   int rc;
   /* A hold is refused (MBX_ECLOSED) once the close's gate RMW happened; at
    * most MBX_MAX_HOLDS at once, so retry a crowd briefly. */
@@ -94,7 +96,7 @@ int mbx_watch(mbx_handle target, mbx_watch_fn on_closed, void *arg,
     w->state = FIRED;
     w->reason = rc; /* MBX_WATCH_WAS_CLOSED / MBX_WATCH_WAS_STALE */
   } else {
-    pthread_mutex_unlock(&g_mu);
+    mbx__lock_release(&g_mu);
     free(w);
     return rc; /* MBX_EINVAL: forged handle */
   }
@@ -106,7 +108,7 @@ int mbx_watch(mbx_handle target, mbx_watch_fn on_closed, void *arg,
   /* Read under the lock: once unlocked, an armed w may be fired by the
    * close path, and must then not be sent twice (found by TSan). */
   int fire_now = w->state == FIRED;
-  pthread_mutex_unlock(&g_mu);
+  mbx__lock_release(&g_mu);
   if (fire_now)
     send_fired(w);
   return MBX_OK;
@@ -116,7 +118,7 @@ int mbx_unwatch(mbx_watch_id id) {
   mbx_handle self = mbx_self();
   int rc = MBX_EINVAL;
   watch *to_free = NULL;
-  pthread_mutex_lock(&g_mu);
+  mbx__lock_acquire(&g_mu);
   for (watch *w = g_head; w; w = w->next) {
     if (w->id != id)
       continue;
@@ -132,7 +134,7 @@ int mbx_unwatch(mbx_watch_id id) {
     }
     break;
   }
-  pthread_mutex_unlock(&g_mu);
+  mbx__lock_release(&g_mu);
   free(to_free);
   return rc;
 }
@@ -140,7 +142,7 @@ int mbx_unwatch(mbx_watch_id id) {
 void mbx__watch_closed(mbx_handle h, int reason) {
   watch *fired = NULL; /* chained through fire_next; they stay linked */
   watch *dead = NULL;  /* unlinked, chained through next */
-  pthread_mutex_lock(&g_mu);
+  mbx__lock_acquire(&g_mu);
   for (watch **p = &g_head; *p;) {
     watch *w = *p;
     if (w->state == ARMED && mbx_handle_equal(w->watcher, h)) {
@@ -157,7 +159,7 @@ void mbx__watch_closed(mbx_handle h, int reason) {
     }
     p = &w->next;
   }
-  pthread_mutex_unlock(&g_mu);
+  mbx__lock_release(&g_mu);
   /* Outside the lock: each fired watch is ours until its send succeeds. */
   while (fired) {
     watch *next = fired->fire_next;
