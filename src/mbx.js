@@ -201,6 +201,19 @@ mergeInto(LibraryManager.library, {
         if (w) mbxWorkers.watch(w);
         return w;
       };
+      // A thread that ended before its start routine ran left its mailbox
+      // open (shutdown.c, mbx__on_thread_reclaimed): close it when its
+      // worker comes back, before the pthread is freed. Every release
+      // reclaims joined and finished detached threads here.
+      var giveBack = PThread.returnWorkerToPool;
+      PThread.returnWorkerToPool = function(w) {
+        var ptr = mbxWorkers.hostedThread(w);
+        if (ptr && !mbxWorkers.tearingDown &&
+            !(typeof ABORT != 'undefined' && ABORT)) {
+          _mbx__on_thread_reclaimed(ptr);
+        }
+        return giveBack.apply(PThread, arguments);
+      };
       // Every release tears threads down in PThread.terminateAllThreads:
       // 3.1.6 calls it twice at runtime exit; 5.x from terminateRuntime
       // (EXIT_RUNTIME) and from proc_exit (emscripten_force_exit without

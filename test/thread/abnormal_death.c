@@ -13,6 +13,9 @@
  * Proxied work (<mbx/proxy.h>) is not left hanging either: a sync call
  * whose fn is running when the worker dies, and a context the dead thread
  * left unfinished, both return MBX_ECANCELED to their blocked callers.
+ * A worker killed before its thread's start routine ran (a test hook holds
+ * it there) gets the same: its queue canceled on main, and its start
+ * record freed (before, it stayed allocated for good).
  * (Natively threads cannot be killed one by one: wasm only.)
  */
 #include "check.h"
@@ -31,6 +34,9 @@
 #include <time.h>
 
 enum { QUEUED = 20 };
+
+void mbx__test_prestart_point_ms(int ms, _Atomic int *reached);
+int mbx__test_starts_pending(void);
 
 static pthread_t g_main;
 static _Atomic int g_ready, g_in_handler, g_runs, g_cancels, g_bad_cancels;
@@ -193,6 +199,29 @@ static void *coordinator(void *arg) {
    * until its mbx_proxy_finish (which any thread may still call), and
    * here nobody will. */
   CHECK_EQ(after.calls_live, before.calls_live + 1);
+  /* Killed before its start routine ran. */
+  for (int round = 0; round < 2; round++) {
+    atomic_store(&g_cancels, 0);
+    _Atomic int reached = 0;
+    mbx__test_prestart_point_ms(60000, &reached);
+    pthread_t victim;
+    CHECK_EQ(pthread_create(&victim, NULL, block_forever, (void *)&g_ready), 0);
+    mbx_handle to = mbx_thread_handle(victim);
+    CHECK(!mbx_handle_is_null(to));
+    while (!atomic_load(&reached))
+      sleep_ms(1);
+    for (int i = 0; i < QUEUED; i++)
+      CHECK_EQ(mbx_send(to, on_run, on_cancel, NULL), MBX_OK);
+    CHECK_EQ(mbx_send(mbx_main_thread(), terminate_on_main, NULL, &victim),
+             MBX_OK);
+    for (int i = 0; i < 10000 && atomic_load(&g_cancels) < QUEUED; i++)
+      sleep_ms(1);
+    CHECK_EQ(atomic_load(&g_cancels), QUEUED);
+    CHECK_EQ(mbx_send(to, on_run, on_cancel, NULL), MBX_ECLOSED);
+    CHECK_EQ(mbx__test_starts_pending(), 0); /* its start record freed */
+  }
+  CHECK_EQ(atomic_load(&g_runs), 0);
+  CHECK_EQ(atomic_load(&g_bad_cancels), 0);
   /* Threads created after the deaths still work. */
   for (int i = 0; i < 4; i++) {
     pthread_t t;

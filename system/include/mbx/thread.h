@@ -58,18 +58,30 @@
  *   be neither run nor canceled. Memory
  *   a killed worker may leave allocated for good: the node block (32
  *   nodes, about 650 bytes on wasm32) of an abandoned message, and one of
- *   nodes it was releasing when it died; a worker killed before its start
- *   routine ran, its 16-byte start record. Its record is reused. So memory
+ *   nodes it was releasing when it died. Its record is reused. So memory
  *   stays bounded while threads come and go by returning, exiting or being
  *   canceled, and grows by at most about 1.3 KB per killed worker. A lock
  *   the worker held when it was killed stays held for ever: that is so of
  *   any lock, and the one the library's code takes on a worker is the
- *   allocator's (a sender allocates node blocks, a drain frees them), and
+ *   allocator's (a sender allocates node blocks, a drain frees them; a
+ *   thread also takes a short lock of the library as its start routine
+ *   begins, to take its start record), and
  *   with Emscripten's dlmalloc (one global mutex) the next malloc on any
  *   thread then hangs, with no mailbox involved. Kill a worker only where it
  *   cannot be inside the allocator, or give the library an allocator
  *   (mbx_set_allocator) behind a lock that the killer holds from before the
  *   kill until the dead worker's mailbox closed (test/support/kill_guard.h).
+ * - A thread that ends before its start routine runs (Emscripten 5.x
+ *   under ASan: a pthread_cancel sent right after pthread_create can act
+ *   inside the sanitizer's thread start, which waits on its locks before
+ *   it calls the start routine). Its mailbox, opened by pthread_create,
+ *   was never taken over by the thread, so no exit path of its own closes
+ *   it: the library closes it on the main thread when Emscripten takes the
+ *   worker back (the join, or the end of a detached thread), and its
+ *   queued messages are canceled there with MBX_CANCEL_ABNORMAL_EXIT. A
+ *   main thread blocked elsewhere delays that as it delays the join. Not
+ *   reachable natively or on 3.1.6 (no cancellation point comes before
+ *   the start routine there).
  * - fork() (native; the library registers pthread_atfork handlers): the
  *   child starts with the forking thread's mailbox open and empty. Messages
  *   queued in the parent, in any mailbox, belong to the parent: the child

@@ -22,6 +22,11 @@ void mbx__shutdown_install(void);
 int mbx__runtime_exiting(void);
 
 #ifdef __EMSCRIPTEN__
+/* thread_hooks.c: free the start record of the thread whose mailbox this
+ * is, if that thread never took it (it ended or was killed before its
+ * start routine ran). Main thread, before it closes that mailbox. */
+void mbx__start_forget(mbx_handle mailbox);
+
 /* src/mbx.js (the JS library linked with mbx::mbx). */
 int mbx_js_arm(_Atomic int32_t *word, uint32_t epoch);
 void mbx_js_defer(uint32_t epoch);

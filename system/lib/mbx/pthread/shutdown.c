@@ -18,6 +18,12 @@
  *   one is terminated it captures the handle of the thread it hosted, and
  *   when the worker is gone it calls mbx__on_thread_death on the main
  *   thread, which closes the mailbox as an orphan (MBX_CANCEL_ABNORMAL_EXIT).
+ *
+ * - A thread that ends before its start routine ran (Emscripten): its
+ *   mailbox, opened by its creator, was never bound and no exit path closes
+ *   it. src/mbx.js calls mbx__on_thread_reclaimed on the main thread when
+ *   Emscripten takes the thread's worker back, which closes it as an orphan
+ *   too.
  */
 #include "pthread_layer.h"
 
@@ -96,8 +102,30 @@ EMSCRIPTEN_KEEPALIVE uint32_t mbx__death_capture_gen(void) {
  * its record already serves another thread (MBX_ESTALE). */
 EMSCRIPTEN_KEEPALIVE void mbx__on_thread_death(uint32_t low, uint32_t gen) {
   mbx_handle h = {((uint64_t)gen << 32) | low};
-  if (!mbx_handle_is_null(h))
-    mbx_mailbox_close_orphan(h);
+  if (mbx_handle_is_null(h))
+    return;
+  mbx__start_forget(h); /* killed before its start routine ran */
+  mbx_mailbox_close_orphan(h);
+}
+
+/* Main thread, from src/mbx.js, when Emscripten takes back the worker of
+ * pthread ptr: the thread has ended and was joined (or was detached), and
+ * ptr is freed right after, so no other thread has it yet. Normally the
+ * thread closed its mailbox on its way out and nothing is open here. One
+ * still open belongs to a thread that ended before start_with_mailbox
+ * (thread_hooks.c) ran: a pthread_cancel sent right after pthread_create
+ * acts at the first futex wait on 5.x, and under ASan the sanitizer's own
+ * thread start (asan_thread_start) waits on its locks before it calls our
+ * start routine. Before this, such a mailbox stayed open for good: what
+ * was sent to it waited for ever, and mbx_thread_handle() of a later
+ * thread that got the same pthread_t named it (torture, 5.0.7 wasm-asan,
+ * about 1 run in 300 under load). */
+EMSCRIPTEN_KEEPALIVE void mbx__on_thread_reclaimed(uintptr_t ptr) {
+  mbx_handle h = mbx__handle_of_pthread(ptr);
+  if (mbx_handle_is_null(h))
+    return;
+  mbx__start_forget(h);
+  mbx_mailbox_close_orphan(h);
 }
 
 #endif

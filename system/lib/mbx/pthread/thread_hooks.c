@@ -60,7 +60,72 @@ typedef struct start_info {
   void *(*start)(void *);
   void *arg;
   mbx_handle mailbox;
+#ifdef __EMSCRIPTEN__
+  /* On the list of start records not taken yet (g_starting). */
+  struct start_info *next, *prev;
+#endif
 } start_info;
+
+#ifdef __EMSCRIPTEN__
+/* Start records whose thread has not taken them yet. A thread can end
+ * before its start routine runs (shutdown.c, mbx__on_thread_reclaimed) or
+ * be killed before it does, and then never frees its own: the main thread
+ * frees it with mbx__start_forget when it closes that thread's mailbox. */
+static mbx__lock g_starting_lock = MBX__LOCK_INITIALIZER;
+static start_info *g_starting;
+
+static void starting_link(start_info *info) {
+  mbx__lock_acquire(&g_starting_lock);
+  info->prev = NULL;
+  info->next = g_starting;
+  if (g_starting)
+    g_starting->prev = info;
+  g_starting = info;
+  mbx__lock_release(&g_starting_lock);
+}
+
+/* g_starting_lock held. */
+static void starting_unlink(start_info *info) {
+  if (info->prev)
+    info->prev->next = info->next;
+  else
+    g_starting = info->next;
+  if (info->next)
+    info->next->prev = info->prev;
+}
+
+static void starting_take(start_info *info) {
+  mbx__lock_acquire(&g_starting_lock);
+  starting_unlink(info);
+  mbx__lock_release(&g_starting_lock);
+}
+
+void mbx__start_forget(mbx_handle mailbox) {
+  start_info *info;
+  mbx__lock_acquire(&g_starting_lock);
+  for (info = g_starting; info; info = info->next)
+    if (mbx_handle_equal(info->mailbox, mailbox)) {
+      starting_unlink(info);
+      break;
+    }
+  mbx__lock_release(&g_starting_lock);
+  free(info);
+}
+
+/* Test-only (test/thread/abnormal_death.c): start records not taken yet. */
+int mbx__test_starts_pending(void) {
+  int n = 0;
+  mbx__lock_acquire(&g_starting_lock);
+  for (start_info *info = g_starting; info; info = info->next)
+    n++;
+  mbx__lock_release(&g_starting_lock);
+  return n;
+}
+#else
+/* Natively a thread always runs its start routine: nothing to forget. */
+static void starting_link(start_info *info) { (void)info; }
+static void starting_take(start_info *info) { (void)info; }
+#endif
 
 #ifdef __EMSCRIPTEN__
 #include <emscripten/threading.h>
@@ -162,6 +227,38 @@ static void test_start_stall(void) {
   pthread_testcancel();
 }
 
+/* Test-only (test/thread/cancel_before_start.c): the next thread created
+ * reaches cancellation points before start_with_mailbox runs, for up to
+ * ms milliseconds (*reached set first), as a thread on Emscripten 5.x
+ * under ASan does inside the sanitizer's thread start. Tests declare it. */
+static _Atomic int g_test_prestart_ms, g_test_prestart_run_ms;
+static _Atomic(_Atomic int *) g_test_prestart_reached;
+
+void mbx__test_prestart_point_ms(int ms, _Atomic int *reached) {
+  // Relaxed (both): as in mbx__test_start_stall_ms.
+  atomic_store_explicit(&g_test_prestart_reached, reached,
+                        memory_order_relaxed);
+  atomic_store_explicit(&g_test_prestart_ms, ms, memory_order_relaxed);
+}
+
+static void *start_with_mailbox(void *p);
+
+static void *start_after_points(void *p) {
+  // Relaxed: see mbx__test_prestart_point_ms.
+  _Atomic int *reached =
+      atomic_load_explicit(&g_test_prestart_reached, memory_order_relaxed);
+  if (reached)
+    // Seq_cst: a test flag; the test then sends the cancel.
+    atomic_store(reached, 1);
+  // Relaxed: written by the creator before pthread_create.
+  int ms = atomic_load_explicit(&g_test_prestart_run_ms, memory_order_relaxed);
+  for (int i = 0; i < ms; i++) {
+    pthread_testcancel();
+    mbx__test_sleep_ms(1);
+  }
+  return start_with_mailbox(p);
+}
+
 static void *start_with_mailbox(void *p) {
   /* No cancellation until close_on_exit is installed. A pthread_cancel sent
    * right after pthread_create acts at the thread's first cancellation
@@ -178,6 +275,7 @@ static void *start_with_mailbox(void *p) {
    * handler in place. */
   int cancel_state;
   pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+  starting_take(p);
   start_info info = *(start_info *)p;
   free(p);
   void *result;
@@ -214,9 +312,26 @@ int __wrap_pthread_create(pthread_t *thread, const pthread_attr_t *attr,
   /* Hold the record across creation so that recording the pthread_t below
    * cannot land on a later life if the thread exits at once. */
   int held = mbx_hold(mailbox) == MBX_OK;
+  // Relaxed: see mbx__test_prestart_point_ms; the exchange gives the
+  // points to one thread only.
+  int prestart_ms =
+      atomic_load_explicit(&g_test_prestart_ms, memory_order_relaxed)
+          ? atomic_exchange_explicit(&g_test_prestart_ms, 0,
+                                     memory_order_relaxed)
+          : 0;
+  if (prestart_ms)
+    // Relaxed: pthread_create orders it before the thread's load.
+    atomic_store_explicit(&g_test_prestart_run_ms, prestart_ms,
+                          memory_order_relaxed);
+  starting_link(info);
   create_fn create = real_create();
-  int rc = create ? create(thread, attr, start_with_mailbox, info) : EAGAIN;
+  int rc =
+      create
+          ? create(thread, attr,
+                   prestart_ms ? start_after_points : start_with_mailbox, info)
+          : EAGAIN;
   if (rc != 0) {
+    starting_take(info);
     mbx_mailbox_close_orphan(mailbox);
     free(info);
   } else {
