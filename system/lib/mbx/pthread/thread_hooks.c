@@ -227,7 +227,7 @@ static void test_start_stall(void) {
   pthread_testcancel();
 }
 
-/* Test-only (test/thread/cancel_before_start.c): the next thread created
+/* Test-only (test/thread/cancel_at_start.c, part 2): the next thread created
  * reaches cancellation points before start_with_mailbox runs, for up to
  * ms milliseconds (*reached set first), as a thread on Emscripten 5.x
  * under ASan does inside the sanitizer's thread start. Tests declare it. */
