@@ -36,7 +36,7 @@
 enum { QUEUED = 20 };
 
 void mbx__test_prestart_point_ms(int ms, _Atomic int *reached);
-int mbx__test_starts_pending(void);
+int mbx__starts_pending(void);
 
 static pthread_t g_main;
 static _Atomic int g_ready, g_in_handler, g_runs, g_cancels, g_bad_cancels;
@@ -218,7 +218,7 @@ static void *coordinator(void *arg) {
       sleep_ms(1);
     CHECK_EQ(atomic_load(&g_cancels), QUEUED);
     CHECK_EQ(mbx_send(to, on_run, on_cancel, NULL), MBX_ECLOSED);
-    CHECK_EQ(mbx__test_starts_pending(), 0); /* its start record freed */
+    CHECK_EQ(mbx__starts_pending(), 0); /* its start record freed */
   }
   CHECK_EQ(atomic_load(&g_runs), 0);
   CHECK_EQ(atomic_load(&g_bad_cancels), 0);

@@ -26,6 +26,10 @@ int mbx__runtime_exiting(void);
  * is, if that thread never took it (it ended or was killed before its
  * start routine ran). Main thread, before it closes that mailbox. */
 void mbx__start_forget(mbx_handle mailbox);
+/* thread_hooks.c: how many start records no thread has taken yet (threads
+ * starting now, or ended or killed before their start routine). Any
+ * thread; also test/thread/abnormal_death.c. */
+int mbx__starts_pending(void);
 
 /* src/mbx.js (the JS library linked with mbx::mbx). */
 int mbx_js_arm(_Atomic int32_t *word, uint32_t epoch);

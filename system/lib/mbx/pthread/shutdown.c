@@ -85,6 +85,16 @@ void mbx__shutdown_install(void) {
  * cannot take 64-bit values from 3.1.6 without BigInt support). */
 static uint32_t g_capture_gen;
 
+/* Close, as an orphan, the mailbox h of a thread that will never run its
+ * exit path (killed, or ended before its start routine ran), after freeing
+ * its start record if it never took it. Main thread. */
+static void close_unexited(mbx_handle h) {
+  if (mbx_handle_is_null(h))
+    return;
+  mbx__start_forget(h);
+  mbx_mailbox_close_orphan(h);
+}
+
 /* Main thread, from src/mbx.js, when the worker hosting pthread ptr is
  * being terminated. Returns the low half of that thread's handle (0 if it
  * has no open mailbox); mbx__death_capture_gen returns the high half. */
@@ -101,11 +111,7 @@ EMSCRIPTEN_KEEPALIVE uint32_t mbx__death_capture_gen(void) {
  * makes this a no-op if the thread exited normally first (MBX_ECLOSED) or
  * its record already serves another thread (MBX_ESTALE). */
 EMSCRIPTEN_KEEPALIVE void mbx__on_thread_death(uint32_t low, uint32_t gen) {
-  mbx_handle h = {((uint64_t)gen << 32) | low};
-  if (mbx_handle_is_null(h))
-    return;
-  mbx__start_forget(h); /* killed before its start routine ran */
-  mbx_mailbox_close_orphan(h);
+  close_unexited((mbx_handle){((uint64_t)gen << 32) | low});
 }
 
 /* Main thread, from src/mbx.js, when Emscripten takes back the worker of
@@ -121,11 +127,10 @@ EMSCRIPTEN_KEEPALIVE void mbx__on_thread_death(uint32_t low, uint32_t gen) {
  * thread that got the same pthread_t named it (torture, 5.0.7 wasm-asan,
  * about 1 run in 300 under load). */
 EMSCRIPTEN_KEEPALIVE void mbx__on_thread_reclaimed(uintptr_t ptr) {
-  mbx_handle h = mbx__handle_of_pthread(ptr);
-  if (mbx_handle_is_null(h))
-    return;
-  mbx__start_forget(h);
-  mbx_mailbox_close_orphan(h);
+  /* Such a thread's start record is still pending. None is, at nearly
+   * every thread's end: then skip the scan of every record. */
+  if (mbx__starts_pending() != 0)
+    close_unexited(mbx__handle_of_pthread(ptr));
 }
 
 #endif

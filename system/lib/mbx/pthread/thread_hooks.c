@@ -112,8 +112,7 @@ void mbx__start_forget(mbx_handle mailbox) {
   free(info);
 }
 
-/* Test-only (test/thread/abnormal_death.c): start records not taken yet. */
-int mbx__test_starts_pending(void) {
+int mbx__starts_pending(void) {
   int n = 0;
   mbx__lock_acquire(&g_starting_lock);
   for (start_info *info = g_starting; info; info = info->next)
