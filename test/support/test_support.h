@@ -37,6 +37,18 @@ static inline void *test_posted_event_loop_thread(void *ready) {
   return test_event_loop_thread(ready);
 }
 
+/* Waits, up to 10 s, until mailbox h has nothing pending. An owner's drain
+ * takes its count off pending only after the handlers ran, so a flag that
+ * a handler sets is seen first: a check of pending right after it can read
+ * the message still counted (post_wake_canceled failed so once in CI,
+ * 3.1.6 wasm-asan). Any thread. */
+static inline void test_wait_drained(mbx_handle h) {
+  mbx_stats st;
+  for (int i = 0; i < 10000 && mbx_stats_get(h, &st) == MBX_OK && st.pending;
+       i++)
+    sleep_ms(1);
+}
+
 /* Main thread: serve its event loop for the rest of the test while
  * coordinator(arg) drives it on a detached thread and ends it
  * (emscripten_force_exit). Attaches main's mailbox to its event loop, so

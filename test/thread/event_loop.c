@@ -151,10 +151,7 @@ static void run_scenario(long rounds, int hide_wait_async) {
    * Only a send that finds nothing pending wakes: the receiver's drain
    * takes its count off pending after the handlers ran, so wait for that
    * (under load the next send came first and woke nobody). */
-  mbx_stats rs;
-  for (int i = 0; i < 10000 && mbx_stats_get(to, &rs) == MBX_OK && rs.pending;
-       i++)
-    sleep_ms(1);
+  test_wait_drained(to);
   atomic_store(&g_hold_busy, 1);
   mbx_stats_global(&before);
   CHECK_EQ(mbx_send(to, stay_busy, NULL, (void *)&g_hold_busy), MBX_OK);

@@ -60,6 +60,7 @@ int main(void) {
     CHECK_EQ(pthread_join(s, &result), 0);
     CHECK(result == PTHREAD_CANCELED);
     wait_for_count(&g_run, round + 1);
+    test_wait_drained(g_worker);
     mbx_stats st;
     CHECK_EQ(mbx_stats_get(g_worker, &st), MBX_OK);
     CHECK_EQ(st.pending, 0);
